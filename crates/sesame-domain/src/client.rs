@@ -1,0 +1,134 @@
+use crate::{ConnectionName, SecretHash};
+
+/// An application's public identifier.
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(transparent)]
+pub struct ClientId(pub String);
+
+impl ClientId {
+    pub fn new(id: impl Into<String>) -> Self {
+        Self(id.into())
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Auth0's application types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AppType {
+    Native,
+    Spa,
+    RegularWeb,
+    NonInteractive,
+}
+
+impl AppType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Native => "native",
+            Self::Spa => "spa",
+            Self::RegularWeb => "regular_web",
+            Self::NonInteractive => "non_interactive",
+        }
+    }
+}
+
+/// How a client proves who it is at the token endpoint (and at start, when confidential).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMethod {
+    None,
+    ClientSecretPost,
+    ClientSecretBasic,
+    PrivateKeyJwt,
+}
+
+impl AuthMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::ClientSecretPost => "client_secret_post",
+            Self::ClientSecretBasic => "client_secret_basic",
+            Self::PrivateKeyJwt => "private_key_jwt",
+        }
+    }
+}
+
+/// The grants a client may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum GrantType {
+    #[serde(rename = "http://auth0.com/oauth/grant-type/passwordless/otp")]
+    PasswordlessOtp,
+    #[serde(rename = "authorization_code")]
+    AuthorizationCode,
+    #[serde(rename = "implicit")]
+    Implicit,
+    #[serde(rename = "refresh_token")]
+    RefreshToken,
+}
+
+impl GrantType {
+    pub const PASSWORDLESS_OTP: &'static str = "http://auth0.com/oauth/grant-type/passwordless/otp";
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            Self::PASSWORDLESS_OTP => Some(Self::PasswordlessOtp),
+            "authorization_code" => Some(Self::AuthorizationCode),
+            "implicit" => Some(Self::Implicit),
+            "refresh_token" => Some(Self::RefreshToken),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::PasswordlessOtp => Self::PASSWORDLESS_OTP,
+            Self::AuthorizationCode => "authorization_code",
+            Self::Implicit => "implicit",
+            Self::RefreshToken => "refresh_token",
+        }
+    }
+}
+
+/// An application registered with Sesame.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Client {
+    pub id: ClientId,
+    pub name: String,
+    pub app_type: AppType,
+    pub auth_method: AuthMethod,
+    /// Keyed hash of the client secret; `None` for public clients.
+    pub secret_hash: Option<SecretHash>,
+    pub connections: Vec<ConnectionName>,
+    pub callbacks: Vec<String>,
+    pub allowed_origins: Vec<String>,
+    pub grant_types: Vec<GrantType>,
+    /// PEM or JWK public keys for `private_key_jwt`.
+    pub public_keys: Vec<String>,
+}
+
+impl Client {
+    /// A confidential client must authenticate; public ones (native, SPA) cannot keep a secret.
+    pub fn is_confidential(&self) -> bool {
+        self.auth_method != AuthMethod::None
+    }
+
+    pub fn connection_enabled(&self, name: &ConnectionName) -> bool {
+        self.connections.contains(name)
+    }
+
+    /// SPAs may never use the OTP grant (Auth0), whatever their grant list says.
+    pub fn may_use(&self, grant: GrantType) -> bool {
+        let spa_forbidden = self.app_type == AppType::Spa && grant == GrantType::PasswordlessOtp;
+        !spa_forbidden && self.grant_types.contains(&grant)
+    }
+
+    /// Exact string match against the registered callbacks (RFC 9700 §2.1).
+    pub fn callback_allowed(&self, redirect_uri: &str) -> bool {
+        self.callbacks.iter().any(|c| c == redirect_uri)
+    }
+}

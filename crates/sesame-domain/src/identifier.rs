@@ -1,0 +1,227 @@
+use std::fmt;
+
+/// Why a submitted email address or phone number was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdentifierError {
+    #[error("email format validation failed")]
+    BadEmail,
+    /// The string is not `^\+[0-9]{1,15}$`, Auth0's rule.
+    #[error("phone number does not match ^\\+[0-9]{{1,15}}$")]
+    PhonePattern,
+    /// The string has the right shape but is no dialable number in any country plan.
+    #[error("phone number is not valid in any numbering plan")]
+    PhoneNotDialable,
+}
+
+/// A normalised email address: trimmed, lower-cased, validated (RFC 5322 addr-spec via
+/// `email_address`), without control characters, so it is safe in a mail header.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Email(String);
+
+impl Email {
+    /// Parses and normalises a submitted address.
+    ///
+    /// # Errors
+    /// `BadEmail` when the trimmed string is not a plain address (no display name, no comments)
+    /// or holds any control character.
+    pub fn parse(raw: &str) -> Result<Self, IdentifierError> {
+        let trimmed = raw.trim();
+        if trimmed.is_empty() || trimmed.len() > 254 || trimmed.chars().any(char::is_control) {
+            return Err(IdentifierError::BadEmail);
+        }
+        let lowered = trimmed.to_lowercase();
+        let options = email_address::Options::default()
+            .without_display_text()
+            .without_domain_literal();
+        match email_address::EmailAddress::parse_with_options(&lowered, options) {
+            // The crate accepts dotless domains ("a@localhost"); a login address needs a real domain.
+            Ok(parsed) if parsed.domain().contains('.') && !parsed.domain().ends_with('.') => {
+                Ok(Self(lowered))
+            }
+            _ => Err(IdentifierError::BadEmail),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// `j***@example.com`: the form that may appear in logs.
+    pub fn masked(&self) -> String {
+        let (local, domain) = self.0.split_once('@').unwrap_or((&self.0, ""));
+        let first: String = local.chars().take(1).collect();
+        format!("{first}***@{domain}")
+    }
+
+    /// The local part, Auth0's `nickname` for email users.
+    pub fn local_part(&self) -> &str {
+        self.0.split_once('@').map_or(&self.0, |(l, _)| l)
+    }
+}
+
+impl TryFrom<String> for Email {
+    type Error = IdentifierError;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Self::parse(&value)
+    }
+}
+impl From<Email> for String {
+    fn from(value: Email) -> Self {
+        value.0
+    }
+}
+impl fmt::Debug for Email {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Email({})", self.masked())
+    }
+}
+
+/// A phone number in E.164 form (`+` and 1–15 digits), checked against the numbering plans of
+/// libphonenumber (the `phonenumber` crate) so that no SMS goes to a number that cannot exist.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct PhoneNumber {
+    e164: String,
+    country: Option<String>,
+}
+
+impl PhoneNumber {
+    /// Parses a submitted number. Only Auth0's exact form is accepted: no spaces, no national form.
+    ///
+    /// # Errors
+    /// `PhonePattern` when it is not `^\+[0-9]{1,15}$`; `PhoneNotDialable` when no plan knows it.
+    pub fn parse(raw: &str) -> Result<Self, IdentifierError> {
+        let digits = raw.strip_prefix('+').ok_or(IdentifierError::PhonePattern)?;
+        if digits.is_empty() || digits.len() > 15 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(IdentifierError::PhonePattern);
+        }
+        let parsed =
+            phonenumber::parse(None, raw).map_err(|_| IdentifierError::PhoneNotDialable)?;
+        if !phonenumber::is_valid(&parsed) {
+            return Err(IdentifierError::PhoneNotDialable);
+        }
+        let e164 = parsed.format().mode(phonenumber::Mode::E164).to_string();
+        let country = parsed.country().id().map(|id| id.as_ref().to_owned());
+        Ok(Self { e164, country })
+    }
+
+    pub fn e164(&self) -> &str {
+        &self.e164
+    }
+
+    /// ISO 3166 region of the number (`US`, `FR`, …) where the plan names one.
+    pub fn country(&self) -> Option<&str> {
+        self.country.as_deref()
+    }
+
+    /// `+1415***71`: the form that may appear in logs.
+    pub fn masked(&self) -> String {
+        let keep_head = self.e164.len().min(5);
+        let tail_start = self.e164.len().saturating_sub(2).max(keep_head);
+        format!("{}***{}", &self.e164[..keep_head], &self.e164[tail_start..])
+    }
+}
+
+impl TryFrom<String> for PhoneNumber {
+    type Error = IdentifierError;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Self::parse(&value)
+    }
+}
+impl From<PhoneNumber> for String {
+    fn from(value: PhoneNumber) -> Self {
+        value.e164
+    }
+}
+impl fmt::Debug for PhoneNumber {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PhoneNumber({})", self.masked())
+    }
+}
+
+/// Who a challenge is for: an email address or a phone number.
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(tag = "kind", content = "value", rename_all = "snake_case")]
+pub enum Identifier {
+    Email(Email),
+    Phone(PhoneNumber),
+}
+
+impl Identifier {
+    /// The canonical string: the normalised address or the E.164 number.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Email(e) => e.as_str(),
+            Self::Phone(p) => p.e164(),
+        }
+    }
+
+    pub fn masked(&self) -> String {
+        match self {
+            Self::Email(e) => e.masked(),
+            Self::Phone(p) => p.masked(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn email_is_trimmed_and_lower_cased() {
+        let email = Email::parse("  Jane.Doe@Example.COM ").expect("valid");
+        assert_eq!(email.as_str(), "jane.doe@example.com");
+        assert_eq!(email.masked(), "j***@example.com");
+        assert_eq!(email.local_part(), "jane.doe");
+    }
+
+    #[test]
+    fn bad_emails_are_refused() {
+        for bad in [
+            "",
+            "plain",
+            "a@b",
+            "a@@b.com",
+            "Jane <jane@example.com>",
+            "a@b.com\r\nBcc: x@y.com",
+            "a b@c.com",
+            "a@[127.0.0.1]",
+        ] {
+            assert_eq!(Email::parse(bad), Err(IdentifierError::BadEmail), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn phone_numbers_follow_auth0_pattern_then_numbering_plans() {
+        let phone = PhoneNumber::parse("+14155552671").expect("valid US number");
+        assert_eq!(phone.e164(), "+14155552671");
+        assert_eq!(phone.country(), Some("US"));
+        assert_eq!(phone.masked(), "+1415***71");
+        assert_eq!(
+            PhoneNumber::parse("+33612345678").expect("FR").country(),
+            Some("FR")
+        );
+        for bad in [
+            "14155552671",
+            "+",
+            "+1 415 555 2671",
+            "+1234567890123456",
+            "+1415555267a",
+            "0612345678",
+        ] {
+            assert_eq!(
+                PhoneNumber::parse(bad),
+                Err(IdentifierError::PhonePattern),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(
+            PhoneNumber::parse("+999123"),
+            Err(IdentifierError::PhoneNotDialable)
+        );
+    }
+}

@@ -1,0 +1,482 @@
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sesame_domain::{
+    Challenge, ChallengeKey, CheckOutcome, Client, ClientId, CodePolicy, Connection,
+    ConnectionName, Identifier, MessageId, NewChallenge, OutboxMessage, Proof, SecretHash, User,
+    UserId,
+};
+use sesame_ports::{
+    AuditEvent, AuditLog, AuthorizationCode, ChallengeStore, ClaimedMessage, ClientStore,
+    ConnectionStore, DeliveryState, GrantStore, KeyState, KeyStore, OpaqueToken, Outbox,
+    RefreshOutcome, RefreshToken, SigningKeyRecord, StoreError, UserStore,
+};
+use time::OffsetDateTime;
+
+#[derive(Debug)]
+struct OutboxRow {
+    message: OutboxMessage,
+    state: DeliveryState,
+    attempts: u32,
+    due_at: OffsetDateTime,
+    lease_until: Option<OffsetDateTime>,
+    last_error: Option<String>,
+}
+
+#[derive(Debug)]
+struct RefreshRow {
+    token: RefreshToken,
+    spent: bool,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    clients: HashMap<ClientId, Client>,
+    connections: HashMap<ConnectionName, Connection>,
+    challenges: HashMap<ChallengeKey, Challenge>,
+    outbox: HashMap<MessageId, OutboxRow>,
+    users: HashMap<(ConnectionName, Identifier), User>,
+    user_ids: HashMap<UserId, (ConnectionName, Identifier)>,
+    codes: HashMap<SecretHash, AuthorizationCode>,
+    opaque: HashMap<SecretHash, OpaqueToken>,
+    refresh: HashMap<SecretHash, RefreshRow>,
+    revoked_families: std::collections::HashSet<String>,
+    keys: Vec<SigningKeyRecord>,
+    audit: Vec<AuditEvent>,
+}
+
+/// Every store port in process memory, behind one lock: each method is one atomic step.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    state: Mutex<State>,
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        crate::lock(&self.state)
+    }
+}
+
+#[async_trait]
+impl ClientStore for MemoryStore {
+    async fn find(&self, id: &ClientId) -> Result<Option<Client>, StoreError> {
+        Ok(self.state().clients.get(id).cloned())
+    }
+    async fn origin_allowed(&self, origin: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .state()
+            .clients
+            .values()
+            .any(|c| c.allowed_origins.iter().any(|o| o == origin)))
+    }
+    async fn list(&self) -> Result<Vec<Client>, StoreError> {
+        let mut all: Vec<Client> = self.state().clients.values().cloned().collect();
+        all.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(all)
+    }
+    async fn save(&self, client: &Client) -> Result<(), StoreError> {
+        self.state()
+            .clients
+            .insert(client.id.clone(), client.clone());
+        Ok(())
+    }
+    async fn delete(&self, id: &ClientId) -> Result<bool, StoreError> {
+        Ok(self.state().clients.remove(id).is_some())
+    }
+}
+
+#[async_trait]
+impl ConnectionStore for MemoryStore {
+    async fn find(&self, name: &ConnectionName) -> Result<Option<Connection>, StoreError> {
+        Ok(self.state().connections.get(name).cloned())
+    }
+    async fn list(&self) -> Result<Vec<Connection>, StoreError> {
+        let mut all: Vec<Connection> = self.state().connections.values().cloned().collect();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(all)
+    }
+    async fn save(&self, connection: &Connection) -> Result<(), StoreError> {
+        self.state()
+            .connections
+            .insert(connection.name.clone(), connection.clone());
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ChallengeStore for MemoryStore {
+    async fn start(
+        &self,
+        challenge: NewChallenge,
+        message: OutboxMessage,
+    ) -> Result<(), StoreError> {
+        let mut state = self.state();
+        let due_at = message.created_at;
+        state.outbox.insert(
+            message.id.clone(),
+            OutboxRow {
+                message,
+                state: DeliveryState::Pending,
+                attempts: 0,
+                due_at,
+                lease_until: None,
+                last_error: None,
+            },
+        );
+        state.challenges.insert(
+            challenge.key.clone(),
+            Challenge {
+                challenge,
+                attempts: 0,
+                consumed_at: None,
+            },
+        );
+        Ok(())
+    }
+
+    async fn check(
+        &self,
+        key: &ChallengeKey,
+        proof: Proof,
+        consume: bool,
+        now: OffsetDateTime,
+    ) -> Result<CheckOutcome, StoreError> {
+        let mut state = self.state();
+        let Some(live) = state.challenges.get_mut(key) else {
+            return Ok(CheckOutcome::NotFound);
+        };
+        if live.consumed_at.is_some() {
+            return Ok(CheckOutcome::NotFound);
+        }
+        if now >= live.challenge.expires_at {
+            return Ok(CheckOutcome::Expired);
+        }
+        if live.attempts >= CodePolicy::MAX_ATTEMPTS {
+            return Ok(CheckOutcome::Exhausted);
+        }
+        let matches = match proof {
+            Proof::Code(h) => live.challenge.code_hash == h,
+            Proof::Link(h) => live.challenge.link_hash.is_some_and(|l| l == h),
+        };
+        if matches {
+            if consume {
+                live.consumed_at = Some(now);
+            }
+            return Ok(CheckOutcome::Accepted(Box::new(live.clone())));
+        }
+        live.attempts += 1;
+        Ok(if live.attempts >= CodePolicy::MAX_ATTEMPTS {
+            CheckOutcome::Exhausted
+        } else {
+            CheckOutcome::Wrong {
+                attempts_left: CodePolicy::MAX_ATTEMPTS - live.attempts,
+            }
+        })
+    }
+}
+
+#[async_trait]
+impl UserStore for MemoryStore {
+    async fn record_login(
+        &self,
+        connection: &ConnectionName,
+        identifier: &Identifier,
+        new_id: UserId,
+        now: OffsetDateTime,
+    ) -> Result<User, StoreError> {
+        let mut state = self.state();
+        let key = (connection.clone(), identifier.clone());
+        if !state.users.contains_key(&key) {
+            state.user_ids.insert(new_id.clone(), key.clone());
+            state.users.insert(
+                key.clone(),
+                User {
+                    id: new_id,
+                    connection: connection.clone(),
+                    identifier: identifier.clone(),
+                    email_verified: false,
+                    phone_verified: false,
+                    created_at: now,
+                    updated_at: now,
+                    last_login: None,
+                    logins_count: 0,
+                },
+            );
+        }
+        let user = state
+            .users
+            .get_mut(&key)
+            .ok_or_else(|| anyhow::anyhow!("user vanished under the lock"))?;
+        match identifier {
+            Identifier::Email(_) => user.email_verified = true,
+            Identifier::Phone(_) => user.phone_verified = true,
+        }
+        user.logins_count += 1;
+        user.last_login = Some(now);
+        user.updated_at = now;
+        Ok(user.clone())
+    }
+
+    async fn find(
+        &self,
+        connection: &ConnectionName,
+        identifier: &Identifier,
+    ) -> Result<Option<User>, StoreError> {
+        Ok(self
+            .state()
+            .users
+            .get(&(connection.clone(), identifier.clone()))
+            .cloned())
+    }
+
+    async fn find_by_id(&self, id: &UserId) -> Result<Option<User>, StoreError> {
+        let state = self.state();
+        Ok(state
+            .user_ids
+            .get(id)
+            .and_then(|key| state.users.get(key))
+            .cloned())
+    }
+}
+
+#[async_trait]
+impl Outbox for MemoryStore {
+    async fn claim_due(
+        &self,
+        now: OffsetDateTime,
+        max: usize,
+        lease: Duration,
+    ) -> Result<Vec<ClaimedMessage>, StoreError> {
+        let mut state = self.state();
+        let mut due: Vec<&mut OutboxRow> = state
+            .outbox
+            .values_mut()
+            .filter(|r| {
+                r.state == DeliveryState::Pending
+                    && r.due_at <= now
+                    && r.lease_until.is_none_or(|l| l <= now)
+            })
+            .collect();
+        due.sort_by_key(|r| r.message.created_at);
+        Ok(due
+            .into_iter()
+            .take(max)
+            .map(|row| {
+                row.attempts += 1;
+                row.lease_until = Some(now + lease);
+                ClaimedMessage {
+                    message: row.message.clone(),
+                    attempt: row.attempts,
+                }
+            })
+            .collect())
+    }
+
+    async fn mark_sent(&self, id: &MessageId, _now: OffsetDateTime) -> Result<(), StoreError> {
+        if let Some(row) = self.state().outbox.get_mut(id) {
+            row.state = DeliveryState::Sent;
+            row.lease_until = None;
+        }
+        Ok(())
+    }
+
+    async fn retry_at(
+        &self,
+        id: &MessageId,
+        at: OffsetDateTime,
+        error: &str,
+    ) -> Result<(), StoreError> {
+        if let Some(row) = self.state().outbox.get_mut(id) {
+            row.due_at = at;
+            row.lease_until = None;
+            row.last_error = Some(error.to_owned());
+        }
+        Ok(())
+    }
+
+    async fn finish(
+        &self,
+        id: &MessageId,
+        state: DeliveryState,
+        _now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        if let Some(row) = self.state().outbox.get_mut(id) {
+            row.state = state;
+            row.lease_until = None;
+        }
+        Ok(())
+    }
+
+    async fn state(&self, id: &MessageId) -> Result<Option<DeliveryState>, StoreError> {
+        Ok(self.state().outbox.get(id).map(|r| r.state.clone()))
+    }
+
+    async fn next_due(&self) -> Result<Option<OffsetDateTime>, StoreError> {
+        let state = self.state();
+        Ok(state
+            .outbox
+            .values()
+            .filter(|r| r.state == DeliveryState::Pending)
+            .map(|r| r.lease_until.map_or(r.due_at, |l| l.max(r.due_at)))
+            .min())
+    }
+}
+
+#[async_trait]
+impl GrantStore for MemoryStore {
+    async fn save_code(&self, code: AuthorizationCode) -> Result<(), StoreError> {
+        self.state().codes.insert(code.code_hash, code);
+        Ok(())
+    }
+    async fn take_code(
+        &self,
+        hash: &SecretHash,
+        now: OffsetDateTime,
+    ) -> Result<Option<AuthorizationCode>, StoreError> {
+        Ok(self
+            .state()
+            .codes
+            .remove(hash)
+            .filter(|c| c.expires_at > now))
+    }
+    async fn save_opaque(&self, token: OpaqueToken) -> Result<(), StoreError> {
+        let mut state = self.state();
+        if state.opaque.len() > 100_000 {
+            let now = token.expires_at - time::Duration::days(400);
+            state.opaque.retain(|_, t| t.expires_at > now);
+        }
+        state.opaque.insert(token.token_hash, token);
+        Ok(())
+    }
+    async fn find_opaque(
+        &self,
+        hash: &SecretHash,
+        now: OffsetDateTime,
+    ) -> Result<Option<OpaqueToken>, StoreError> {
+        Ok(self
+            .state()
+            .opaque
+            .get(hash)
+            .filter(|t| t.expires_at > now)
+            .cloned())
+    }
+    async fn save_refresh(&self, token: RefreshToken) -> Result<(), StoreError> {
+        self.state().refresh.insert(
+            token.token_hash,
+            RefreshRow {
+                token,
+                spent: false,
+            },
+        );
+        Ok(())
+    }
+    async fn rotate_refresh(
+        &self,
+        presented: &SecretHash,
+        next: RefreshToken,
+        now: OffsetDateTime,
+    ) -> Result<RefreshOutcome, StoreError> {
+        let mut state = self.state();
+        let Some(row) = state.refresh.get(presented) else {
+            return Ok(RefreshOutcome::Invalid);
+        };
+        let family = row.token.family_id.clone();
+        if state.revoked_families.contains(&family) || row.token.expires_at <= now {
+            return Ok(RefreshOutcome::Invalid);
+        }
+        if row.spent {
+            state.revoked_families.insert(family);
+            return Ok(RefreshOutcome::Reused);
+        }
+        let current = row.token.clone();
+        if let Some(row) = state.refresh.get_mut(presented) {
+            row.spent = true;
+        }
+        state.refresh.insert(
+            next.token_hash,
+            RefreshRow {
+                token: next,
+                spent: false,
+            },
+        );
+        Ok(RefreshOutcome::Rotated(current))
+    }
+}
+
+#[async_trait]
+impl KeyStore for MemoryStore {
+    async fn active(&self) -> Result<Option<SigningKeyRecord>, StoreError> {
+        Ok(self
+            .state()
+            .keys
+            .iter()
+            .find(|k| k.state == KeyState::Active)
+            .cloned())
+    }
+    async fn published(&self, now: OffsetDateTime) -> Result<Vec<SigningKeyRecord>, StoreError> {
+        Ok(self
+            .state()
+            .keys
+            .iter()
+            .filter(|k| match k.state {
+                KeyState::Active => true,
+                KeyState::Retiring { until } => until > now,
+                KeyState::Retired => false,
+            })
+            .cloned()
+            .collect())
+    }
+    async fn activate(
+        &self,
+        key: SigningKeyRecord,
+        retire_until: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let mut state = self.state();
+        for k in &mut state.keys {
+            if k.state == KeyState::Active {
+                k.state = KeyState::Retiring {
+                    until: retire_until,
+                };
+            }
+        }
+        state.keys.push(SigningKeyRecord {
+            state: KeyState::Active,
+            ..key
+        });
+        Ok(())
+    }
+    async fn retire(&self, kid: &str) -> Result<bool, StoreError> {
+        let mut state = self.state();
+        match state.keys.iter_mut().find(|k| k.kid == kid) {
+            Some(k) if k.state != KeyState::Active => {
+                k.state = KeyState::Retired;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+}
+
+#[async_trait]
+impl AuditLog for MemoryStore {
+    async fn record(&self, event: AuditEvent) -> Result<(), StoreError> {
+        let mut state = self.state();
+        if state.audit.len() >= 100_000 {
+            state.audit.drain(..10_000);
+        }
+        state.audit.push(event);
+        Ok(())
+    }
+    async fn recent(&self, limit: usize) -> Result<Vec<AuditEvent>, StoreError> {
+        let state = self.state();
+        let mut events: Vec<AuditEvent> = state.audit.iter().rev().take(limit).cloned().collect();
+        events.sort_by(|a, b| b.at.cmp(&a.at));
+        Ok(events)
+    }
+}

@@ -1,0 +1,82 @@
+use async_trait::async_trait;
+use sesame_domain::{ClientId, SecretHash, UserId};
+use time::OffsetDateTime;
+
+use crate::StoreError;
+
+/// An authorization code (magic-link `response_type=code`), stored by hash.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AuthorizationCode {
+    pub code_hash: SecretHash,
+    pub client_id: ClientId,
+    pub user_id: UserId,
+    pub redirect_uri: String,
+    pub scope: String,
+    pub audience: Option<String>,
+    pub nonce: Option<String>,
+    /// PKCE S256 challenge, when the authorization carried one.
+    pub code_challenge: Option<String>,
+    pub expires_at: OffsetDateTime,
+}
+
+/// An opaque access token (no `audience`), good only at `/userinfo`, stored by hash.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct OpaqueToken {
+    pub token_hash: SecretHash,
+    pub client_id: ClientId,
+    pub user_id: UserId,
+    pub scope: String,
+    pub expires_at: OffsetDateTime,
+}
+
+/// A refresh token, stored by hash, in a family that rotation extends.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RefreshToken {
+    pub token_hash: SecretHash,
+    pub family_id: String,
+    pub client_id: ClientId,
+    pub user_id: UserId,
+    pub scope: String,
+    pub audience: Option<String>,
+    pub expires_at: OffsetDateTime,
+}
+
+/// What presenting a refresh token did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefreshOutcome {
+    /// The token was current: it is now spent and `next` is current.
+    Rotated(RefreshToken),
+    /// The token was already spent: the whole family is revoked.
+    Reused,
+    /// Unknown, expired or revoked.
+    Invalid,
+}
+
+/// Authorization codes, opaque access tokens and refresh-token families.
+///
+/// Guarantees: a code is taken once (concurrent takes: one winner); presenting a spent refresh
+/// token revokes its family, so the current one stops working too.
+#[async_trait]
+pub trait GrantStore: Send + Sync + std::fmt::Debug {
+    async fn save_code(&self, code: AuthorizationCode) -> Result<(), StoreError>;
+    /// Returns and deletes the code if it exists and is not expired.
+    async fn take_code(
+        &self,
+        hash: &SecretHash,
+        now: OffsetDateTime,
+    ) -> Result<Option<AuthorizationCode>, StoreError>;
+    async fn save_opaque(&self, token: OpaqueToken) -> Result<(), StoreError>;
+    async fn find_opaque(
+        &self,
+        hash: &SecretHash,
+        now: OffsetDateTime,
+    ) -> Result<Option<OpaqueToken>, StoreError>;
+    async fn save_refresh(&self, token: RefreshToken) -> Result<(), StoreError>;
+    /// Spends `presented` and makes `next` (same family) current, atomically.
+    async fn rotate_refresh(
+        &self,
+        presented: &SecretHash,
+        next: RefreshToken,
+        now: OffsetDateTime,
+    ) -> Result<RefreshOutcome, StoreError>;
+}

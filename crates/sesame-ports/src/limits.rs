@@ -1,0 +1,58 @@
+use std::time::Duration;
+
+use async_trait::async_trait;
+use time::OffsetDateTime;
+
+/// One token bucket to check: `limit` tokens, refilled evenly over `window`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitRule {
+    pub key: String,
+    pub limit: u32,
+    pub window: Duration,
+    /// Tokens this request takes: 1 for a request, 0 to only look (e.g. failed tries are
+    /// looked at before an exchange and taken after a failure).
+    pub cost: u32,
+}
+
+/// The answer for all the rules of one request, reported for the tightest bucket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitDecision {
+    pub allowed: bool,
+    pub limit: u32,
+    pub remaining: u32,
+    /// When the tightest bucket is full again.
+    pub reset_at: OffsetDateTime,
+    /// How long until the request would be allowed; zero when allowed.
+    pub retry_after: Duration,
+}
+
+/// The limiter's backing service failed.
+#[derive(Debug, thiserror::Error)]
+#[error("rate limiter unavailable")]
+pub struct LimitError(#[source] pub anyhow::Error);
+
+/// Rate limits shared by every replica.
+///
+/// Guarantee: all rules of one call are checked and taken atomically: the request is allowed
+/// only if every bucket holds `cost` tokens, and then every bucket gives them; otherwise none do.
+#[async_trait]
+pub trait RateLimiter: Send + Sync + std::fmt::Debug {
+    async fn check(
+        &self,
+        rules: &[LimitRule],
+        now: OffsetDateTime,
+    ) -> Result<LimitDecision, LimitError>;
+}
+
+/// Remembers single-use values (client-assertion `jti`s) until they expire.
+///
+/// Guarantee: of any number of concurrent calls with one key before `until`, exactly one gets `true`.
+#[async_trait]
+pub trait ReplayGuard: Send + Sync + std::fmt::Debug {
+    async fn first_use(
+        &self,
+        key: &str,
+        until: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Result<bool, LimitError>;
+}
