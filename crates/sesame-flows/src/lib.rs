@@ -1,1 +1,109 @@
+//! Sesame's use cases, written only against the ports: authenticate a client, start a
+//! passwordless login, exchange a code for tokens, deliver the outbox. No HTTP, no SQL.
 
+pub mod client_auth;
+pub mod crypto;
+pub mod delivery;
+pub mod exchange;
+pub mod messages;
+pub mod start;
+pub mod tokens;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sesame_ports::{
+    AuditEvent, AuditLog, ChallengeStore, ClientStore, Clock, ConnectionStore, EmailSender,
+    GrantStore, Outbox, Random, RateLimiter, ReplayGuard, SmsSender, TokenIssuer, UserStore,
+};
+
+pub use crypto::{OsRandom, Secrets};
+
+/// Every port the flows use. `sesame-api` fills it from configuration; tests fill it with the
+/// memory adapters.
+#[derive(Debug, Clone)]
+pub struct Ports {
+    pub clients: Arc<dyn ClientStore>,
+    pub connections: Arc<dyn ConnectionStore>,
+    pub challenges: Arc<dyn ChallengeStore>,
+    pub users: Arc<dyn UserStore>,
+    pub outbox: Arc<dyn Outbox>,
+    pub grants: Arc<dyn GrantStore>,
+    pub audit: Arc<dyn AuditLog>,
+    pub tokens: Arc<dyn TokenIssuer>,
+    pub limiter: Arc<dyn RateLimiter>,
+    pub replay: Arc<dyn ReplayGuard>,
+    pub email: Arc<dyn EmailSender>,
+    pub sms: Arc<dyn SmsSender>,
+    pub clock: Arc<dyn Clock>,
+    pub random: Arc<dyn Random>,
+}
+
+/// An API (resource server) that access tokens may be issued for.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Api {
+    pub identifier: String,
+    /// Whether `offline_access` yields a refresh token for this API (Auth0's "Allow Offline Access").
+    #[serde(default)]
+    pub allow_offline_access: bool,
+}
+
+/// Settings the flows need.
+#[derive(Debug, Clone)]
+pub struct FlowSettings {
+    /// `https://auth.example.com/`, with the trailing slash Auth0's SDKs expect.
+    pub issuer: String,
+    pub id_token_lifetime: Duration,
+    pub access_token_lifetime: Duration,
+    pub refresh_token_lifetime: Duration,
+    pub apis: Vec<Api>,
+    pub delivery: delivery::RetryPolicy,
+}
+
+impl FlowSettings {
+    pub fn new(issuer: impl Into<String>) -> Self {
+        let mut issuer = issuer.into();
+        if !issuer.ends_with('/') {
+            issuer.push('/');
+        }
+        Self {
+            issuer,
+            id_token_lifetime: Duration::from_secs(36_000),
+            access_token_lifetime: Duration::from_secs(86_400),
+            refresh_token_lifetime: Duration::from_secs(30 * 86_400),
+            apis: Vec::new(),
+            delivery: delivery::RetryPolicy::default(),
+        }
+    }
+}
+
+/// The use cases, sharing ports, secrets and settings.
+#[derive(Debug, Clone)]
+pub struct Sesame {
+    pub ports: Ports,
+    secrets: Arc<Secrets>,
+    pub settings: Arc<FlowSettings>,
+    wake_delivery: Arc<tokio::sync::Notify>,
+}
+
+impl Sesame {
+    pub fn new(ports: Ports, secrets: Secrets, settings: FlowSettings) -> Self {
+        Self {
+            ports,
+            secrets: Arc::new(secrets),
+            settings: Arc::new(settings),
+            wake_delivery: Arc::new(tokio::sync::Notify::new()),
+        }
+    }
+
+    pub fn secrets(&self) -> &Secrets {
+        &self.secrets
+    }
+
+    /// Records an audit event; a failure to record is logged, never passed on.
+    async fn audit(&self, event: AuditEvent) {
+        if let Err(e) = self.ports.audit.record(event).await {
+            tracing::warn!(error = ?e, "audit record failed");
+        }
+    }
+}

@@ -1,1 +1,274 @@
+//! Token signing for Sesame: RS256 keys (from a PEM file or generated at start), the JWKS,
+//! and verification of the tokens Sesame signed. Built on `jsonwebtoken` with the aws-lc-rs
+//! backend; `aws-lc-rs` itself generates keys and reads the RSA public components.
 
+use std::sync::RwLock;
+
+use anyhow::Context as _;
+use async_trait::async_trait;
+use aws_lc_rs::encoding::AsDer as _;
+use aws_lc_rs::signature::KeyPair as _;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde_json::{Value, json};
+use sesame_ports::{TokenError, TokenIssuer, TokenKind};
+
+/// One RSA signing key, ready to sign, with its public JWK.
+pub struct RsaSigningKey {
+    kid: String,
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    jwk: Value,
+    pem: String,
+}
+
+impl std::fmt::Debug for RsaSigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RsaSigningKey")
+            .field("kid", &self.kid)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RsaSigningKey {
+    /// A new 2048-bit key (RS256, as Auth0 signs by default).
+    ///
+    /// # Errors
+    /// When key generation fails.
+    pub fn generate() -> anyhow::Result<Self> {
+        let pair = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)
+            .map_err(|_| anyhow::anyhow!("RSA key generation failed"))?;
+        let der = pair
+            .as_der()
+            .map_err(|_| anyhow::anyhow!("RSA key encoding failed"))?;
+        let pem = pem::encode(&pem::Pem::new("PRIVATE KEY", der.as_ref().to_vec()));
+        Self::from_pem(&pem)
+    }
+
+    /// Reads a PKCS#8 (`PRIVATE KEY`) or PKCS#1 (`RSA PRIVATE KEY`) PEM.
+    ///
+    /// # Errors
+    /// When the PEM is not an RSA private key of at least 2048 bits.
+    pub fn from_pem(pem_text: &str) -> anyhow::Result<Self> {
+        let parsed = pem::parse(pem_text).context("signing key is not PEM")?;
+        let pair = match parsed.tag() {
+            "PRIVATE KEY" => aws_lc_rs::rsa::KeyPair::from_pkcs8(parsed.contents()),
+            "RSA PRIVATE KEY" => aws_lc_rs::rsa::KeyPair::from_der(parsed.contents()),
+            other => anyhow::bail!(
+                "signing key PEM is a {other}, expected PRIVATE KEY or RSA PRIVATE KEY"
+            ),
+        }
+        .map_err(|e| anyhow::anyhow!("signing key is not a usable RSA key: {e}"))?;
+        anyhow::ensure!(
+            pair.public_modulus_len() * 8 >= 2048,
+            "the RSA signing key must have at least 2048 bits"
+        );
+        let public = pair.public_key();
+        let n = URL_SAFE_NO_PAD.encode(public.modulus().big_endian_without_leading_zero());
+        let e = URL_SAFE_NO_PAD.encode(public.exponent().big_endian_without_leading_zero());
+        // RFC 7638 thumbprint: SHA-256 over the required members in lexicographic order.
+        let canonical = format!(r#"{{"e":"{e}","kty":"RSA","n":"{n}"}}"#);
+        let kid = URL_SAFE_NO_PAD.encode(aws_lc_rs::digest::digest(
+            &aws_lc_rs::digest::SHA256,
+            canonical.as_bytes(),
+        ));
+        let encoding = EncodingKey::from_rsa_pem(pem_text.as_bytes())
+            .context("signing key rejected by jsonwebtoken")?;
+        let decoding = DecodingKey::from_rsa_components(&n, &e)
+            .context("public key rejected by jsonwebtoken")?;
+        let jwk = json!({"kty": "RSA", "use": "sig", "alg": "RS256", "kid": kid, "n": n, "e": e});
+        Ok(Self {
+            kid,
+            encoding,
+            decoding,
+            jwk,
+            pem: pem_text.to_owned(),
+        })
+    }
+
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+
+    pub fn public_jwk(&self) -> &Value {
+        &self.jwk
+    }
+
+    /// The private key as PEM, for storing (sealed) in a key store.
+    pub fn private_pem(&self) -> &str {
+        &self.pem
+    }
+}
+
+/// Signs with the active key and verifies against every published one.
+#[derive(Debug)]
+pub struct JwtIssuer {
+    /// The active key first, then keys still published during a rotation.
+    keys: RwLock<Vec<RsaSigningKey>>,
+}
+
+impl JwtIssuer {
+    pub fn new(active: RsaSigningKey) -> Self {
+        Self {
+            keys: RwLock::new(vec![active]),
+        }
+    }
+
+    /// Makes `key` the active key; the previous keys stay published.
+    pub fn rotate(&self, key: RsaSigningKey) {
+        let mut keys = self
+            .keys
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        keys.insert(0, key);
+    }
+
+    /// Stops publishing the key `kid`, unless it is the active one.
+    pub fn retire(&self, kid: &str) -> bool {
+        let mut keys = self
+            .keys
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let before = keys.len();
+        let active = keys.first().map(|k| k.kid.clone());
+        keys.retain(|k| Some(&k.kid) == active.as_ref() || k.kid != kid);
+        keys.len() != before
+    }
+
+    pub fn active_kid(&self) -> String {
+        let keys = self
+            .keys
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        keys.first().map(|k| k.kid.clone()).unwrap_or_default()
+    }
+}
+
+#[async_trait]
+impl TokenIssuer for JwtIssuer {
+    async fn sign(&self, kind: TokenKind, claims: &Value) -> Result<String, TokenError> {
+        let keys = self
+            .keys
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let key = keys
+            .first()
+            .ok_or_else(|| anyhow::anyhow!("no signing key"))?;
+        let mut header = Header::new(Algorithm::RS256);
+        header.kid = Some(key.kid.clone());
+        header.typ = Some(match kind {
+            TokenKind::IdToken => "JWT".into(),
+            TokenKind::AccessToken => "at+jwt".into(),
+        });
+        jsonwebtoken::encode(&header, claims, &key.encoding)
+            .map_err(|e| TokenError::Unexpected(e.into()))
+    }
+
+    async fn verify(&self, token: &str) -> Result<Value, TokenError> {
+        let header =
+            jsonwebtoken::decode_header(token).map_err(|e| TokenError::Invalid(e.to_string()))?;
+        if header.alg != Algorithm::RS256 {
+            return Err(TokenError::Invalid("unexpected algorithm".into()));
+        }
+        let keys = self
+            .keys
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let key = keys
+            .iter()
+            .find(|k| header.kid.as_deref() == Some(k.kid.as_str()))
+            .ok_or_else(|| TokenError::Invalid("unknown kid".into()))?;
+        let mut validation = Validation::new(Algorithm::RS256);
+        validation.validate_aud = false;
+        validation.leeway = 0;
+        let data = jsonwebtoken::decode::<Value>(token, &key.decoding, &validation)
+            .map_err(|e| TokenError::Invalid(e.to_string()))?;
+        Ok(data.claims)
+    }
+
+    async fn jwks(&self) -> Result<Value, TokenError> {
+        let keys = self
+            .keys
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Ok(json!({"keys": keys.iter().map(|k| k.jwk.clone()).collect::<Vec<_>>()}))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn signed_tokens_verify_with_the_published_key_and_survive_rotation() {
+        let issuer = JwtIssuer::new(RsaSigningKey::generate().expect("key"));
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let claims = json!({"sub": "email|1", "exp": now + 60, "iat": now});
+        let token = issuer
+            .sign(TokenKind::IdToken, &claims)
+            .await
+            .expect("signed");
+        assert_eq!(
+            issuer.verify(&token).await.expect("verifies")["sub"],
+            "email|1"
+        );
+
+        let jwks = issuer.jwks().await.expect("jwks");
+        let jwk = &jwks["keys"][0];
+        let header = jsonwebtoken::decode_header(&token).expect("header");
+        assert_eq!(header.kid.as_deref(), jwk["kid"].as_str());
+        let key = DecodingKey::from_rsa_components(
+            jwk["n"].as_str().expect("n"),
+            jwk["e"].as_str().expect("e"),
+        )
+        .expect("key");
+        let mut v = Validation::new(Algorithm::RS256);
+        v.validate_aud = false;
+        assert!(
+            jsonwebtoken::decode::<Value>(&token, &key, &v).is_ok(),
+            "verifies from the JWKS alone"
+        );
+
+        let old_kid = issuer.active_kid();
+        issuer.rotate(RsaSigningKey::generate().expect("key"));
+        assert_ne!(issuer.active_kid(), old_kid);
+        assert!(
+            issuer.verify(&token).await.is_ok(),
+            "old tokens still verify"
+        );
+        assert_eq!(
+            issuer.jwks().await.expect("jwks")["keys"]
+                .as_array()
+                .map(Vec::len),
+            Some(2)
+        );
+        assert!(issuer.retire(&old_kid));
+        assert!(
+            issuer.verify(&token).await.is_err(),
+            "retired key no longer verifies"
+        );
+    }
+
+    #[tokio::test]
+    async fn tampered_and_unsigned_tokens_are_refused() {
+        let issuer = JwtIssuer::new(RsaSigningKey::generate().expect("key"));
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let token = issuer
+            .sign(
+                TokenKind::AccessToken,
+                &json!({"sub": "a", "exp": now + 60}),
+            )
+            .await
+            .expect("signed");
+        let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
+        parts[1] = URL_SAFE_NO_PAD.encode(br#"{"sub":"admin","exp":9999999999}"#);
+        assert!(issuer.verify(&parts.join(".")).await.is_err());
+        let none = format!(
+            "{}.{}.",
+            URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#),
+            parts[1]
+        );
+        assert!(issuer.verify(&none).await.is_err());
+    }
+}

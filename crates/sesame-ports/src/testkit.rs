@@ -4,7 +4,6 @@
     clippy::unwrap_used,
     reason = "contract tests fail loudly on any error"
 )]
-#![expect(clippy::missing_panics_doc, reason = "these are tests")]
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

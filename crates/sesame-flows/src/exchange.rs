@@ -1,0 +1,146 @@
+//! `POST /oauth/token` with the passwordless OTP grant: check-and-consume, find-or-create the
+//! user, sign tokens.
+
+use sesame_domain::{
+    ChallengeKey, CheckOutcome, Client, ConnectionName, Email, GrantType, Identifier, PhoneNumber,
+    Proof, Strategy, UserId,
+};
+use sesame_ports::{AuditEvent, AuditKind, StoreError, TokenError};
+
+use crate::Sesame;
+use crate::crypto::random_object_id;
+use crate::tokens::{TokenRequest, TokenSet};
+
+/// An OTP exchange, after client authentication.
+#[derive(Debug)]
+pub struct OtpExchange {
+    pub client: Client,
+    pub realm: String,
+    pub username: String,
+    pub otp: String,
+    pub scope: Option<String>,
+    pub audience: Option<String>,
+    pub ip: Option<String>,
+}
+
+/// Why an exchange was refused. Each maps to one of Auth0's token-endpoint errors.
+#[derive(Debug, thiserror::Error)]
+pub enum ExchangeError {
+    #[error("the client may not use the passwordless OTP grant")]
+    GrantNotAllowed,
+    #[error("the realm is not a connection of this client")]
+    RealmNotFound,
+    /// Wrong, used or replaced code, or an identifier that cannot have a code.
+    #[error("wrong code")]
+    WrongCode(Strategy),
+    #[error("too many wrong tries")]
+    Exhausted,
+    #[error("code expired")]
+    Expired,
+    #[error("unknown audience")]
+    AudienceNotFound(String),
+    #[error("store unavailable")]
+    Unavailable(#[source] anyhow::Error),
+    #[error(transparent)]
+    Unexpected(#[from] anyhow::Error),
+}
+
+impl From<StoreError> for ExchangeError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(e) => Self::Unavailable(e),
+            other => Self::Unexpected(anyhow::Error::new(other)),
+        }
+    }
+}
+
+impl From<TokenError> for ExchangeError {
+    fn from(e: TokenError) -> Self {
+        Self::Unexpected(anyhow::Error::new(e))
+    }
+}
+
+impl Sesame {
+    /// Exchanges a one-time code for tokens.
+    ///
+    /// # Errors
+    /// See `ExchangeError`.
+    #[tracing::instrument(skip_all, fields(client_id = %req.client.id.as_str(), realm = %req.realm))]
+    pub async fn exchange_otp(&self, req: OtpExchange) -> Result<TokenSet, ExchangeError> {
+        if !req.client.may_use(GrantType::PasswordlessOtp) {
+            return Err(ExchangeError::GrantNotAllowed);
+        }
+        let name = ConnectionName::new(req.realm.clone());
+        let connection = self
+            .ports
+            .connections
+            .find(&name)
+            .await?
+            .ok_or(ExchangeError::RealmNotFound)?;
+        if !req.client.connection_enabled(&connection.name) {
+            return Err(ExchangeError::RealmNotFound);
+        }
+        let strategy = connection.strategy;
+        if let Some(aud) = &req.audience {
+            if !self.settings.apis.iter().any(|a| &a.identifier == aud) {
+                return Err(ExchangeError::AudienceNotFound(aud.clone()));
+            }
+        }
+        // An identifier that does not parse cannot hold a code: same answer as a wrong code.
+        let identifier = match strategy {
+            Strategy::Email => Email::parse(&req.username).map(Identifier::Email),
+            Strategy::Sms => PhoneNumber::parse(&req.username).map(Identifier::Phone),
+        }
+        .map_err(|_| ExchangeError::WrongCode(strategy))?;
+        let key = ChallengeKey {
+            client_id: req.client.id.clone(),
+            connection: connection.name.clone(),
+            identifier,
+        };
+        let proof = Proof::Code(self.secrets().code_hash(&key, req.otp.trim()));
+        let now = self.ports.clock.now();
+        let outcome = self.ports.challenges.check(&key, proof, true, now).await?;
+        let mut event = AuditEvent::new(AuditKind::LoginFailed, now);
+        event.client_id = Some(key.client_id.0.clone());
+        event.connection = Some(key.connection.0.clone());
+        event.identifier = Some(key.identifier.masked());
+        event.ip = req.ip.clone();
+        let failure = match outcome {
+            CheckOutcome::Accepted(_) => None,
+            CheckOutcome::Wrong { .. } | CheckOutcome::NotFound => {
+                Some(ExchangeError::WrongCode(strategy))
+            }
+            CheckOutcome::Exhausted => Some(ExchangeError::Exhausted),
+            CheckOutcome::Expired => Some(ExchangeError::Expired),
+        };
+        if let Some(err) = failure {
+            event.detail = Some(err.to_string());
+            self.audit(event).await;
+            return Err(err);
+        }
+        let new_id = UserId(format!(
+            "{}|{}",
+            strategy.as_str(),
+            random_object_id(&*self.ports.random)
+        ));
+        let user = self
+            .ports
+            .users
+            .record_login(&connection.name, &key.identifier, new_id, now)
+            .await?;
+        let tokens = self
+            .issue_tokens(TokenRequest {
+                client: &req.client,
+                user: &user,
+                scope: req.scope.as_deref().unwrap_or(""),
+                audience: req.audience.as_deref(),
+                nonce: None,
+                refresh_allowed: true,
+            })
+            .await?;
+        event.kind = AuditKind::LoginSucceeded;
+        event.user_id = Some(user.id.0.clone());
+        self.audit(event).await;
+        Ok(tokens)
+    }
+}

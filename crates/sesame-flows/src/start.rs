@@ -1,0 +1,188 @@
+//! `POST /passwordless/start`: make a code (and link), store its hash with the message in one
+//! step, and let the outbox deliver it after the response.
+
+use anyhow::Context as _;
+use sesame_domain::{
+    AuthParams, ChallengeKey, Channel, Client, ConnectionName, Email, Identifier, IdentifierError,
+    MessageId, NewChallenge, OutboxMessage, PhoneNumber, SealedMessage, Send, Strategy,
+};
+use sesame_ports::{AuditEvent, AuditKind, StoreError};
+
+use crate::crypto::{generate_code, generate_link_token, random_object_id};
+use crate::messages::{MessageVars, magic_link, render_email, render_sms};
+use crate::{Sesame, delivery};
+
+/// A start, after the client is authenticated and the body is well-formed.
+#[derive(Debug)]
+pub struct StartRequest {
+    pub client: Client,
+    pub connection: ConnectionName,
+    pub email: Option<String>,
+    pub phone_number: Option<String>,
+    /// `None` when absent or null: a link for email, a code for SMS.
+    pub send: Option<Send>,
+    pub auth_params: AuthParams,
+    /// The raw `x-request-language` value, else the raw `Accept-Language`.
+    pub language: Option<String>,
+    pub ip: Option<String>,
+}
+
+/// What the start response reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Started {
+    pub id: String,
+    pub identifier: Identifier,
+    pub request_language: Option<String>,
+}
+
+/// Why a start was refused. Each maps to one of Auth0's `/passwordless/start` errors.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("connection does not exist")]
+    ConnectionNotFound,
+    #[error("connection is not enabled for the client")]
+    ConnectionDisabled,
+    #[error("email missing")]
+    EmailMissing,
+    #[error("email invalid")]
+    EmailInvalid(String),
+    #[error("phone number missing")]
+    PhoneMissing,
+    #[error("phone number invalid")]
+    PhoneInvalid(IdentifierError),
+    #[error("public signup is disabled")]
+    SignupDisabled,
+    #[error("store unavailable")]
+    Unavailable(#[source] anyhow::Error),
+    #[error(transparent)]
+    Unexpected(#[from] anyhow::Error),
+}
+
+impl From<StoreError> for StartError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(e) => Self::Unavailable(e),
+            other => Self::Unexpected(anyhow::Error::new(other)),
+        }
+    }
+}
+
+/// The AEAD context of an outbox message: a sealed body cannot be moved to another message.
+pub(crate) fn seal_context(id: &MessageId) -> String {
+    format!("outbox:{}", id.0)
+}
+
+impl Sesame {
+    /// Starts a passwordless login.
+    ///
+    /// # Errors
+    /// See `StartError`.
+    #[tracing::instrument(skip_all, fields(client_id = %req.client.id.as_str(), connection = %req.connection.as_str()))]
+    pub async fn start(&self, req: StartRequest) -> Result<Started, StartError> {
+        let connection = self
+            .ports
+            .connections
+            .find(&req.connection)
+            .await?
+            .ok_or(StartError::ConnectionNotFound)?;
+        if !req.client.connection_enabled(&connection.name) {
+            return Err(StartError::ConnectionDisabled);
+        }
+        let identifier = match connection.strategy {
+            Strategy::Email => {
+                let raw = req.email.as_deref().ok_or(StartError::EmailMissing)?;
+                Identifier::Email(
+                    Email::parse(raw).map_err(|_| StartError::EmailInvalid(raw.to_owned()))?,
+                )
+            }
+            Strategy::Sms => {
+                let raw = req
+                    .phone_number
+                    .as_deref()
+                    .ok_or(StartError::PhoneMissing)?;
+                Identifier::Phone(PhoneNumber::parse(raw).map_err(StartError::PhoneInvalid)?)
+            }
+        };
+        if connection.disable_signup
+            && self
+                .ports
+                .users
+                .find(&connection.name, &identifier)
+                .await?
+                .is_none()
+        {
+            return Err(StartError::SignupDisabled);
+        }
+        let send = req
+            .send
+            .unwrap_or_else(|| Send::default_for(connection.strategy));
+        let now = self.ports.clock.now();
+        let random = &*self.ports.random;
+        let key = ChallengeKey {
+            client_id: req.client.id.clone(),
+            connection: connection.name.clone(),
+            identifier,
+        };
+        let code = generate_code(random, connection.policy.length());
+        let link_token = generate_link_token(random);
+        let link = magic_link(
+            &self.settings.issuer,
+            &key,
+            &req.auth_params,
+            link_token.expose(),
+        );
+        let lifetime = connection.policy.lifetime();
+        let vars = MessageVars {
+            code: code.expose(),
+            link: &link,
+            send,
+            application_name: &req.client.name,
+            minutes: lifetime.as_secs().div_ceil(60),
+        };
+        let (channel, rendered) = match connection.strategy {
+            Strategy::Email => (Channel::Email, render_email(&vars)),
+            Strategy::Sms => (Channel::Sms, render_sms(&vars)),
+        };
+        let message_id = MessageId(random_object_id(random));
+        let plain = serde_json::to_vec(&rendered).context("serialising the message")?;
+        let sealed = self
+            .secrets()
+            .seal(random, &seal_context(&message_id), &plain);
+        let expires_at = now + lifetime;
+        let challenge = NewChallenge {
+            id: random_object_id(random),
+            code_hash: self.secrets().code_hash(&key, code.expose()),
+            link_hash: Some(self.secrets().link_hash(&key, link_token.expose())),
+            key: key.clone(),
+            send,
+            auth_params: req.auth_params,
+            language: req.language.clone(),
+            created_at: now,
+            expires_at,
+        };
+        let message = OutboxMessage {
+            id: message_id,
+            channel,
+            recipient: key.identifier.as_str().to_owned(),
+            sealed: SealedMessage(sealed),
+            created_at: now,
+            expires_at,
+        };
+        let id = challenge.id.clone();
+        self.ports.challenges.start(challenge, message).await?;
+        delivery::wake(self);
+        let mut event = AuditEvent::new(AuditKind::CodeLinkSent, now);
+        event.client_id = Some(key.client_id.0.clone());
+        event.connection = Some(key.connection.0.clone());
+        event.identifier = Some(key.identifier.masked());
+        event.ip = req.ip;
+        event.detail = Some(send.as_str().to_owned());
+        self.audit(event).await;
+        tracing::info!(to = %key.identifier.masked(), send = send.as_str(), "code issued");
+        Ok(Started {
+            id,
+            identifier: key.identifier,
+            request_language: req.language,
+        })
+    }
+}

@@ -1,0 +1,205 @@
+//! What goes into tokens (spec §11): id_token claims by scope, access tokens as JWTs for an
+//! API or opaque for `/userinfo`, refresh tokens for `offline_access`.
+
+use serde_json::{Map, Value, json};
+use sesame_domain::{Client, Identifier, User};
+use sesame_ports::{OpaqueToken, RefreshToken, StoreError, TokenError, TokenKind};
+
+use crate::Sesame;
+use crate::crypto::random_b64;
+
+/// The token response body of `/oauth/token`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TokenSet {
+    pub access_token: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    pub expires_in: u64,
+    pub token_type: &'static str,
+}
+
+/// What a token response is for.
+#[derive(Debug)]
+pub struct TokenRequest<'a> {
+    pub client: &'a Client,
+    pub user: &'a User,
+    pub scope: &'a str,
+    pub audience: Option<&'a str>,
+    pub nonce: Option<&'a str>,
+    /// False for the implicit magic-link response, which never carries a refresh token.
+    pub refresh_allowed: bool,
+}
+
+fn has_scope(scope: &str, wanted: &str) -> bool {
+    scope.split_whitespace().any(|s| s == wanted)
+}
+
+fn rfc3339(t: time::OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+/// The user's claims that the scope allows (OIDC Core §5.4, Auth0's profile shape).
+pub fn profile_claims(user: &User, scope: &str) -> Map<String, Value> {
+    let mut claims = Map::new();
+    if has_scope(scope, "profile") {
+        let (name, nickname) = match &user.identifier {
+            Identifier::Email(e) => (e.as_str().to_owned(), e.local_part().to_owned()),
+            Identifier::Phone(p) => (p.e164().to_owned(), p.e164().to_owned()),
+        };
+        claims.insert("name".into(), json!(name));
+        claims.insert("nickname".into(), json!(nickname));
+        claims.insert("updated_at".into(), json!(rfc3339(user.updated_at)));
+    }
+    if has_scope(scope, "email") {
+        if let Some(email) = user.email() {
+            claims.insert("email".into(), json!(email));
+            claims.insert("email_verified".into(), json!(user.email_verified));
+        }
+    }
+    if has_scope(scope, "phone") {
+        if let Some(phone) = user.phone_number() {
+            claims.insert("phone_number".into(), json!(phone));
+            claims.insert("phone_verified".into(), json!(user.phone_verified));
+        }
+    }
+    claims
+}
+
+impl Sesame {
+    /// Signs and stores the tokens of one successful login.
+    ///
+    /// # Errors
+    /// When signing or storing fails.
+    pub async fn issue_tokens(&self, req: TokenRequest<'_>) -> Result<TokenSet, TokenIssueError> {
+        let now = self.ports.clock.now();
+        let iat = now.unix_timestamp();
+        let settings = &self.settings;
+        let random = &*self.ports.random;
+        let scope = req.scope.split_whitespace().collect::<Vec<_>>().join(" ");
+        let openid = has_scope(&scope, "openid");
+        let access_ttl = settings.access_token_lifetime;
+
+        let access_token = match req.audience {
+            Some(aud) => {
+                let audience = if openid {
+                    json!([aud, format!("{}userinfo", settings.issuer)])
+                } else {
+                    json!(aud)
+                };
+                let claims = json!({
+                    "iss": settings.issuer,
+                    "sub": req.user.id.as_str(),
+                    "aud": audience,
+                    "iat": iat,
+                    "exp": iat + i64::try_from(access_ttl.as_secs()).unwrap_or(86_400),
+                    "scope": scope,
+                    "azp": req.client.id.as_str(),
+                    "client_id": req.client.id.as_str(),
+                    "jti": random_b64(random, 16),
+                });
+                self.ports
+                    .tokens
+                    .sign(TokenKind::AccessToken, &claims)
+                    .await?
+            }
+            None => {
+                let token = random_b64(random, 32);
+                self.ports
+                    .grants
+                    .save_opaque(OpaqueToken {
+                        token_hash: self.secrets().token_hash("access_token", &token),
+                        client_id: req.client.id.clone(),
+                        user_id: req.user.id.clone(),
+                        scope: scope.clone(),
+                        expires_at: now + access_ttl,
+                    })
+                    .await?;
+                token
+            }
+        };
+
+        let id_token = if openid {
+            let mut claims = Map::new();
+            claims.insert("iss".into(), json!(settings.issuer));
+            claims.insert("sub".into(), json!(req.user.id.as_str()));
+            claims.insert("aud".into(), json!(req.client.id.as_str()));
+            claims.insert("iat".into(), json!(iat));
+            claims.insert(
+                "exp".into(),
+                json!(iat + i64::try_from(settings.id_token_lifetime.as_secs()).unwrap_or(36_000)),
+            );
+            claims.insert("sid".into(), json!(random_b64(random, 16)));
+            if let Some(nonce) = req.nonce {
+                claims.insert("nonce".into(), json!(nonce));
+            }
+            claims.extend(profile_claims(req.user, &scope));
+            Some(
+                self.ports
+                    .tokens
+                    .sign(TokenKind::IdToken, &Value::Object(claims))
+                    .await?,
+            )
+        } else {
+            None
+        };
+
+        let offline_ok = match req.audience {
+            None => true,
+            Some(aud) => settings
+                .apis
+                .iter()
+                .any(|a| a.identifier == aud && a.allow_offline_access),
+        };
+        let refresh_token =
+            if req.refresh_allowed && offline_ok && has_scope(&scope, "offline_access") {
+                let token = random_b64(random, 32);
+                self.ports
+                    .grants
+                    .save_refresh(RefreshToken {
+                        token_hash: self.secrets().token_hash("refresh_token", &token),
+                        family_id: random_b64(random, 16),
+                        client_id: req.client.id.clone(),
+                        user_id: req.user.id.clone(),
+                        scope: scope.clone(),
+                        audience: req.audience.map(str::to_owned),
+                        expires_at: now + settings.refresh_token_lifetime,
+                    })
+                    .await?;
+                Some(token)
+            } else {
+                None
+            };
+
+        Ok(TokenSet {
+            access_token,
+            id_token,
+            refresh_token,
+            scope: (!scope.is_empty()).then_some(scope),
+            expires_in: access_ttl.as_secs(),
+            token_type: "Bearer",
+        })
+    }
+}
+
+/// Signing or storing a token failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenIssueError {
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<TokenIssueError> for crate::exchange::ExchangeError {
+    fn from(e: TokenIssueError) -> Self {
+        match e {
+            TokenIssueError::Store(s) => s.into(),
+            TokenIssueError::Token(t) => t.into(),
+        }
+    }
+}
