@@ -1,1 +1,66 @@
-fn main() {}
+//! `sesame`: the passwordless login service.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use sesame_api::config::Settings;
+use sesame_api::startup::Application;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "sesame",
+    version,
+    about = "Auth0-compatible passwordless login service"
+)]
+struct Cli {
+    /// A TOML settings file (environment variables SESAME__SECTION__KEY override it).
+    #[arg(long, global = true, env = "SESAME_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the API (and deliver the outbox).
+    Serve {
+        /// Address to bind, overriding `listen` (e.g. 0.0.0.0:8080).
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Check the settings and print them as loaded (secrets hidden).
+    CheckConfig,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let mut settings = Settings::load(cli.config.as_deref())?;
+    sesame_api::telemetry::init(settings.log_format);
+    for key in Settings::unknown_env_keys(std::env::vars()) {
+        tracing::warn!(key, "environment variable matches no setting");
+    }
+    match cli.command {
+        Command::Serve { listen } => {
+            if let Some(listen) = listen {
+                settings.listen = listen;
+            }
+            let app = Application::build(settings)
+                .await
+                .context("starting sesame")?;
+            tracing::info!(port = app.port(), "sesame listening");
+            app.run_until_stopped().await?;
+        }
+        Command::CheckConfig => {
+            tracing::info!(
+                issuer = settings.issuer,
+                listen = settings.listen,
+                store = ?settings.store,
+                clients = settings.clients.len(),
+                "settings are valid"
+            );
+        }
+    }
+    Ok(())
+}

@@ -28,8 +28,10 @@ pub struct OtpExchange {
 pub enum ExchangeError {
     #[error("the client may not use the passwordless OTP grant")]
     GrantNotAllowed,
-    #[error("the realm is not a connection of this client")]
+    #[error("the realm names no connection")]
     RealmNotFound,
+    #[error("the realm is not enabled for this client")]
+    RealmDisabled,
     /// Wrong, used or replaced code, or an identifier that cannot have a code.
     #[error("wrong code")]
     WrongCode(Strategy),
@@ -78,7 +80,7 @@ impl Sesame {
             .await?
             .ok_or(ExchangeError::RealmNotFound)?;
         if !req.client.connection_enabled(&connection.name) {
-            return Err(ExchangeError::RealmNotFound);
+            return Err(ExchangeError::RealmDisabled);
         }
         let strategy = connection.strategy;
         if let Some(aud) = &req.audience {

@@ -1,0 +1,380 @@
+//! Settings: defaults compiled in → an optional TOML file (`--config`) → `SESAME__SECTION__KEY`
+//! environment variables.
+
+use std::path::Path;
+
+use anyhow::Context as _;
+use serde::Deserialize;
+
+/// Which adapter serves a port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StoreKind {
+    Memory,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LimiterKind {
+    Memory,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SenderKind {
+    Mailbox,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    Compact,
+    Json,
+}
+
+/// Everything `sesame serve` reads.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// The public issuer URL, with a trailing slash. Tokens carry it as `iss`; links start with it.
+    pub issuer: String,
+    /// `host:port` to bind; port 0 takes any free port.
+    pub listen: String,
+    /// At least 32 bytes. Keys the hashes of codes and secrets and seals the outbox. Empty: a
+    /// random one is made at start (fine for the embedded default, whose state dies with it).
+    #[serde(default)]
+    pub server_secret: String,
+    /// A PEM file with the RS256 signing key. Empty: a key is generated at start.
+    #[serde(default)]
+    pub signing_key_path: String,
+    pub store: StoreKind,
+    pub rate_limit: LimiterKind,
+    pub email: SenderKind,
+    pub sms: SenderKind,
+    /// Serve `GET /dev/mailbox` (only ever while the mailbox sender delivers).
+    pub dev_mailbox: bool,
+    pub log_format: LogFormat,
+    /// Largest accepted request body, in bytes.
+    pub max_body_bytes: usize,
+    pub tokens: TokenSettings,
+    pub delivery: DeliverySettings,
+    #[serde(default)]
+    pub apis: Vec<sesame_flows::Api>,
+    #[serde(default)]
+    pub connections: Vec<ConnectionSettings>,
+    #[serde(default)]
+    pub clients: Vec<ClientSettings>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenSettings {
+    pub id_token_lifetime_secs: u64,
+    pub access_token_lifetime_secs: u64,
+    pub refresh_token_lifetime_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliverySettings {
+    pub max_attempts: u32,
+    pub base_backoff_ms: u64,
+    pub max_backoff_ms: u64,
+    pub lease_secs: u64,
+    /// How often the worker looks for retries when nothing wakes it.
+    pub poll_ms: u64,
+}
+
+/// A passwordless connection.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectionSettings {
+    pub name: String,
+    pub strategy: sesame_domain::Strategy,
+    #[serde(default = "default_code_length")]
+    pub code_length: u32,
+    #[serde(default = "default_code_lifetime")]
+    pub code_lifetime_secs: u64,
+    #[serde(default)]
+    pub disable_signup: bool,
+}
+
+fn default_code_length() -> u32 {
+    6
+}
+fn default_code_lifetime() -> u64 {
+    180
+}
+
+/// An application declared in the config file.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientSettings {
+    pub client_id: String,
+    pub name: String,
+    #[serde(default = "default_app_type")]
+    pub app_type: sesame_domain::AppType,
+    #[serde(default = "default_auth_method")]
+    pub auth_method: sesame_domain::AuthMethod,
+    /// The secret in the clear (it is hashed at load); for confidential clients.
+    #[serde(default)]
+    pub client_secret: Option<String>,
+    #[serde(default = "default_connections")]
+    pub connections: Vec<String>,
+    #[serde(default)]
+    pub callbacks: Vec<String>,
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
+    #[serde(default = "default_grants")]
+    pub grant_types: Vec<sesame_domain::GrantType>,
+    /// PEM or JWK public keys for `private_key_jwt`.
+    #[serde(default)]
+    pub public_keys: Vec<String>,
+}
+
+impl std::fmt::Debug for ClientSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientSettings")
+            .field("client_id", &self.client_id)
+            .finish_non_exhaustive()
+    }
+}
+
+fn default_app_type() -> sesame_domain::AppType {
+    sesame_domain::AppType::Native
+}
+fn default_auth_method() -> sesame_domain::AuthMethod {
+    sesame_domain::AuthMethod::None
+}
+fn default_connections() -> Vec<String> {
+    vec!["email".into(), "sms".into()]
+}
+fn default_grants() -> Vec<sesame_domain::GrantType> {
+    vec![sesame_domain::GrantType::PasswordlessOtp]
+}
+
+/// The compiled-in defaults: the embedded, zero-setup configuration.
+pub const DEFAULTS: &str = r#"
+issuer = "http://127.0.0.1:8080/"
+listen = "127.0.0.1:8080"
+server_secret = ""
+signing_key_path = ""
+store = "memory"
+rate_limit = "memory"
+email = "mailbox"
+sms = "mailbox"
+dev_mailbox = true
+log_format = "compact"
+max_body_bytes = 16384
+
+[tokens]
+id_token_lifetime_secs = 36000
+access_token_lifetime_secs = 86400
+refresh_token_lifetime_secs = 2592000
+
+[delivery]
+max_attempts = 5
+base_backoff_ms = 2000
+max_backoff_ms = 60000
+lease_secs = 30
+poll_ms = 1000
+"#;
+
+impl Settings {
+    /// Loads the layers. `file` is optional; environment variables win.
+    ///
+    /// # Errors
+    /// When the file cannot be read, a value has the wrong type (the message names the key), or
+    /// a key is unknown.
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
+        Self::load_from(file, std::env::vars())
+    }
+
+    /// As `load`, with the environment given (for tests).
+    ///
+    /// # Errors
+    /// As `load`.
+    pub fn load_from(
+        file: Option<&Path>,
+        env: impl Iterator<Item = (String, String)>,
+    ) -> anyhow::Result<Self> {
+        let mut builder = config::Config::builder()
+            .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml));
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading config file {}", path.display()))?;
+            builder = builder.add_source(config::File::from_str(&text, config::FileFormat::Toml));
+        }
+        let env: std::collections::HashMap<String, String> =
+            env.filter(|(k, _)| k.starts_with("SESAME__")).collect();
+        let source = config::Environment::with_prefix("SESAME")
+            .prefix_separator("__")
+            .separator("__")
+            .ignore_empty(true)
+            .try_parsing(true)
+            .source(Some(env));
+        let settings: Self = builder
+            .add_source(source)
+            .build()
+            .context("reading settings")?
+            .try_deserialize()
+            .context("invalid settings")?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        let url = self.issuer.as_str();
+        anyhow::ensure!(
+            (url.starts_with("https://") || url.starts_with("http://")) && url.ends_with('/'),
+            "issuer must be an http(s) URL ending in '/', got {url:?}"
+        );
+        anyhow::ensure!(
+            self.server_secret.is_empty()
+                || self.server_secret.len() >= sesame_flows::Secrets::MIN_LEN,
+            "server_secret must be at least {} bytes",
+            sesame_flows::Secrets::MIN_LEN
+        );
+        anyhow::ensure!(
+            self.max_body_bytes >= 1024,
+            "max_body_bytes must be at least 1024"
+        );
+        for c in &self.connections {
+            sesame_domain::CodePolicy::new(c.code_length, c.code_lifetime_secs)
+                .with_context(|| format!("connection {:?}", c.name))?;
+        }
+        for c in &self.clients {
+            anyhow::ensure!(
+                c.auth_method == sesame_domain::AuthMethod::None
+                    || c.auth_method == sesame_domain::AuthMethod::PrivateKeyJwt
+                    || c.client_secret.as_ref().is_some_and(|s| s.len() >= 16),
+                "client {:?}: a {} client needs a client_secret of at least 16 characters",
+                c.client_id,
+                c.auth_method.as_str()
+            );
+        }
+        Ok(())
+    }
+
+    /// The `SESAME__*` variables no setting reads, to warn about (a typo otherwise goes unseen).
+    pub fn unknown_env_keys(env: impl Iterator<Item = (String, String)>) -> Vec<String> {
+        const TOP: &[&str] = &[
+            "ISSUER",
+            "LISTEN",
+            "SERVER_SECRET",
+            "SIGNING_KEY_PATH",
+            "STORE",
+            "RATE_LIMIT",
+            "EMAIL",
+            "SMS",
+            "DEV_MAILBOX",
+            "LOG_FORMAT",
+            "MAX_BODY_BYTES",
+            "TOKENS",
+            "DELIVERY",
+        ];
+        env.map(|(k, _)| k)
+            .filter(|k| k.starts_with("SESAME__"))
+            .filter(|k| {
+                let first = k
+                    .trim_start_matches("SESAME__")
+                    .split("__")
+                    .next()
+                    .unwrap_or("");
+                !TOP.contains(&first)
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Iterator<Item = (String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect::<Vec<_>>()
+            .into_iter()
+    }
+
+    #[test]
+    fn defaults_are_the_embedded_setup() {
+        let s = Settings::load_from(None, env(&[])).expect("defaults load");
+        assert_eq!(s.listen, "127.0.0.1:8080");
+        assert_eq!(s.store, StoreKind::Memory);
+        assert_eq!(s.email, SenderKind::Mailbox);
+        assert!(s.clients.is_empty());
+    }
+
+    #[test]
+    fn environment_overrides_nested_keys() {
+        let s = Settings::load_from(
+            None,
+            env(&[
+                ("SESAME__ISSUER", "https://auth.example.com/"),
+                ("SESAME__TOKENS__ID_TOKEN_LIFETIME_SECS", "600"),
+            ]),
+        )
+        .expect("loads");
+        assert_eq!(s.issuer, "https://auth.example.com/");
+        assert_eq!(s.tokens.id_token_lifetime_secs, 600);
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let err = Settings::load_from(None, env(&[("SESAME__ISSUER", "https://no-slash.example")]))
+            .expect_err("refused");
+        assert!(format!("{err:#}").contains("issuer"), "{err:#}");
+        let err =
+            Settings::load_from(None, env(&[("SESAME__STORE", "mongo")])).expect_err("refused");
+        assert!(format!("{err:#}").contains("mongo"), "{err:#}");
+        assert_eq!(
+            Settings::unknown_env_keys(env(&[("SESAME__ISUER", "x"), ("SESAME__STORE", "memory")])),
+            vec!["SESAME__ISUER"]
+        );
+    }
+
+    #[test]
+    fn a_config_file_declares_clients_and_connections() {
+        let dir = std::env::temp_dir().join(format!("sesame-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("sesame.toml");
+        std::fs::write(
+            &path,
+            r#"
+issuer = "https://auth.example.com/"
+[[connections]]
+name = "email"
+strategy = "email"
+code_length = 8
+[[clients]]
+client_id = "web"
+name = "Web"
+app_type = "regular_web"
+auth_method = "client_secret_post"
+client_secret = "0123456789abcdef0123"
+callbacks = ["https://app.example.com/callback"]
+"#,
+        )
+        .expect("write");
+        let s = Settings::load_from(Some(&path), env(&[])).expect("loads");
+        assert_eq!(s.connections[0].code_length, 8);
+        assert_eq!(s.clients[0].connections, vec!["email", "sms"]);
+        std::fs::write(
+            &path,
+            "[[clients]]\nclient_id = \"x\"\nname = \"X\"\nauth_method = \"client_secret_post\"\n",
+        )
+        .expect("write");
+        assert!(
+            Settings::load_from(Some(&path), env(&[])).is_err(),
+            "a confidential client without a secret is refused"
+        );
+        std::fs::write(&path, "colour = \"blue\"\n").expect("write");
+        assert!(
+            Settings::load_from(Some(&path), env(&[])).is_err(),
+            "unknown keys are refused"
+        );
+    }
+}

@@ -1,0 +1,225 @@
+//! The one mapping from use-case errors to Auth0's error responses (spec §2.2, §4.5, §5.3).
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::{HttpResponse, ResponseError};
+use sesame_domain::{IdentifierError, Strategy};
+use sesame_flows::client_auth::ClientAuthError;
+use sesame_flows::exchange::ExchangeError;
+use sesame_flows::start::StartError;
+
+/// An error response: `{"error", "error_description"[, "error_uri"]}` with a status.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub error: &'static str,
+    pub description: String,
+    pub error_uri: Option<&'static str>,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, error: &'static str, description: impl Into<String>) -> Self {
+        Self {
+            status,
+            error,
+            description: description.into(),
+            error_uri: None,
+            headers: Vec::new(),
+        }
+    }
+
+    pub fn bad_request(error: &'static str, description: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, error, description)
+    }
+
+    /// A 5xx: the cause is logged here, once, and the body stays generic.
+    pub fn internal(cause: &anyhow::Error) -> Self {
+        tracing::error!(error = ?cause, "request failed");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            "The server encountered an internal error.",
+        )
+    }
+
+    pub fn unavailable(cause: &anyhow::Error) -> Self {
+        tracing::warn!(error = ?cause, "a backing service is unavailable");
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "temporarily_unavailable",
+            "The service is temporarily unavailable. Please try again later.",
+        )
+        .with_header(actix_web::http::header::RETRY_AFTER, "1")
+    }
+
+    pub fn with_header(mut self, name: HeaderName, value: &str) -> Self {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            self.headers.push((name, v));
+        }
+        self
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {}: {}",
+            self.status.as_u16(),
+            self.error,
+            self.description
+        )
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut body =
+            serde_json::json!({"error": self.error, "error_description": self.description});
+        if let Some(uri) = self.error_uri {
+            body["error_uri"] = serde_json::Value::from(uri);
+        }
+        let mut resp = HttpResponse::build(self.status);
+        for (k, v) in &self.headers {
+            resp.insert_header((k.clone(), v.clone()));
+        }
+        resp.insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
+            .json(body)
+    }
+}
+
+/// Where a client-authentication failure happened: the codes differ a little.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    Start,
+    Token,
+}
+
+pub fn client_auth(err: ClientAuthError, at: Endpoint) -> ApiError {
+    match err {
+        ClientAuthError::MissingClientId => match at {
+            Endpoint::Start => {
+                ApiError::bad_request("bad.client_id", "Missing required property: client_id")
+            }
+            Endpoint::Token => {
+                ApiError::bad_request("invalid_request", "Missing required parameter: client_id")
+            }
+        },
+        ClientAuthError::UnknownClient => match at {
+            Endpoint::Start => ApiError::bad_request("bad.client_id", "Unknown client"),
+            Endpoint::Token => {
+                ApiError::new(StatusCode::UNAUTHORIZED, "invalid_client", "Unknown client")
+            }
+        },
+        ClientAuthError::AuthenticationRequired => ApiError::new(
+            StatusCode::FORBIDDEN,
+            "unauthorized_client",
+            "Client authentication is required",
+        ),
+        ClientAuthError::InvalidCredentials => ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "Invalid client credentials",
+        ),
+        ClientAuthError::Malformed(why) => match at {
+            Endpoint::Start => ApiError::bad_request("bad.request", why),
+            Endpoint::Token => ApiError::bad_request("invalid_request", why),
+        },
+        ClientAuthError::Store(e) => store(e),
+    }
+}
+
+fn store(e: sesame_ports::StoreError) -> ApiError {
+    match e {
+        sesame_ports::StoreError::Unavailable(cause) => ApiError::unavailable(&cause),
+        other => ApiError::internal(&anyhow::Error::new(other)),
+    }
+}
+
+pub fn start(err: StartError) -> ApiError {
+    match err {
+        StartError::ConnectionNotFound => {
+            ApiError::bad_request("bad.connection", "Connection does not exist")
+        }
+        StartError::ConnectionDisabled => {
+            ApiError::bad_request("bad.connection", "Connection is disabled")
+        }
+        StartError::EmailMissing => {
+            ApiError::bad_request("bad.email", "Missing required property: email")
+        }
+        StartError::EmailInvalid(raw) => ApiError::bad_request(
+            "bad.email",
+            format!("error in email - email format validation failed: {raw}"),
+        ),
+        StartError::PhoneMissing => ApiError::bad_request(
+            "bad.phone_number",
+            "Missing required property: phone_number",
+        ),
+        StartError::PhoneInvalid(IdentifierError::PhoneNotDialable) => ApiError::bad_request(
+            "bad.phone_number",
+            "error in phone_number - not a valid phone number in any country",
+        ),
+        StartError::PhoneInvalid(_) => ApiError::bad_request(
+            "bad.phone_number",
+            r"String does not match pattern: ^\+[0-9]{1,15}$",
+        ),
+        StartError::SignupDisabled => {
+            ApiError::bad_request("bad.connection", "Public signup is disabled")
+        }
+        StartError::Unavailable(cause) => ApiError::unavailable(&cause),
+        StartError::Unexpected(cause) => ApiError::internal(&cause),
+    }
+}
+
+pub const GRANT_TYPES_DOC: &str = "https://auth0.com/docs/clients/client-grant-types";
+
+pub fn exchange(err: ExchangeError) -> ApiError {
+    match err {
+        ExchangeError::GrantNotAllowed => ApiError {
+            error_uri: Some(GRANT_TYPES_DOC),
+            ..ApiError::new(
+                StatusCode::FORBIDDEN,
+                "unauthorized_client",
+                "Grant type 'http://auth0.com/oauth/grant-type/passwordless/otp' not allowed for the client.",
+            )
+        },
+        ExchangeError::RealmNotFound => {
+            ApiError::bad_request("invalid_request", "Connection does not exist")
+        }
+        ExchangeError::RealmDisabled => {
+            ApiError::bad_request("invalid_request", "Connection is disabled")
+        }
+        ExchangeError::WrongCode(Strategy::Email) => ApiError::new(
+            StatusCode::FORBIDDEN,
+            "invalid_grant",
+            "Wrong email or verification code.",
+        ),
+        ExchangeError::WrongCode(Strategy::Sms) => ApiError::new(
+            StatusCode::FORBIDDEN,
+            "invalid_grant",
+            "Wrong phone number or verification code.",
+        ),
+        ExchangeError::Exhausted => ApiError::new(
+            StatusCode::FORBIDDEN,
+            "invalid_grant",
+            "You've reached the maximum number of attempts. Please try to login again.",
+        ),
+        ExchangeError::Expired => ApiError::new(
+            StatusCode::FORBIDDEN,
+            "invalid_grant",
+            "The verification code has expired. Please try to login again.",
+        ),
+        ExchangeError::AudienceNotFound(aud) => ApiError::new(
+            StatusCode::FORBIDDEN,
+            "access_denied",
+            format!("Service not found: {aud}"),
+        ),
+        ExchangeError::Unavailable(cause) => ApiError::unavailable(&cause),
+        ExchangeError::Unexpected(cause) => ApiError::internal(&cause),
+    }
+}

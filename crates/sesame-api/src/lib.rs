@@ -1,0 +1,10 @@
+//! Sesame's HTTP API (actix-web): Auth0's passwordless Authentication API, configuration, and
+//! the wiring of adapters at startup.
+
+pub mod config;
+pub mod errors;
+pub mod middleware;
+pub mod routes;
+pub mod startup;
+pub mod telemetry;
+pub mod wire;

@@ -1,0 +1,412 @@
+//! HTTP handlers: the Auth0 Authentication API surface for passwordless.
+
+use std::sync::Arc;
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde_json::{Value, json};
+use sesame_domain::{AuthParams, ConnectionName, GrantType, Identifier, Send};
+use sesame_flows::Sesame;
+use sesame_flows::client_auth::Credentials;
+use sesame_flows::exchange::OtpExchange;
+use sesame_flows::start::StartRequest;
+use sesame_memory::Mailbox;
+
+use crate::errors::{self, ApiError, Endpoint};
+use crate::wire;
+
+/// What every handler can reach.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub sesame: Sesame,
+    /// Present only while the mailbox delivers and the dev mailbox is enabled.
+    pub mailbox: Option<Arc<Mailbox>>,
+}
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/passwordless/start", web::post().to(passwordless_start))
+        .route("/oauth/token", web::post().to(oauth_token))
+        .route("/userinfo", web::get().to(userinfo))
+        .route("/userinfo", web::post().to(userinfo))
+        .route(
+            "/.well-known/openid-configuration",
+            web::get().to(openid_configuration),
+        )
+        .route(
+            "/.well-known/oauth-authorization-server",
+            web::get().to(openid_configuration),
+        )
+        .route("/.well-known/jwks.json", web::get().to(jwks))
+        .route("/dev/mailbox", web::get().to(dev_mailbox))
+        .route("/health", web::get().to(health));
+}
+
+/// The top-level properties `/passwordless/start` accepts (spec §4.1); anything else is refused.
+const START_FIELDS: &[&str] = &[
+    "client_id",
+    "client_secret",
+    "client_assertion",
+    "client_assertion_type",
+    "connection",
+    "email",
+    "phone_number",
+    "send",
+    "authParams",
+    "captcha",
+];
+
+async fn passwordless_start(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let map = wire::object(&req, &body).ok_or_else(|| {
+        ApiError::bad_request("bad.request", "The request body must be a JSON object")
+    })?;
+    let unknown: Vec<&str> = map
+        .keys()
+        .map(String::as_str)
+        .filter(|k| !START_FIELDS.contains(k))
+        .collect();
+    if !unknown.is_empty() {
+        return Err(ApiError::bad_request(
+            "bad.request",
+            format!(
+                "the following properties are not allowed: {}",
+                unknown.join(",")
+            ),
+        ));
+    }
+    let basic = wire::basic_auth(&req).map_err(|()| {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "Invalid client credentials",
+        )
+    })?;
+    let client_id = wire::string(&map, "client_id", "bad.client_id")?;
+    if client_id.is_none() && basic.is_none() {
+        return Err(ApiError::bad_request(
+            "bad.client_id",
+            "Missing required property: client_id",
+        ));
+    }
+    let connection = wire::string(&map, "connection", "bad.connection")?.ok_or_else(|| {
+        ApiError::bad_request("bad.connection", "Missing required property: connection")
+    })?;
+    let send = wire::string(&map, "send", "bad.send")?
+        .map(|s| {
+            Send::parse(&s)
+                .map_err(|e| ApiError::bad_request("bad.send", format!("error in send - {e}")))
+        })
+        .transpose()?;
+    let auth_params = match map.get("authParams") {
+        None | Some(Value::Null) => AuthParams::default(),
+        Some(Value::Object(o)) => AuthParams(o.clone()),
+        Some(other) => {
+            return Err(ApiError::bad_request(
+                "bad.authParams",
+                format!(
+                    "error in authParams - invalid type: {} (expected object)",
+                    wire::type_name(other)
+                ),
+            ));
+        }
+    };
+    let email = wire::string(&map, "email", "bad.email")?;
+    let phone_number = wire::string(&map, "phone_number", "bad.phone_number")?;
+    let creds = Credentials {
+        client_id,
+        client_secret: wire::string(&map, "client_secret", "bad.request")?,
+        basic,
+        client_assertion: wire::string(&map, "client_assertion", "bad.request")?,
+        client_assertion_type: wire::string(&map, "client_assertion_type", "bad.request")?,
+    };
+    let sesame = &state.sesame;
+    let client = sesame
+        .authenticate_client(&creds)
+        .await
+        .map_err(|e| errors::client_auth(e, Endpoint::Start))?;
+    let started = sesame
+        .start(StartRequest {
+            client,
+            connection: ConnectionName::new(connection),
+            email,
+            phone_number,
+            send,
+            auth_params,
+            language: wire::request_language(&req),
+            ip: wire::client_ip(&req),
+        })
+        .await
+        .map_err(errors::start)?;
+    let body = match &started.identifier {
+        Identifier::Email(e) => {
+            json!({"_id": started.id, "email": e.as_str(), "email_verified": false})
+        }
+        Identifier::Phone(p) => json!({
+            "_id": started.id,
+            "phone_number": p.e164(),
+            "phone_verified": false,
+            "request_language": started.request_language,
+        }),
+    };
+    Ok(HttpResponse::Ok().json(body))
+}
+
+async fn oauth_token(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let map = wire::object(&req, &body).ok_or_else(|| {
+        ApiError::bad_request(
+            "invalid_request",
+            "The request body must be JSON or application/x-www-form-urlencoded",
+        )
+    })?;
+    let field = |name: &str| wire::string(&map, name, "invalid_request");
+    let required = |name: &str| {
+        field(name)?.filter(|v| !v.is_empty()).ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_request",
+                format!("Missing required parameter: {name}"),
+            )
+        })
+    };
+    let grant_type = required("grant_type")?;
+    let basic = wire::basic_auth(&req).map_err(|()| {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "Invalid client credentials",
+        )
+    })?;
+    let creds = Credentials {
+        client_id: field("client_id")?,
+        client_secret: field("client_secret")?,
+        basic,
+        client_assertion: field("client_assertion")?,
+        client_assertion_type: field("client_assertion_type")?,
+    };
+    let sesame = &state.sesame;
+    match GrantType::parse(&grant_type) {
+        Some(GrantType::PasswordlessOtp) => {
+            let client = sesame
+                .authenticate_client(&creds)
+                .await
+                .map_err(|e| errors::client_auth(e, Endpoint::Token))?;
+            let exchange = OtpExchange {
+                client,
+                realm: required("realm")?,
+                username: required("username")?,
+                otp: required("otp")?,
+                scope: field("scope")?,
+                audience: field("audience")?
+                    .or(field("resource")?)
+                    .filter(|a| !a.is_empty()),
+                ip: wire::client_ip(&req),
+            };
+            let tokens = sesame
+                .exchange_otp(exchange)
+                .await
+                .map_err(errors::exchange)?;
+            Ok(HttpResponse::Ok()
+                .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
+                .insert_header((actix_web::http::header::PRAGMA, "no-cache"))
+                .json(tokens))
+        }
+        _ => Err(ApiError::bad_request(
+            "unsupported_grant_type",
+            format!("Unsupported grant type: {grant_type}"),
+        )),
+    }
+}
+
+fn bearer(req: &HttpRequest) -> Option<String> {
+    let value = req
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim().to_owned())
+        .filter(|t| !t.is_empty())
+}
+
+async fn userinfo(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    let unauthorized = || {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_token",
+            "The access token is missing, invalid or expired.",
+        )
+        .with_header(
+            actix_web::http::header::WWW_AUTHENTICATE,
+            "Bearer error=\"invalid_token\"",
+        )
+    };
+    let token = bearer(&req).ok_or_else(unauthorized)?;
+    let sesame = &state.sesame;
+    let now = sesame.ports.clock.now();
+    let grant = if token.matches('.').count() == 2 {
+        // A JWT access token: it must be ours, unexpired, and meant for /userinfo.
+        let claims = sesame
+            .ports
+            .tokens
+            .verify(&token)
+            .await
+            .map_err(|_| unauthorized())?;
+        let userinfo_aud = format!("{}userinfo", sesame.settings.issuer);
+        let aud_ok = match &claims["aud"] {
+            Value::String(a) => *a == userinfo_aud,
+            Value::Array(a) => a.iter().any(|v| v.as_str() == Some(userinfo_aud.as_str())),
+            _ => false,
+        };
+        if claims["iss"].as_str() != Some(sesame.settings.issuer.as_str()) || !aud_ok {
+            return Err(unauthorized());
+        }
+        let sub = claims["sub"].as_str().unwrap_or_default().to_owned();
+        (
+            sesame_domain::UserId(sub),
+            claims["scope"].as_str().unwrap_or_default().to_owned(),
+        )
+    } else {
+        let hash = sesame.secrets().token_hash("access_token", &token);
+        let found = sesame
+            .ports
+            .grants
+            .find_opaque(&hash, now)
+            .await
+            .map_err(|e| match e {
+                sesame_ports::StoreError::Unavailable(c) => ApiError::unavailable(&c),
+                other => ApiError::internal(&anyhow::Error::new(other)),
+            })?;
+        let found = found.ok_or_else(unauthorized)?;
+        (found.user_id, found.scope)
+    };
+    let user = sesame
+        .ports
+        .users
+        .find_by_id(&grant.0)
+        .await
+        .map_err(|e| ApiError::internal(&anyhow::Error::new(e)))?;
+    let user = user.ok_or_else(unauthorized)?;
+    let mut body = serde_json::Map::new();
+    body.insert("sub".into(), json!(user.id.as_str()));
+    body.extend(sesame_flows::tokens::profile_claims(&user, &grant.1));
+    Ok(HttpResponse::Ok().json(Value::Object(body)))
+}
+
+async fn openid_configuration(state: web::Data<AppState>) -> HttpResponse {
+    let iss = &state.sesame.settings.issuer;
+    HttpResponse::Ok().insert_header((actix_web::http::header::CACHE_CONTROL, "public, max-age=300")).json(json!({
+        "issuer": iss,
+        "authorization_endpoint": format!("{iss}authorize"),
+        "token_endpoint": format!("{iss}oauth/token"),
+        "userinfo_endpoint": format!("{iss}userinfo"),
+        "jwks_uri": format!("{iss}.well-known/jwks.json"),
+        "scopes_supported": ["openid", "profile", "email", "phone", "offline_access"],
+        "response_types_supported": ["code", "token", "id_token", "token id_token"],
+        "response_modes_supported": ["query", "fragment", "form_post"],
+        "grant_types_supported": [GrantType::PASSWORDLESS_OTP],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": ["RS256"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "claims_supported": ["aud", "email", "email_verified", "exp", "iat", "iss", "name", "nickname", "phone_number", "phone_verified", "sub", "updated_at"],
+        "request_uri_parameter_supported": false,
+        "request_parameter_supported": false,
+    }))
+}
+
+async fn jwks(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let keys = state
+        .sesame
+        .ports
+        .tokens
+        .jwks()
+        .await
+        .map_err(|e| ApiError::internal(&anyhow::Error::new(e)))?;
+    Ok(HttpResponse::Ok()
+        .insert_header((
+            actix_web::http::header::CACHE_CONTROL,
+            "public, max-age=300",
+        ))
+        .json(keys))
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct MailboxQuery {
+    to: Option<String>,
+}
+
+/// The first whitespace-separated token that is a code (4–40 digits), and the first link.
+fn code_and_link(text: &str) -> (Option<String>, Option<String>) {
+    let tokens = || text.split(|c: char| c.is_whitespace() || c == '<' || c == '>' || c == '"');
+    let code = tokens()
+        .map(|t| t.trim_end_matches(['.', ',', ':']))
+        .find(|t| (4..=40).contains(&t.len()) && t.bytes().all(|b| b.is_ascii_digit()))
+        .map(str::to_owned);
+    let link = tokens()
+        .find(|t| t.starts_with("http://") || t.starts_with("https://"))
+        .map(str::to_owned);
+    (code, link)
+}
+
+async fn dev_mailbox(
+    state: web::Data<AppState>,
+    query: web::Query<MailboxQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let mailbox = state
+        .mailbox
+        .as_ref()
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", "Not found"))?;
+    let entries: Vec<Value> = mailbox
+        .list(query.to.as_deref())
+        .into_iter()
+        .map(|e| {
+            let (code, link) = code_and_link(&e.text);
+            json!({
+                "to": e.to,
+                "channel": e.channel,
+                "subject": e.subject,
+                "text": e.text,
+                "code": code,
+                "link": link,
+                "sent_at": e.sent_at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+            })
+        })
+        .collect();
+    Ok(HttpResponse::Ok()
+        .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
+        .json(entries))
+}
+
+async fn health() -> HttpResponse {
+    HttpResponse::Ok().json(json!({"status": "ok"}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::code_and_link;
+
+    #[test]
+    fn mailbox_finds_code_and_link_in_the_default_texts() {
+        let (code, link) = code_and_link(
+            "Open this link:\n\nhttps://a.example/passwordless/verify_redirect?x=1\n\nOr enter this code: 012345\n",
+        );
+        assert_eq!(code.as_deref(), Some("012345"));
+        assert_eq!(
+            link.as_deref(),
+            Some("https://a.example/passwordless/verify_redirect?x=1")
+        );
+        assert_eq!(
+            code_and_link("Your verification code is: 9876")
+                .0
+                .as_deref(),
+            Some("9876")
+        );
+    }
+}

@@ -1,0 +1,284 @@
+//! Wiring at startup: the only place adapter types are named.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::{App, HttpServer, web};
+use anyhow::Context as _;
+use sesame_domain::{
+    AppType, AuthMethod, Client, ClientId, CodePolicy, Connection, ConnectionName, GrantType,
+    Strategy,
+};
+use sesame_flows::delivery::RetryPolicy;
+use sesame_flows::{FlowSettings, OsRandom, Ports, Secrets, Sesame};
+use sesame_jwt::{JwtIssuer, RsaSigningKey};
+use sesame_memory::{Mailbox, MemoryRateLimiter, MemoryStore};
+use sesame_ports::{Clock, Random, SystemClock};
+
+use crate::config::{LimiterKind, SenderKind, Settings, StoreKind};
+use crate::routes::{self, AppState};
+
+/// The client the embedded default declares when the config declares none.
+pub const DEV_CLIENT_ID: &str = "sesame-dev";
+
+/// What tests (and embedders) may replace.
+#[derive(Debug, Default)]
+pub struct Overrides {
+    pub clock: Option<Arc<dyn Clock>>,
+}
+
+/// A bound, ready-to-run Sesame.
+pub struct Application {
+    port: u16,
+    server: actix_web::dev::Server,
+    sesame: Sesame,
+    mailbox: Arc<Mailbox>,
+    delivery_stop: tokio::sync::oneshot::Sender<()>,
+    delivery: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for Application {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Application")
+            .field("port", &self.port)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Application {
+    /// Production wiring from settings.
+    ///
+    /// # Errors
+    /// When a key, secret or adapter cannot be set up, or the address cannot be bound.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        Self::build_with(settings, Overrides::default()).await
+    }
+
+    /// As `build`, with parts replaced (tests move the clock).
+    ///
+    /// # Errors
+    /// As `build`.
+    pub async fn build_with(settings: Settings, overrides: Overrides) -> anyhow::Result<Self> {
+        let clock = overrides.clock.unwrap_or_else(|| Arc::new(SystemClock));
+        let random: Arc<dyn Random> = Arc::new(OsRandom);
+        let secrets = server_secrets(&settings, &*random)?;
+        let signing_key = signing_key(&settings)?;
+        let tokens = Arc::new(JwtIssuer::new(signing_key));
+
+        let StoreKind::Memory = settings.store;
+        let store = Arc::new(MemoryStore::new());
+        let LimiterKind::Memory = settings.rate_limit;
+        let limiter = Arc::new(MemoryRateLimiter::new());
+        let mailbox = Arc::new(Mailbox::new(Arc::clone(&clock)));
+        let SenderKind::Mailbox = settings.email;
+        let SenderKind::Mailbox = settings.sms;
+        let mailbox_delivers = true;
+
+        let ports = Ports {
+            clients: store.clone(),
+            connections: store.clone(),
+            challenges: store.clone(),
+            users: store.clone(),
+            outbox: store.clone(),
+            grants: store.clone(),
+            audit: store,
+            tokens,
+            limiter: limiter.clone(),
+            replay: limiter,
+            email: mailbox.clone(),
+            sms: mailbox.clone(),
+            clock,
+            random,
+        };
+        let sesame = Sesame::new(ports, secrets, flow_settings(&settings));
+        seed(&sesame, &settings)
+            .await
+            .context("loading clients and connections")?;
+
+        let listener = TcpListener::bind(&settings.listen)
+            .with_context(|| format!("binding {}", settings.listen))?;
+        let port = listener.local_addr()?.port();
+        let state = web::Data::new(AppState {
+            sesame: sesame.clone(),
+            mailbox: (settings.dev_mailbox && mailbox_delivers).then(|| mailbox.clone()),
+        });
+        let body_limit = settings.max_body_bytes;
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .app_data(web::PayloadConfig::new(body_limit))
+                .wrap(actix_web::middleware::from_fn(
+                    crate::middleware::cors_and_errors,
+                ))
+                .configure(routes::configure)
+        })
+        .listen(listener)?
+        .shutdown_timeout(10)
+        .run();
+
+        let (delivery_stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let worker = sesame.clone();
+        let poll = Duration::from_millis(settings.delivery.poll_ms.max(10));
+        let delivery = tokio::spawn(async move {
+            worker
+                .run_delivery(poll, async move {
+                    let _ = stopped.await;
+                })
+                .await;
+        });
+        Ok(Self {
+            port,
+            server,
+            sesame,
+            mailbox,
+            delivery_stop,
+            delivery,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn sesame(&self) -> &Sesame {
+        &self.sesame
+    }
+
+    pub fn mailbox(&self) -> Arc<Mailbox> {
+        Arc::clone(&self.mailbox)
+    }
+
+    /// Serves until the server stops (SIGINT/SIGTERM), then stops the delivery worker.
+    ///
+    /// # Errors
+    /// When the server fails.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let result = self.server.await;
+        let _ = self.delivery_stop.send(());
+        let _ = self.delivery.await;
+        result
+    }
+}
+
+fn server_secrets(settings: &Settings, random: &dyn Random) -> anyhow::Result<Secrets> {
+    if settings.server_secret.is_empty() {
+        let mut secret = [0u8; 32];
+        random.fill(&mut secret);
+        tracing::warn!(
+            "no server_secret configured: generated one for this process; codes and tokens do not survive a restart"
+        );
+        Secrets::new(&secret)
+    } else {
+        Secrets::new(settings.server_secret.as_bytes())
+    }
+}
+
+fn signing_key(settings: &Settings) -> anyhow::Result<RsaSigningKey> {
+    if settings.signing_key_path.is_empty() {
+        let key = RsaSigningKey::generate()?;
+        tracing::warn!(
+            kid = key.kid(),
+            "no signing_key_path configured: generated an RS256 signing key for this process"
+        );
+        Ok(key)
+    } else {
+        let pem = std::fs::read_to_string(&settings.signing_key_path)
+            .with_context(|| format!("reading signing key {}", settings.signing_key_path))?;
+        let key = RsaSigningKey::from_pem(&pem)
+            .with_context(|| format!("signing key {}", settings.signing_key_path))?;
+        tracing::info!(kid = key.kid(), "signing key loaded");
+        Ok(key)
+    }
+}
+
+fn flow_settings(settings: &Settings) -> FlowSettings {
+    let mut flow = FlowSettings::new(settings.issuer.clone());
+    flow.id_token_lifetime = Duration::from_secs(settings.tokens.id_token_lifetime_secs);
+    flow.access_token_lifetime = Duration::from_secs(settings.tokens.access_token_lifetime_secs);
+    flow.refresh_token_lifetime = Duration::from_secs(settings.tokens.refresh_token_lifetime_secs);
+    flow.apis.clone_from(&settings.apis);
+    let d = &settings.delivery;
+    flow.delivery = RetryPolicy {
+        max_attempts: d.max_attempts.max(1),
+        base_backoff: Duration::from_millis(d.base_backoff_ms),
+        max_backoff: Duration::from_millis(d.max_backoff_ms),
+        lease: Duration::from_secs(d.lease_secs.max(1)),
+        ..RetryPolicy::default()
+    };
+    flow
+}
+
+/// Puts the configured connections and clients into the stores; the embedded default gets the
+/// `email` and `sms` connections and one public development client.
+async fn seed(sesame: &Sesame, settings: &Settings) -> anyhow::Result<()> {
+    let connections: Vec<Connection> = if settings.connections.is_empty() {
+        vec![
+            Connection::default_for(Strategy::Email),
+            Connection::default_for(Strategy::Sms),
+        ]
+    } else {
+        settings
+            .connections
+            .iter()
+            .map(|c| {
+                Ok(Connection {
+                    name: ConnectionName::new(c.name.clone()),
+                    strategy: c.strategy,
+                    policy: CodePolicy::new(c.code_length, c.code_lifetime_secs)?,
+                    disable_signup: c.disable_signup,
+                })
+            })
+            .collect::<anyhow::Result<_>>()?
+    };
+    for c in &connections {
+        sesame.ports.connections.save(c).await?;
+    }
+    for c in &settings.clients {
+        let client = Client {
+            id: ClientId::new(c.client_id.clone()),
+            name: c.name.clone(),
+            app_type: c.app_type,
+            auth_method: c.auth_method,
+            secret_hash: c
+                .client_secret
+                .as_deref()
+                .map(|s| sesame.hash_client_secret(s)),
+            connections: c
+                .connections
+                .iter()
+                .cloned()
+                .map(ConnectionName::new)
+                .collect(),
+            callbacks: c.callbacks.clone(),
+            allowed_origins: c.allowed_origins.clone(),
+            grant_types: c.grant_types.clone(),
+            public_keys: c.public_keys.clone(),
+        };
+        sesame.ports.clients.save(&client).await?;
+    }
+    if settings.clients.is_empty() && settings.store == StoreKind::Memory {
+        let dev = Client {
+            id: ClientId::new(DEV_CLIENT_ID),
+            name: "Sesame development client".into(),
+            app_type: AppType::Native,
+            auth_method: AuthMethod::None,
+            secret_hash: None,
+            connections: connections.iter().map(|c| c.name.clone()).collect(),
+            callbacks: vec!["http://localhost:3000/callback".into()],
+            allowed_origins: vec!["http://localhost:3000".into()],
+            grant_types: vec![
+                GrantType::PasswordlessOtp,
+                GrantType::AuthorizationCode,
+                GrantType::RefreshToken,
+            ],
+            public_keys: vec![],
+        };
+        sesame.ports.clients.save(&dev).await?;
+        tracing::info!(
+            client_id = DEV_CLIENT_ID,
+            "embedded default: public development client ready"
+        );
+    }
+    Ok(())
+}
