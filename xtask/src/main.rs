@@ -1,1 +1,78 @@
-fn main() {}
+//! `cargo xtask`: the project's own commands.
+//!
+//! - `test`: everything CI checks — fmt, clippy, the whole test suite against the real
+//!   services, and the Auth0 SDK compatibility tests.
+//! - `lint`: fmt and clippy only.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+use anyhow::{Context as _, bail};
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("test") => test(&args[1..]),
+        Some("lint") => lint(),
+        _ => {
+            eprintln!(
+                "usage: cargo xtask <test|lint>\n  test [--no-sdk]  fmt, clippy, all tests, Auth0 SDK tests\n  lint             fmt and clippy"
+            );
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+}
+
+fn run(cmd: &mut Command) -> anyhow::Result<()> {
+    eprintln!("xtask: running {cmd:?}");
+    let status = cmd.current_dir(root()).status().with_context(|| format!("starting {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed with {status}");
+    }
+    Ok(())
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+fn lint() -> anyhow::Result<()> {
+    run(cargo().args(["fmt", "--all", "--", "--check"]))?;
+    run(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))
+}
+
+/// Checks the services the tests need answer, and says which is missing if not.
+fn check_services() -> anyhow::Result<()> {
+    for (name, addr) in [("PostgreSQL", "127.0.0.1:5432"), ("Redis", "127.0.0.1:6379")] {
+        let socket: std::net::SocketAddr = addr.parse()?;
+        if let Err(e) = std::net::TcpStream::connect_timeout(&socket, std::time::Duration::from_secs(2)) {
+            bail!("{name} is not answering on {addr} ({e}); start it (see README, 'Running the tests')");
+        }
+    }
+    Ok(())
+}
+
+fn test(args: &[String]) -> anyhow::Result<()> {
+    let sdk = !args.iter().any(|a| a == "--no-sdk");
+    lint()?;
+    check_services()?;
+    run(cargo().args(["test", "--workspace", "--all-targets"]))?;
+    if sdk {
+        run(cargo().args(["build", "--package", "sesame-api", "--bin", "sesame"]))?;
+        let target = std::env::var("CARGO_TARGET_DIR").map_or_else(|_| root().join("target"), PathBuf::from);
+        let binary = target.join("debug").join("sesame");
+        run(Command::new("bash").arg("tests/sdk/run.sh").arg(binary))?;
+    }
+    Ok(())
+}

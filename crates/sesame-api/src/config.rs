@@ -134,9 +134,7 @@ pub struct ClientSettings {
 
 impl std::fmt::Debug for ClientSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClientSettings")
-            .field("client_id", &self.client_id)
-            .finish_non_exhaustive()
+        f.debug_struct("ClientSettings").field("client_id", &self.client_id).finish_non_exhaustive()
     }
 }
 
@@ -194,19 +192,15 @@ impl Settings {
     ///
     /// # Errors
     /// As `load`.
-    pub fn load_from(
-        file: Option<&Path>,
-        env: impl Iterator<Item = (String, String)>,
-    ) -> anyhow::Result<Self> {
-        let mut builder = config::Config::builder()
-            .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml));
+    pub fn load_from(file: Option<&Path>, env: impl Iterator<Item = (String, String)>) -> anyhow::Result<Self> {
+        let mut builder =
+            config::Config::builder().add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml));
         if let Some(path) = file {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading config file {}", path.display()))?;
+            let text =
+                std::fs::read_to_string(path).with_context(|| format!("reading config file {}", path.display()))?;
             builder = builder.add_source(config::File::from_str(&text, config::FileFormat::Toml));
         }
-        let env: std::collections::HashMap<String, String> =
-            env.filter(|(k, _)| k.starts_with("SESAME__")).collect();
+        let env: std::collections::HashMap<String, String> = env.filter(|(k, _)| k.starts_with("SESAME__")).collect();
         let source = config::Environment::with_prefix("SESAME")
             .prefix_separator("__")
             .separator("__")
@@ -230,15 +224,11 @@ impl Settings {
             "issuer must be an http(s) URL ending in '/', got {url:?}"
         );
         anyhow::ensure!(
-            self.server_secret.is_empty()
-                || self.server_secret.len() >= sesame_flows::Secrets::MIN_LEN,
+            self.server_secret.is_empty() || self.server_secret.len() >= sesame_flows::Secrets::MIN_LEN,
             "server_secret must be at least {} bytes",
             sesame_flows::Secrets::MIN_LEN
         );
-        anyhow::ensure!(
-            self.max_body_bytes >= 1024,
-            "max_body_bytes must be at least 1024"
-        );
+        anyhow::ensure!(self.max_body_bytes >= 1024, "max_body_bytes must be at least 1024");
         for c in &self.connections {
             sesame_domain::CodePolicy::new(c.code_length, c.code_lifetime_secs)
                 .with_context(|| format!("connection {:?}", c.name))?;
@@ -276,11 +266,7 @@ impl Settings {
         env.map(|(k, _)| k)
             .filter(|k| k.starts_with("SESAME__"))
             .filter(|k| {
-                let first = k
-                    .trim_start_matches("SESAME__")
-                    .split("__")
-                    .next()
-                    .unwrap_or("");
+                let first = k.trim_start_matches("SESAME__").split("__").next().unwrap_or("");
                 !TOP.contains(&first)
             })
             .collect()
@@ -292,11 +278,7 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> impl Iterator<Item = (String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect::<Vec<_>>()
-            .into_iter()
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect::<Vec<_>>().into_iter()
     }
 
     #[test]
@@ -312,10 +294,7 @@ mod tests {
     fn environment_overrides_nested_keys() {
         let s = Settings::load_from(
             None,
-            env(&[
-                ("SESAME__ISSUER", "https://auth.example.com/"),
-                ("SESAME__TOKENS__ID_TOKEN_LIFETIME_SECS", "600"),
-            ]),
+            env(&[("SESAME__ISSUER", "https://auth.example.com/"), ("SESAME__TOKENS__ID_TOKEN_LIFETIME_SECS", "600")]),
         )
         .expect("loads");
         assert_eq!(s.issuer, "https://auth.example.com/");
@@ -324,11 +303,10 @@ mod tests {
 
     #[test]
     fn bad_values_name_the_key() {
-        let err = Settings::load_from(None, env(&[("SESAME__ISSUER", "https://no-slash.example")]))
-            .expect_err("refused");
-        assert!(format!("{err:#}").contains("issuer"), "{err:#}");
         let err =
-            Settings::load_from(None, env(&[("SESAME__STORE", "mongo")])).expect_err("refused");
+            Settings::load_from(None, env(&[("SESAME__ISSUER", "https://no-slash.example")])).expect_err("refused");
+        assert!(format!("{err:#}").contains("issuer"), "{err:#}");
+        let err = Settings::load_from(None, env(&[("SESAME__STORE", "mongo")])).expect_err("refused");
         assert!(format!("{err:#}").contains("mongo"), "{err:#}");
         assert_eq!(
             Settings::unknown_env_keys(env(&[("SESAME__ISUER", "x"), ("SESAME__STORE", "memory")])),
@@ -362,19 +340,13 @@ callbacks = ["https://app.example.com/callback"]
         let s = Settings::load_from(Some(&path), env(&[])).expect("loads");
         assert_eq!(s.connections[0].code_length, 8);
         assert_eq!(s.clients[0].connections, vec!["email", "sms"]);
-        std::fs::write(
-            &path,
-            "[[clients]]\nclient_id = \"x\"\nname = \"X\"\nauth_method = \"client_secret_post\"\n",
-        )
-        .expect("write");
+        std::fs::write(&path, "[[clients]]\nclient_id = \"x\"\nname = \"X\"\nauth_method = \"client_secret_post\"\n")
+            .expect("write");
         assert!(
             Settings::load_from(Some(&path), env(&[])).is_err(),
             "a confidential client without a secret is refused"
         );
         std::fs::write(&path, "colour = \"blue\"\n").expect("write");
-        assert!(
-            Settings::load_from(Some(&path), env(&[])).is_err(),
-            "unknown keys are refused"
-        );
+        assert!(Settings::load_from(Some(&path), env(&[])).is_err(), "unknown keys are refused");
     }
 }

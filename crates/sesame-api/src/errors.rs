@@ -20,13 +20,7 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, error: &'static str, description: impl Into<String>) -> Self {
-        Self {
-            status,
-            error,
-            description: description.into(),
-            error_uri: None,
-            headers: Vec::new(),
-        }
+        Self { status, error, description: description.into(), error_uri: None, headers: Vec::new() }
     }
 
     pub fn bad_request(error: &'static str, description: impl Into<String>) -> Self {
@@ -36,11 +30,7 @@ impl ApiError {
     /// A 5xx: the cause is logged here, once, and the body stays generic.
     pub fn internal(cause: &anyhow::Error) -> Self {
         tracing::error!(error = ?cause, "request failed");
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "server_error",
-            "The server encountered an internal error.",
-        )
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "The server encountered an internal error.")
     }
 
     pub fn unavailable(cause: &anyhow::Error) -> Self {
@@ -63,13 +53,7 @@ impl ApiError {
 
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{} {}: {}",
-            self.status.as_u16(),
-            self.error,
-            self.description
-        )
+        write!(f, "{} {}: {}", self.status.as_u16(), self.error, self.description)
     }
 }
 
@@ -79,8 +63,7 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        let mut body =
-            serde_json::json!({"error": self.error, "error_description": self.description});
+        let mut body = serde_json::json!({"error": self.error, "error_description": self.description});
         if let Some(uri) = self.error_uri {
             body["error_uri"] = serde_json::Value::from(uri);
         }
@@ -88,8 +71,7 @@ impl ResponseError for ApiError {
         for (k, v) in &self.headers {
             resp.insert_header((k.clone(), v.clone()));
         }
-        resp.insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
-            .json(body)
+        resp.insert_header((actix_web::http::header::CACHE_CONTROL, "no-store")).json(body)
     }
 }
 
@@ -103,29 +85,19 @@ pub enum Endpoint {
 pub fn client_auth(err: ClientAuthError, at: Endpoint) -> ApiError {
     match err {
         ClientAuthError::MissingClientId => match at {
-            Endpoint::Start => {
-                ApiError::bad_request("bad.client_id", "Missing required property: client_id")
-            }
-            Endpoint::Token => {
-                ApiError::bad_request("invalid_request", "Missing required parameter: client_id")
-            }
+            Endpoint::Start => ApiError::bad_request("bad.client_id", "Missing required property: client_id"),
+            Endpoint::Token => ApiError::bad_request("invalid_request", "Missing required parameter: client_id"),
         },
         ClientAuthError::UnknownClient => match at {
             Endpoint::Start => ApiError::bad_request("bad.client_id", "Unknown client"),
-            Endpoint::Token => {
-                ApiError::new(StatusCode::UNAUTHORIZED, "invalid_client", "Unknown client")
-            }
+            Endpoint::Token => ApiError::new(StatusCode::UNAUTHORIZED, "invalid_client", "Unknown client"),
         },
-        ClientAuthError::AuthenticationRequired => ApiError::new(
-            StatusCode::FORBIDDEN,
-            "unauthorized_client",
-            "Client authentication is required",
-        ),
-        ClientAuthError::InvalidCredentials => ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "invalid_client",
-            "Invalid client credentials",
-        ),
+        ClientAuthError::AuthenticationRequired => {
+            ApiError::new(StatusCode::FORBIDDEN, "unauthorized_client", "Client authentication is required")
+        }
+        ClientAuthError::InvalidCredentials => {
+            ApiError::new(StatusCode::UNAUTHORIZED, "invalid_client", "Invalid client credentials")
+        }
         ClientAuthError::Malformed(why) => match at {
             Endpoint::Start => ApiError::bad_request("bad.request", why),
             Endpoint::Token => ApiError::bad_request("invalid_request", why),
@@ -143,34 +115,22 @@ fn store(e: sesame_ports::StoreError) -> ApiError {
 
 pub fn start(err: StartError) -> ApiError {
     match err {
-        StartError::ConnectionNotFound => {
-            ApiError::bad_request("bad.connection", "Connection does not exist")
+        StartError::ConnectionNotFound => ApiError::bad_request("bad.connection", "Connection does not exist"),
+        StartError::ConnectionDisabled => ApiError::bad_request("bad.connection", "Connection is disabled"),
+        StartError::EmailMissing => ApiError::bad_request("bad.email", "Missing required property: email"),
+        StartError::EmailInvalid(raw) => {
+            ApiError::bad_request("bad.email", format!("error in email - email format validation failed: {raw}"))
         }
-        StartError::ConnectionDisabled => {
-            ApiError::bad_request("bad.connection", "Connection is disabled")
+        StartError::PhoneMissing => {
+            ApiError::bad_request("bad.phone_number", "Missing required property: phone_number")
         }
-        StartError::EmailMissing => {
-            ApiError::bad_request("bad.email", "Missing required property: email")
+        StartError::PhoneInvalid(IdentifierError::PhoneNotDialable) => {
+            ApiError::bad_request("bad.phone_number", "error in phone_number - not a valid phone number in any country")
         }
-        StartError::EmailInvalid(raw) => ApiError::bad_request(
-            "bad.email",
-            format!("error in email - email format validation failed: {raw}"),
-        ),
-        StartError::PhoneMissing => ApiError::bad_request(
-            "bad.phone_number",
-            "Missing required property: phone_number",
-        ),
-        StartError::PhoneInvalid(IdentifierError::PhoneNotDialable) => ApiError::bad_request(
-            "bad.phone_number",
-            "error in phone_number - not a valid phone number in any country",
-        ),
-        StartError::PhoneInvalid(_) => ApiError::bad_request(
-            "bad.phone_number",
-            r"String does not match pattern: ^\+[0-9]{1,15}$",
-        ),
-        StartError::SignupDisabled => {
-            ApiError::bad_request("bad.connection", "Public signup is disabled")
+        StartError::PhoneInvalid(_) => {
+            ApiError::bad_request("bad.phone_number", r"String does not match pattern: ^\+[0-9]{1,15}$")
         }
+        StartError::SignupDisabled => ApiError::bad_request("bad.connection", "Public signup is disabled"),
         StartError::Unavailable(cause) => ApiError::unavailable(&cause),
         StartError::Unexpected(cause) => ApiError::internal(&cause),
     }
@@ -188,22 +148,14 @@ pub fn exchange(err: ExchangeError) -> ApiError {
                 "Grant type 'http://auth0.com/oauth/grant-type/passwordless/otp' not allowed for the client.",
             )
         },
-        ExchangeError::RealmNotFound => {
-            ApiError::bad_request("invalid_request", "Connection does not exist")
+        ExchangeError::RealmNotFound => ApiError::bad_request("invalid_request", "Connection does not exist"),
+        ExchangeError::RealmDisabled => ApiError::bad_request("invalid_request", "Connection is disabled"),
+        ExchangeError::WrongCode(Strategy::Email) => {
+            ApiError::new(StatusCode::FORBIDDEN, "invalid_grant", "Wrong email or verification code.")
         }
-        ExchangeError::RealmDisabled => {
-            ApiError::bad_request("invalid_request", "Connection is disabled")
+        ExchangeError::WrongCode(Strategy::Sms) => {
+            ApiError::new(StatusCode::FORBIDDEN, "invalid_grant", "Wrong phone number or verification code.")
         }
-        ExchangeError::WrongCode(Strategy::Email) => ApiError::new(
-            StatusCode::FORBIDDEN,
-            "invalid_grant",
-            "Wrong email or verification code.",
-        ),
-        ExchangeError::WrongCode(Strategy::Sms) => ApiError::new(
-            StatusCode::FORBIDDEN,
-            "invalid_grant",
-            "Wrong phone number or verification code.",
-        ),
         ExchangeError::Exhausted => ApiError::new(
             StatusCode::FORBIDDEN,
             "invalid_grant",
@@ -214,11 +166,9 @@ pub fn exchange(err: ExchangeError) -> ApiError {
             "invalid_grant",
             "The verification code has expired. Please try to login again.",
         ),
-        ExchangeError::AudienceNotFound(aud) => ApiError::new(
-            StatusCode::FORBIDDEN,
-            "access_denied",
-            format!("Service not found: {aud}"),
-        ),
+        ExchangeError::AudienceNotFound(aud) => {
+            ApiError::new(StatusCode::FORBIDDEN, "access_denied", format!("Service not found: {aud}"))
+        }
         ExchangeError::Unavailable(cause) => ApiError::unavailable(&cause),
         ExchangeError::Unexpected(cause) => ApiError::internal(&cause),
     }

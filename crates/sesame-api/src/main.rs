@@ -8,11 +8,7 @@ use sesame_api::config::Settings;
 use sesame_api::startup::Application;
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "sesame",
-    version,
-    about = "Auth0-compatible passwordless login service"
-)]
+#[command(name = "sesame", version, about = "Auth0-compatible passwordless login service")]
 struct Cli {
     /// A TOML settings file (environment variables SESAME__SECTION__KEY override it).
     #[arg(long, global = true, env = "SESAME_CONFIG")]
@@ -46,9 +42,7 @@ async fn main() -> anyhow::Result<()> {
             if let Some(listen) = listen {
                 settings.listen = listen;
             }
-            let app = Application::build(settings)
-                .await
-                .context("starting sesame")?;
+            let app = Application::build(settings).await.context("starting sesame")?;
             tracing::info!(port = app.port(), "sesame listening");
             app.run_until_stopped().await?;
         }

@@ -13,10 +13,8 @@ use crate::routes::AppState;
 
 /// Request headers the browser SDKs send (auth0.js: `auth0-client`, `content-type`,
 /// `x-request-language`).
-const ALLOWED_HEADERS: &str =
-    "auth0-client, content-type, x-request-language, authorization, accept, accept-language";
-const EXPOSED_HEADERS: &str =
-    "x-ratelimit-limit, x-ratelimit-remaining, x-ratelimit-reset, retry-after";
+const ALLOWED_HEADERS: &str = "auth0-client, content-type, x-request-language, authorization, accept, accept-language";
+const EXPOSED_HEADERS: &str = "x-ratelimit-limit, x-ratelimit-remaining, x-ratelimit-reset, retry-after";
 
 pub async fn cors_and_errors(
     req: ServiceRequest,
@@ -26,25 +24,12 @@ pub async fn cors_and_errors(
     let method = req.method().clone();
     // The path only: query strings can hold link secrets and must never reach a log.
     let path = req.path().to_owned();
-    let origin = req
-        .headers()
-        .get(header::ORIGIN)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+    let origin = req.headers().get(header::ORIGIN).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let allowed = match (&origin, req.app_data::<web::Data<AppState>>()) {
-        (Some(o), Some(state)) => state
-            .sesame
-            .ports
-            .clients
-            .origin_allowed(o)
-            .await
-            .unwrap_or(false),
+        (Some(o), Some(state)) => state.sesame.ports.clients.origin_allowed(o).await.unwrap_or(false),
         _ => false,
     };
-    let preflight = method == Method::OPTIONS
-        && req
-            .headers()
-            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
+    let preflight = method == Method::OPTIONS && req.headers().contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
     let mut res = if preflight {
         let resp = if allowed {
             HttpResponse::NoContent()
@@ -68,17 +53,10 @@ pub async fn cors_and_errors(
         if let Some(Ok(o)) = origin.map(|o| HeaderValue::from_str(&o)) {
             h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, o);
         }
-        h.insert(
-            header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
-            HeaderValue::from_static("true"),
-        );
-        h.insert(
-            header::ACCESS_CONTROL_EXPOSE_HEADERS,
-            HeaderValue::from_static(EXPOSED_HEADERS),
-        );
+        h.insert(header::ACCESS_CONTROL_ALLOW_CREDENTIALS, HeaderValue::from_static("true"));
+        h.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static(EXPOSED_HEADERS));
     }
-    res.headers_mut()
-        .append(header::VARY, HeaderValue::from_static("Origin"));
+    res.headers_mut().append(header::VARY, HeaderValue::from_static("Origin"));
     tracing::info!(
         %method,
         path,

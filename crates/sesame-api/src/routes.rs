@@ -28,14 +28,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/oauth/token", web::post().to(oauth_token))
         .route("/userinfo", web::get().to(userinfo))
         .route("/userinfo", web::post().to(userinfo))
-        .route(
-            "/.well-known/openid-configuration",
-            web::get().to(openid_configuration),
-        )
-        .route(
-            "/.well-known/oauth-authorization-server",
-            web::get().to(openid_configuration),
-        )
+        .route("/.well-known/openid-configuration", web::get().to(openid_configuration))
+        .route("/.well-known/oauth-authorization-server", web::get().to(openid_configuration))
         .route("/.well-known/jwks.json", web::get().to(jwks))
         .route("/dev/mailbox", web::get().to(dev_mailbox))
         .route("/health", web::get().to(health));
@@ -60,45 +54,24 @@ async fn passwordless_start(
     req: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let map = wire::object(&req, &body).ok_or_else(|| {
-        ApiError::bad_request("bad.request", "The request body must be a JSON object")
-    })?;
-    let unknown: Vec<&str> = map
-        .keys()
-        .map(String::as_str)
-        .filter(|k| !START_FIELDS.contains(k))
-        .collect();
+    let map = wire::object(&req, &body)
+        .ok_or_else(|| ApiError::bad_request("bad.request", "The request body must be a JSON object"))?;
+    let unknown: Vec<&str> = map.keys().map(String::as_str).filter(|k| !START_FIELDS.contains(k)).collect();
     if !unknown.is_empty() {
         return Err(ApiError::bad_request(
             "bad.request",
-            format!(
-                "the following properties are not allowed: {}",
-                unknown.join(",")
-            ),
+            format!("the following properties are not allowed: {}", unknown.join(",")),
         ));
     }
-    let basic = wire::basic_auth(&req).map_err(|()| {
-        ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "invalid_client",
-            "Invalid client credentials",
-        )
-    })?;
+    let basic = wire::basic_auth(&req)?;
     let client_id = wire::string(&map, "client_id", "bad.client_id")?;
     if client_id.is_none() && basic.is_none() {
-        return Err(ApiError::bad_request(
-            "bad.client_id",
-            "Missing required property: client_id",
-        ));
+        return Err(ApiError::bad_request("bad.client_id", "Missing required property: client_id"));
     }
-    let connection = wire::string(&map, "connection", "bad.connection")?.ok_or_else(|| {
-        ApiError::bad_request("bad.connection", "Missing required property: connection")
-    })?;
+    let connection = wire::string(&map, "connection", "bad.connection")?
+        .ok_or_else(|| ApiError::bad_request("bad.connection", "Missing required property: connection"))?;
     let send = wire::string(&map, "send", "bad.send")?
-        .map(|s| {
-            Send::parse(&s)
-                .map_err(|e| ApiError::bad_request("bad.send", format!("error in send - {e}")))
-        })
+        .map(|s| Send::parse(&s).map_err(|e| ApiError::bad_request("bad.send", format!("error in send - {e}"))))
         .transpose()?;
     let auth_params = match map.get("authParams") {
         None | Some(Value::Null) => AuthParams::default(),
@@ -106,10 +79,7 @@ async fn passwordless_start(
         Some(other) => {
             return Err(ApiError::bad_request(
                 "bad.authParams",
-                format!(
-                    "error in authParams - invalid type: {} (expected object)",
-                    wire::type_name(other)
-                ),
+                format!("error in authParams - invalid type: {} (expected object)", wire::type_name(other)),
             ));
         }
     };
@@ -123,10 +93,7 @@ async fn passwordless_start(
         client_assertion_type: wire::string(&map, "client_assertion_type", "bad.request")?,
     };
     let sesame = &state.sesame;
-    let client = sesame
-        .authenticate_client(&creds)
-        .await
-        .map_err(|e| errors::client_auth(e, Endpoint::Start))?;
+    let client = sesame.authenticate_client(&creds).await.map_err(|e| errors::client_auth(e, Endpoint::Start))?;
     let started = sesame
         .start(StartRequest {
             client,
@@ -154,34 +121,18 @@ async fn passwordless_start(
     Ok(HttpResponse::Ok().json(body))
 }
 
-async fn oauth_token(
-    state: web::Data<AppState>,
-    req: HttpRequest,
-    body: web::Bytes,
-) -> Result<HttpResponse, ApiError> {
+async fn oauth_token(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, ApiError> {
     let map = wire::object(&req, &body).ok_or_else(|| {
-        ApiError::bad_request(
-            "invalid_request",
-            "The request body must be JSON or application/x-www-form-urlencoded",
-        )
+        ApiError::bad_request("invalid_request", "The request body must be JSON or application/x-www-form-urlencoded")
     })?;
     let field = |name: &str| wire::string(&map, name, "invalid_request");
     let required = |name: &str| {
-        field(name)?.filter(|v| !v.is_empty()).ok_or_else(|| {
-            ApiError::bad_request(
-                "invalid_request",
-                format!("Missing required parameter: {name}"),
-            )
-        })
+        field(name)?
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| ApiError::bad_request("invalid_request", format!("Missing required parameter: {name}")))
     };
     let grant_type = required("grant_type")?;
-    let basic = wire::basic_auth(&req).map_err(|()| {
-        ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "invalid_client",
-            "Invalid client credentials",
-        )
-    })?;
+    let basic = wire::basic_auth(&req)?;
     let creds = Credentials {
         client_id: field("client_id")?,
         client_secret: field("client_secret")?,
@@ -192,73 +143,44 @@ async fn oauth_token(
     let sesame = &state.sesame;
     match GrantType::parse(&grant_type) {
         Some(GrantType::PasswordlessOtp) => {
-            let client = sesame
-                .authenticate_client(&creds)
-                .await
-                .map_err(|e| errors::client_auth(e, Endpoint::Token))?;
+            let client =
+                sesame.authenticate_client(&creds).await.map_err(|e| errors::client_auth(e, Endpoint::Token))?;
             let exchange = OtpExchange {
                 client,
                 realm: required("realm")?,
                 username: required("username")?,
                 otp: required("otp")?,
                 scope: field("scope")?,
-                audience: field("audience")?
-                    .or(field("resource")?)
-                    .filter(|a| !a.is_empty()),
+                audience: field("audience")?.or(field("resource")?).filter(|a| !a.is_empty()),
                 ip: wire::client_ip(&req),
             };
-            let tokens = sesame
-                .exchange_otp(exchange)
-                .await
-                .map_err(errors::exchange)?;
+            let tokens = sesame.exchange_otp(exchange).await.map_err(errors::exchange)?;
             Ok(HttpResponse::Ok()
                 .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
                 .insert_header((actix_web::http::header::PRAGMA, "no-cache"))
                 .json(tokens))
         }
-        _ => Err(ApiError::bad_request(
-            "unsupported_grant_type",
-            format!("Unsupported grant type: {grant_type}"),
-        )),
+        _ => Err(ApiError::bad_request("unsupported_grant_type", format!("Unsupported grant type: {grant_type}"))),
     }
 }
 
 fn bearer(req: &HttpRequest) -> Option<String> {
-    let value = req
-        .headers()
-        .get(actix_web::http::header::AUTHORIZATION)?
-        .to_str()
-        .ok()?;
+    let value = req.headers().get(actix_web::http::header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim().to_owned())
-        .filter(|t| !t.is_empty())
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_owned()).filter(|t| !t.is_empty())
 }
 
 async fn userinfo(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let unauthorized = || {
-        ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "invalid_token",
-            "The access token is missing, invalid or expired.",
-        )
-        .with_header(
-            actix_web::http::header::WWW_AUTHENTICATE,
-            "Bearer error=\"invalid_token\"",
-        )
+        ApiError::new(StatusCode::UNAUTHORIZED, "invalid_token", "The access token is missing, invalid or expired.")
+            .with_header(actix_web::http::header::WWW_AUTHENTICATE, "Bearer error=\"invalid_token\"")
     };
     let token = bearer(&req).ok_or_else(unauthorized)?;
     let sesame = &state.sesame;
     let now = sesame.ports.clock.now();
     let grant = if token.matches('.').count() == 2 {
         // A JWT access token: it must be ours, unexpired, and meant for /userinfo.
-        let claims = sesame
-            .ports
-            .tokens
-            .verify(&token)
-            .await
-            .map_err(|_| unauthorized())?;
+        let claims = sesame.ports.tokens.verify(&token).await.map_err(|_| unauthorized())?;
         let userinfo_aud = format!("{}userinfo", sesame.settings.issuer);
         let aud_ok = match &claims["aud"] {
             Value::String(a) => *a == userinfo_aud,
@@ -269,30 +191,17 @@ async fn userinfo(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpRe
             return Err(unauthorized());
         }
         let sub = claims["sub"].as_str().unwrap_or_default().to_owned();
-        (
-            sesame_domain::UserId(sub),
-            claims["scope"].as_str().unwrap_or_default().to_owned(),
-        )
+        (sesame_domain::UserId(sub), claims["scope"].as_str().unwrap_or_default().to_owned())
     } else {
         let hash = sesame.secrets().token_hash("access_token", &token);
-        let found = sesame
-            .ports
-            .grants
-            .find_opaque(&hash, now)
-            .await
-            .map_err(|e| match e {
-                sesame_ports::StoreError::Unavailable(c) => ApiError::unavailable(&c),
-                other => ApiError::internal(&anyhow::Error::new(other)),
-            })?;
+        let found = sesame.ports.grants.find_opaque(&hash, now).await.map_err(|e| match e {
+            sesame_ports::StoreError::Unavailable(c) => ApiError::unavailable(&c),
+            other => ApiError::internal(&anyhow::Error::new(other)),
+        })?;
         let found = found.ok_or_else(unauthorized)?;
         (found.user_id, found.scope)
     };
-    let user = sesame
-        .ports
-        .users
-        .find_by_id(&grant.0)
-        .await
-        .map_err(|e| ApiError::internal(&anyhow::Error::new(e)))?;
+    let user = sesame.ports.users.find_by_id(&grant.0).await.map_err(|e| ApiError::internal(&anyhow::Error::new(e)))?;
     let user = user.ok_or_else(unauthorized)?;
     let mut body = serde_json::Map::new();
     body.insert("sub".into(), json!(user.id.as_str()));
@@ -322,19 +231,8 @@ async fn openid_configuration(state: web::Data<AppState>) -> HttpResponse {
 }
 
 async fn jwks(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let keys = state
-        .sesame
-        .ports
-        .tokens
-        .jwks()
-        .await
-        .map_err(|e| ApiError::internal(&anyhow::Error::new(e)))?;
-    Ok(HttpResponse::Ok()
-        .insert_header((
-            actix_web::http::header::CACHE_CONTROL,
-            "public, max-age=300",
-        ))
-        .json(keys))
+    let keys = state.sesame.ports.tokens.jwks().await.map_err(|e| ApiError::internal(&anyhow::Error::new(e)))?;
+    Ok(HttpResponse::Ok().insert_header((actix_web::http::header::CACHE_CONTROL, "public, max-age=300")).json(keys))
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -349,20 +247,13 @@ fn code_and_link(text: &str) -> (Option<String>, Option<String>) {
         .map(|t| t.trim_end_matches(['.', ',', ':']))
         .find(|t| (4..=40).contains(&t.len()) && t.bytes().all(|b| b.is_ascii_digit()))
         .map(str::to_owned);
-    let link = tokens()
-        .find(|t| t.starts_with("http://") || t.starts_with("https://"))
-        .map(str::to_owned);
+    let link = tokens().find(|t| t.starts_with("http://") || t.starts_with("https://")).map(str::to_owned);
     (code, link)
 }
 
-async fn dev_mailbox(
-    state: web::Data<AppState>,
-    query: web::Query<MailboxQuery>,
-) -> Result<HttpResponse, ApiError> {
-    let mailbox = state
-        .mailbox
-        .as_ref()
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", "Not found"))?;
+async fn dev_mailbox(state: web::Data<AppState>, query: web::Query<MailboxQuery>) -> Result<HttpResponse, ApiError> {
+    let mailbox =
+        state.mailbox.as_ref().ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", "Not found"))?;
     let entries: Vec<Value> = mailbox
         .list(query.to.as_deref())
         .into_iter()
@@ -379,9 +270,7 @@ async fn dev_mailbox(
             })
         })
         .collect();
-    Ok(HttpResponse::Ok()
-        .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
-        .json(entries))
+    Ok(HttpResponse::Ok().insert_header((actix_web::http::header::CACHE_CONTROL, "no-store")).json(entries))
 }
 
 async fn health() -> HttpResponse {
@@ -398,15 +287,7 @@ mod tests {
             "Open this link:\n\nhttps://a.example/passwordless/verify_redirect?x=1\n\nOr enter this code: 012345\n",
         );
         assert_eq!(code.as_deref(), Some("012345"));
-        assert_eq!(
-            link.as_deref(),
-            Some("https://a.example/passwordless/verify_redirect?x=1")
-        );
-        assert_eq!(
-            code_and_link("Your verification code is: 9876")
-                .0
-                .as_deref(),
-            Some("9876")
-        );
+        assert_eq!(link.as_deref(), Some("https://a.example/passwordless/verify_redirect?x=1"));
+        assert_eq!(code_and_link("Your verification code is: 9876").0.as_deref(), Some("9876"));
     }
 }

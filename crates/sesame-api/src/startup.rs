@@ -7,8 +7,7 @@ use std::time::Duration;
 use actix_web::{App, HttpServer, web};
 use anyhow::Context as _;
 use sesame_domain::{
-    AppType, AuthMethod, Client, ClientId, CodePolicy, Connection, ConnectionName, GrantType,
-    Strategy,
+    AppType, AuthMethod, Client, ClientId, CodePolicy, Connection, ConnectionName, GrantType, Strategy,
 };
 use sesame_flows::delivery::RetryPolicy;
 use sesame_flows::{FlowSettings, OsRandom, Ports, Secrets, Sesame};
@@ -40,9 +39,7 @@ pub struct Application {
 
 impl std::fmt::Debug for Application {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Application")
-            .field("port", &self.port)
-            .finish_non_exhaustive()
+        f.debug_struct("Application").field("port", &self.port).finish_non_exhaustive()
     }
 }
 
@@ -92,12 +89,9 @@ impl Application {
             random,
         };
         let sesame = Sesame::new(ports, secrets, flow_settings(&settings));
-        seed(&sesame, &settings)
-            .await
-            .context("loading clients and connections")?;
+        seed(&sesame, &settings).await.context("loading clients and connections")?;
 
-        let listener = TcpListener::bind(&settings.listen)
-            .with_context(|| format!("binding {}", settings.listen))?;
+        let listener = TcpListener::bind(&settings.listen).with_context(|| format!("binding {}", settings.listen))?;
         let port = listener.local_addr()?.port();
         let state = web::Data::new(AppState {
             sesame: sesame.clone(),
@@ -108,9 +102,7 @@ impl Application {
             App::new()
                 .app_data(state.clone())
                 .app_data(web::PayloadConfig::new(body_limit))
-                .wrap(actix_web::middleware::from_fn(
-                    crate::middleware::cors_and_errors,
-                ))
+                .wrap(actix_web::middleware::from_fn(crate::middleware::cors_and_errors))
                 .configure(routes::configure)
         })
         .listen(listener)?
@@ -127,14 +119,7 @@ impl Application {
                 })
                 .await;
         });
-        Ok(Self {
-            port,
-            server,
-            sesame,
-            mailbox,
-            delivery_stop,
-            delivery,
-        })
+        Ok(Self { port, server, sesame, mailbox, delivery_stop, delivery })
     }
 
     pub fn port(&self) -> u16 {
@@ -185,8 +170,8 @@ fn signing_key(settings: &Settings) -> anyhow::Result<RsaSigningKey> {
     } else {
         let pem = std::fs::read_to_string(&settings.signing_key_path)
             .with_context(|| format!("reading signing key {}", settings.signing_key_path))?;
-        let key = RsaSigningKey::from_pem(&pem)
-            .with_context(|| format!("signing key {}", settings.signing_key_path))?;
+        let key =
+            RsaSigningKey::from_pem(&pem).with_context(|| format!("signing key {}", settings.signing_key_path))?;
         tracing::info!(kid = key.kid(), "signing key loaded");
         Ok(key)
     }
@@ -213,10 +198,7 @@ fn flow_settings(settings: &Settings) -> FlowSettings {
 /// `email` and `sms` connections and one public development client.
 async fn seed(sesame: &Sesame, settings: &Settings) -> anyhow::Result<()> {
     let connections: Vec<Connection> = if settings.connections.is_empty() {
-        vec![
-            Connection::default_for(Strategy::Email),
-            Connection::default_for(Strategy::Sms),
-        ]
+        vec![Connection::default_for(Strategy::Email), Connection::default_for(Strategy::Sms)]
     } else {
         settings
             .connections
@@ -240,16 +222,8 @@ async fn seed(sesame: &Sesame, settings: &Settings) -> anyhow::Result<()> {
             name: c.name.clone(),
             app_type: c.app_type,
             auth_method: c.auth_method,
-            secret_hash: c
-                .client_secret
-                .as_deref()
-                .map(|s| sesame.hash_client_secret(s)),
-            connections: c
-                .connections
-                .iter()
-                .cloned()
-                .map(ConnectionName::new)
-                .collect(),
+            secret_hash: c.client_secret.as_deref().map(|s| sesame.hash_client_secret(s)),
+            connections: c.connections.iter().cloned().map(ConnectionName::new).collect(),
             callbacks: c.callbacks.clone(),
             allowed_origins: c.allowed_origins.clone(),
             grant_types: c.grant_types.clone(),
@@ -267,18 +241,11 @@ async fn seed(sesame: &Sesame, settings: &Settings) -> anyhow::Result<()> {
             connections: connections.iter().map(|c| c.name.clone()).collect(),
             callbacks: vec!["http://localhost:3000/callback".into()],
             allowed_origins: vec!["http://localhost:3000".into()],
-            grant_types: vec![
-                GrantType::PasswordlessOtp,
-                GrantType::AuthorizationCode,
-                GrantType::RefreshToken,
-            ],
+            grant_types: vec![GrantType::PasswordlessOtp, GrantType::AuthorizationCode, GrantType::RefreshToken],
             public_keys: vec![],
         };
         sesame.ports.clients.save(&dev).await?;
-        tracing::info!(
-            client_id = DEV_CLIENT_ID,
-            "embedded default: public development client ready"
-        );
+        tracing::info!(client_id = DEV_CLIENT_ID, "embedded default: public development client ready");
     }
     Ok(())
 }

@@ -16,12 +16,7 @@ enum Encoding {
 }
 
 fn encoding(req: &HttpRequest) -> Option<Encoding> {
-    let ct = req
-        .headers()
-        .get(header::CONTENT_TYPE)?
-        .to_str()
-        .ok()?
-        .to_ascii_lowercase();
+    let ct = req.headers().get(header::CONTENT_TYPE)?.to_str().ok()?.to_ascii_lowercase();
     let mime = ct.split(';').next().unwrap_or("").trim().to_owned();
     if mime == "application/x-www-form-urlencoded" {
         Some(Encoding::Form)
@@ -41,12 +36,7 @@ pub fn object(req: &HttpRequest, body: &[u8]) -> Option<Map<String, Value>> {
     match encoding(req) {
         Some(Encoding::Form) => {
             let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(body).ok()?;
-            Some(
-                pairs
-                    .into_iter()
-                    .map(|(k, v)| (k, Value::String(v)))
-                    .collect(),
-            )
+            Some(pairs.into_iter().map(|(k, v)| (k, Value::String(v))).collect())
         }
         Some(Encoding::Json) | None => match serde_json::from_slice::<Value>(body).ok()? {
             Value::Object(map) => Some(map),
@@ -70,20 +60,13 @@ pub fn type_name(v: &Value) -> &'static str {
 ///
 /// # Errors
 /// `error` with "error in <name> - invalid type: <found> (expected string)".
-pub fn string(
-    map: &Map<String, Value>,
-    name: &str,
-    error: &'static str,
-) -> Result<Option<String>, ApiError> {
+pub fn string(map: &Map<String, Value>, name: &str, error: &'static str) -> Result<Option<String>, ApiError> {
     match map.get(name) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
         Some(other) => Err(ApiError::bad_request(
             error,
-            format!(
-                "error in {name} - invalid type: {} (expected string)",
-                type_name(other)
-            ),
+            format!("error in {name} - invalid type: {} (expected string)", type_name(other)),
         )),
     }
 }
@@ -92,8 +75,14 @@ pub fn string(
 /// form-decoding of both parts.
 ///
 /// # Errors
-/// When the header is present but not valid Basic credentials.
-pub fn basic_auth(req: &HttpRequest) -> Result<Option<(String, String)>, ()> {
+/// 401 `invalid_client` when the header is present but not valid Basic credentials.
+pub fn basic_auth(req: &HttpRequest) -> Result<Option<(String, String)>, ApiError> {
+    parse_basic(req).map_err(|()| {
+        ApiError::new(actix_web::http::StatusCode::UNAUTHORIZED, "invalid_client", "Invalid client credentials")
+    })
+}
+
+fn parse_basic(req: &HttpRequest) -> Result<Option<(String, String)>, ()> {
     let Some(value) = req.headers().get(header::AUTHORIZATION) else {
         return Ok(None);
     };
@@ -104,16 +93,11 @@ pub fn basic_auth(req: &HttpRequest) -> Result<Option<(String, String)>, ()> {
     if !scheme.eq_ignore_ascii_case("basic") {
         return Ok(None);
     }
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(rest.trim())
-        .map_err(|_| ())?;
+    let decoded = base64::engine::general_purpose::STANDARD.decode(rest.trim()).map_err(|_| ())?;
     let text = String::from_utf8(decoded).map_err(|_| ())?;
     let (id, secret) = text.split_once(':').ok_or(())?;
     let unescape = |s: &str| {
-        percent_encoding::percent_decode_str(&s.replace('+', " "))
-            .decode_utf8()
-            .map(|c| c.into_owned())
-            .map_err(|_| ())
+        percent_encoding::percent_decode_str(&s.replace('+', " ")).decode_utf8().map(|c| c.into_owned()).map_err(|_| ())
     };
     Ok(Some((unescape(id)?, unescape(secret)?)))
 }

@@ -24,9 +24,7 @@ impl AuthParams {
 
     /// Every parameter as (name, string value), skipping nulls, in order.
     pub fn pairs(&self) -> impl Iterator<Item = (&str, String)> {
-        self.0
-            .iter()
-            .filter_map(|(k, v)| value_as_param(v).map(|v| (k.as_str(), v)))
+        self.0.iter().filter_map(|(k, v)| value_as_param(v).map(|v| (k.as_str(), v)))
     }
 }
 

@@ -1,9 +1,7 @@
 use std::time::Duration;
 
 /// The name of a passwordless connection (`email`, `sms`, or a custom one).
-#[derive(
-    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
-)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 #[serde(transparent)]
 pub struct ConnectionName(pub String);
 
@@ -65,10 +63,7 @@ impl CodePolicy {
         if !(60..=Self::MAX_LIFETIME_SECS).contains(&lifetime_secs) {
             return Err(PolicyError::Lifetime(lifetime_secs));
         }
-        Ok(Self {
-            length: length as u8,
-            lifetime_secs: lifetime_secs as u32,
-        })
+        Ok(Self { length: length as u8, lifetime_secs: lifetime_secs as u32 })
     }
 
     pub fn length(&self) -> usize {
@@ -83,10 +78,7 @@ impl CodePolicy {
 impl Default for CodePolicy {
     /// Six digits, three minutes: Auth0's defaults.
     fn default() -> Self {
-        Self {
-            length: 6,
-            lifetime_secs: 180,
-        }
+        Self { length: 6, lifetime_secs: 180 }
     }
 }
 

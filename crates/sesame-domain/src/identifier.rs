@@ -31,14 +31,10 @@ impl Email {
             return Err(IdentifierError::BadEmail);
         }
         let lowered = trimmed.to_lowercase();
-        let options = email_address::Options::default()
-            .without_display_text()
-            .without_domain_literal();
+        let options = email_address::Options::default().without_display_text().without_domain_literal();
         match email_address::EmailAddress::parse_with_options(&lowered, options) {
             // The crate accepts dotless domains ("a@localhost"); a login address needs a real domain.
-            Ok(parsed) if parsed.domain().contains('.') && !parsed.domain().ends_with('.') => {
-                Ok(Self(lowered))
-            }
+            Ok(parsed) if parsed.domain().contains('.') && !parsed.domain().ends_with('.') => Ok(Self(lowered)),
             _ => Err(IdentifierError::BadEmail),
         }
     }
@@ -96,8 +92,7 @@ impl PhoneNumber {
         if digits.is_empty() || digits.len() > 15 || !digits.bytes().all(|b| b.is_ascii_digit()) {
             return Err(IdentifierError::PhonePattern);
         }
-        let parsed =
-            phonenumber::parse(None, raw).map_err(|_| IdentifierError::PhoneNotDialable)?;
+        let parsed = phonenumber::parse(None, raw).map_err(|_| IdentifierError::PhoneNotDialable)?;
         if !phonenumber::is_valid(&parsed) {
             return Err(IdentifierError::PhoneNotDialable);
         }
@@ -141,9 +136,7 @@ impl fmt::Debug for PhoneNumber {
 }
 
 /// Who a challenge is for: an email address or a phone number.
-#[derive(
-    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
-)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "kind", content = "value", rename_all = "snake_case")]
 pub enum Identifier {
     Email(Email),
@@ -201,27 +194,10 @@ mod tests {
         assert_eq!(phone.e164(), "+14155552671");
         assert_eq!(phone.country(), Some("US"));
         assert_eq!(phone.masked(), "+1415***71");
-        assert_eq!(
-            PhoneNumber::parse("+33612345678").expect("FR").country(),
-            Some("FR")
-        );
-        for bad in [
-            "14155552671",
-            "+",
-            "+1 415 555 2671",
-            "+1234567890123456",
-            "+1415555267a",
-            "0612345678",
-        ] {
-            assert_eq!(
-                PhoneNumber::parse(bad),
-                Err(IdentifierError::PhonePattern),
-                "{bad:?}"
-            );
+        assert_eq!(PhoneNumber::parse("+33612345678").expect("FR").country(), Some("FR"));
+        for bad in ["14155552671", "+", "+1 415 555 2671", "+1234567890123456", "+1415555267a", "0612345678"] {
+            assert_eq!(PhoneNumber::parse(bad), Err(IdentifierError::PhonePattern), "{bad:?}");
         }
-        assert_eq!(
-            PhoneNumber::parse("+999123"),
-            Err(IdentifierError::PhoneNotDialable)
-        );
+        assert_eq!(PhoneNumber::parse("+999123"), Err(IdentifierError::PhoneNotDialable));
     }
 }

@@ -3,9 +3,7 @@ use time::OffsetDateTime;
 use crate::{ConnectionName, Identifier};
 
 /// `email|<24 hex>` or `sms|<24 hex>`, Auth0's passwordless user ids.
-#[derive(
-    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
-)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 #[serde(transparent)]
 pub struct UserId(pub String);
 

@@ -18,9 +18,7 @@ pub struct Credentials {
 
 impl std::fmt::Debug for Credentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Credentials")
-            .field("client_id", &self.client_id)
-            .finish_non_exhaustive()
+        f.debug_struct("Credentials").field("client_id", &self.client_id).finish_non_exhaustive()
     }
 }
 
@@ -49,10 +47,7 @@ impl Sesame {
     ///
     /// # Errors
     /// See `ClientAuthError`.
-    pub async fn authenticate_client(
-        &self,
-        creds: &Credentials,
-    ) -> Result<Client, ClientAuthError> {
+    pub async fn authenticate_client(&self, creds: &Credentials) -> Result<Client, ClientAuthError> {
         let id = match (&creds.client_id, &creds.basic) {
             (Some(body), Some((basic, _))) if body != basic => {
                 return Err(ClientAuthError::InvalidCredentials);
@@ -60,24 +55,11 @@ impl Sesame {
             (Some(id), _) | (None, Some((id, _))) => id.clone(),
             (None, None) => return Err(ClientAuthError::MissingClientId),
         };
-        if creds.client_assertion.is_some()
-            && (creds.client_secret.is_some() || creds.basic.is_some())
-        {
-            return Err(ClientAuthError::Malformed(
-                "use either a client secret or a client assertion, not both",
-            ));
+        if creds.client_assertion.is_some() && (creds.client_secret.is_some() || creds.basic.is_some()) {
+            return Err(ClientAuthError::Malformed("use either a client secret or a client assertion, not both"));
         }
-        let client = self
-            .ports
-            .clients
-            .find(&ClientId::new(id))
-            .await?
-            .ok_or(ClientAuthError::UnknownClient)?;
-        let presented = creds
-            .basic
-            .as_ref()
-            .map(|(_, s)| s.as_str())
-            .or(creds.client_secret.as_deref());
+        let client = self.ports.clients.find(&ClientId::new(id)).await?.ok_or(ClientAuthError::UnknownClient)?;
+        let presented = creds.basic.as_ref().map(|(_, s)| s.as_str()).or(creds.client_secret.as_deref());
         match client.auth_method {
             // A public client cannot keep a secret; one sent anyway proves nothing and is ignored.
             AuthMethod::None => Ok(client),

@@ -15,10 +15,7 @@ impl Random for OsRandom {
     fn fill(&self, dest: &mut [u8]) {
         // The OS generator does not fail on a working system; if it did, carrying on with
         // predictable bytes would be far worse than stopping.
-        #[expect(
-            clippy::expect_used,
-            reason = "no safe way to continue without randomness"
-        )]
+        #[expect(clippy::expect_used, reason = "no safe way to continue without randomness")]
         lc_rand::fill(dest).expect("OS random number generator failed");
     }
 }
@@ -84,20 +81,14 @@ impl Secrets {
     /// # Errors
     /// When the secret is shorter than 32 bytes.
     pub fn new(server_secret: &[u8]) -> anyhow::Result<Self> {
-        anyhow::ensure!(
-            server_secret.len() >= Self::MIN_LEN,
-            "the server secret must be at least 32 bytes"
-        );
+        anyhow::ensure!(server_secret.len() >= Self::MIN_LEN, "the server secret must be at least 32 bytes");
         let root = hmac::Key::new(hmac::HMAC_SHA256, server_secret);
         let derive = |label: &str| hmac::sign(&root, label.as_bytes());
         let hash_key = hmac::Key::new(hmac::HMAC_SHA256, derive("sesame/hash/v1").as_ref());
         let seal = derive("sesame/seal/v1");
         let unbound = aead::UnboundKey::new(&aead::AES_256_GCM, seal.as_ref())
             .map_err(|_| anyhow::anyhow!("AES-256-GCM key setup failed"))?;
-        Ok(Self {
-            hash_key,
-            seal_key: aead::LessSafeKey::new(unbound),
-        })
+        Ok(Self { hash_key, seal_key: aead::LessSafeKey::new(unbound) })
     }
 
     /// HMAC-SHA-256 over length-prefixed parts, so no two part lists hash alike.
@@ -184,9 +175,7 @@ mod tests {
         ChallengeKey {
             client_id: ClientId::new(client),
             connection: ConnectionName::new("email"),
-            identifier: Identifier::Email(
-                Email::parse("a@example.com").unwrap_or_else(|_| unreachable!()),
-            ),
+            identifier: Identifier::Email(Email::parse("a@example.com").unwrap_or_else(|_| unreachable!())),
         }
     }
 
@@ -202,10 +191,7 @@ mod tests {
             }
         }
         // 12,000 digits: each should be near 1,200; 1,000–1,400 is over 5 sigma wide.
-        assert!(
-            counts.iter().all(|n| (1000..1400).contains(n)),
-            "{counts:?}"
-        );
+        assert!(counts.iter().all(|n| (1000..1400).contains(n)), "{counts:?}");
         assert_eq!(generate_code(&OsRandom, 40).expose().len(), 40);
     }
 
@@ -213,25 +199,10 @@ mod tests {
     fn hashes_are_keyed_and_bound_to_the_challenge() {
         let s1 = Secrets::new(&[7u8; 32]).unwrap_or_else(|_| unreachable!());
         let s2 = Secrets::new(&[8u8; 32]).unwrap_or_else(|_| unreachable!());
-        assert_eq!(
-            s1.code_hash(&key("a"), "123456"),
-            s1.code_hash(&key("a"), "123456")
-        );
-        assert_ne!(
-            s1.code_hash(&key("a"), "123456"),
-            s2.code_hash(&key("a"), "123456"),
-            "keyed"
-        );
-        assert_ne!(
-            s1.code_hash(&key("a"), "123456"),
-            s1.code_hash(&key("b"), "123456"),
-            "bound to client"
-        );
-        assert_ne!(
-            s1.code_hash(&key("a"), "123456"),
-            s1.link_hash(&key("a"), "123456"),
-            "purpose separated"
-        );
+        assert_eq!(s1.code_hash(&key("a"), "123456"), s1.code_hash(&key("a"), "123456"));
+        assert_ne!(s1.code_hash(&key("a"), "123456"), s2.code_hash(&key("a"), "123456"), "keyed");
+        assert_ne!(s1.code_hash(&key("a"), "123456"), s1.code_hash(&key("b"), "123456"), "bound to client");
+        assert_ne!(s1.code_hash(&key("a"), "123456"), s1.link_hash(&key("a"), "123456"), "purpose separated");
         assert!(Secrets::new(&[1u8; 31]).is_err());
     }
 
@@ -239,14 +210,8 @@ mod tests {
     fn sealing_round_trips_and_detects_tampering() {
         let s = Secrets::new(&[7u8; 32]).unwrap_or_else(|_| unreachable!());
         let sealed = s.seal(&OsRandom, "m1", b"code 123456");
-        assert!(
-            !sealed.windows(6).any(|w| w == b"123456"),
-            "no plaintext inside"
-        );
-        assert_eq!(
-            s.unseal("m1", &sealed).ok().as_deref(),
-            Some(&b"code 123456"[..])
-        );
+        assert!(!sealed.windows(6).any(|w| w == b"123456"), "no plaintext inside");
+        assert_eq!(s.unseal("m1", &sealed).ok().as_deref(), Some(&b"code 123456"[..]));
         assert!(s.unseal("m2", &sealed).is_err(), "bound to its context");
         let mut bad = sealed.clone();
         bad[20] ^= 1;

@@ -4,9 +4,7 @@
 use std::time::Duration;
 
 use sesame_domain::{Channel, Email, PhoneNumber};
-use sesame_ports::{
-    AuditEvent, AuditKind, ClaimedMessage, DeliveryState, OutgoingEmail, OutgoingSms, SendError,
-};
+use sesame_ports::{AuditEvent, AuditKind, ClaimedMessage, DeliveryState, OutgoingEmail, OutgoingSms, SendError};
 
 use crate::Sesame;
 use crate::messages::Rendered;
@@ -40,10 +38,7 @@ impl Default for RetryPolicy {
 impl RetryPolicy {
     /// Exponential backoff with full jitter in [base·2ⁿ⁻¹ / 2, base·2ⁿ⁻¹], capped.
     pub fn backoff(&self, attempt: u32, jitter: u8) -> Duration {
-        let exp = self
-            .base_backoff
-            .saturating_mul(1u32 << attempt.saturating_sub(1).min(16))
-            .min(self.max_backoff);
+        let exp = self.base_backoff.saturating_mul(1u32 << attempt.saturating_sub(1).min(16)).min(self.max_backoff);
         let half = exp / 2;
         half + half.mul_f64(f64::from(jitter) / 255.0)
     }
@@ -71,11 +66,7 @@ impl Sesame {
     pub async fn deliver_due(&self) -> anyhow::Result<usize> {
         let policy = &self.settings.delivery;
         let now = self.ports.clock.now();
-        let claimed = self
-            .ports
-            .outbox
-            .claim_due(now, policy.batch, policy.lease)
-            .await?;
+        let claimed = self.ports.outbox.claim_due(now, policy.batch, policy.lease).await?;
         let n = claimed.len();
         let sends = claimed.into_iter().map(|c| self.deliver_one(c));
         for result in futures::future::join_all(sends).await {
@@ -107,9 +98,7 @@ impl Sesame {
             Ok(r) => r,
             Err(e) => {
                 let reason = format!("message cannot be opened: {e}");
-                outbox
-                    .finish(&msg.id, DeliveryState::Failed(reason.clone()), now)
-                    .await?;
+                outbox.finish(&msg.id, DeliveryState::Failed(reason.clone()), now).await?;
                 return Ok(Delivered::Failed(reason));
             }
         };
@@ -127,15 +116,7 @@ impl Sesame {
                 Err(_) => Err(SendError::Rejected("invalid recipient address".into())),
             },
             Channel::Sms => match PhoneNumber::parse(&msg.recipient) {
-                Ok(to) => {
-                    self.ports
-                        .sms
-                        .send(&OutgoingSms {
-                            to,
-                            text: rendered.text,
-                        })
-                        .await
-                }
+                Ok(to) => self.ports.sms.send(&OutgoingSms { to, text: rendered.text }).await,
                 Err(_) => Err(SendError::Rejected("invalid recipient number".into())),
             },
         };
@@ -147,19 +128,13 @@ impl Sesame {
                 Delivered::Sent
             }
             Err(SendError::Rejected(reason)) => {
-                outbox
-                    .finish(&msg.id, DeliveryState::Failed(reason.clone()), now)
-                    .await?;
+                outbox.finish(&msg.id, DeliveryState::Failed(reason.clone()), now).await?;
                 event.detail = Some(format!("rejected: {reason}"));
                 Delivered::Failed(reason)
             }
-            Err(SendError::Unavailable(e))
-                if claimed.attempt >= self.settings.delivery.max_attempts =>
-            {
+            Err(SendError::Unavailable(e)) if claimed.attempt >= self.settings.delivery.max_attempts => {
                 let reason = format!("gave up after {} attempts: {e:#}", claimed.attempt);
-                outbox
-                    .finish(&msg.id, DeliveryState::Failed(reason.clone()), now)
-                    .await?;
+                outbox.finish(&msg.id, DeliveryState::Failed(reason.clone()), now).await?;
                 event.detail = Some(reason.clone());
                 Delivered::Failed(reason)
             }
@@ -178,11 +153,7 @@ impl Sesame {
 
     /// Runs the worker until `shutdown` resolves: wakes on each new message, and at least every
     /// `poll` to pick up retries and lapsed leases.
-    pub async fn run_delivery(
-        &self,
-        poll: Duration,
-        shutdown: impl std::future::Future<Output = ()>,
-    ) {
+    pub async fn run_delivery(&self, poll: Duration, shutdown: impl std::future::Future<Output = ()>) {
         tokio::pin!(shutdown);
         loop {
             match self.deliver_due().await {

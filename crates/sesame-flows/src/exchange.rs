@@ -2,8 +2,8 @@
 //! user, sign tokens.
 
 use sesame_domain::{
-    ChallengeKey, CheckOutcome, Client, ConnectionName, Email, GrantType, Identifier, PhoneNumber,
-    Proof, Strategy, UserId,
+    ChallengeKey, CheckOutcome, Client, ConnectionName, Email, GrantType, Identifier, PhoneNumber, Proof, Strategy,
+    UserId,
 };
 use sesame_ports::{AuditEvent, AuditKind, StoreError, TokenError};
 
@@ -73,20 +73,15 @@ impl Sesame {
             return Err(ExchangeError::GrantNotAllowed);
         }
         let name = ConnectionName::new(req.realm.clone());
-        let connection = self
-            .ports
-            .connections
-            .find(&name)
-            .await?
-            .ok_or(ExchangeError::RealmNotFound)?;
+        let connection = self.ports.connections.find(&name).await?.ok_or(ExchangeError::RealmNotFound)?;
         if !req.client.connection_enabled(&connection.name) {
             return Err(ExchangeError::RealmDisabled);
         }
         let strategy = connection.strategy;
-        if let Some(aud) = &req.audience {
-            if !self.settings.apis.iter().any(|a| &a.identifier == aud) {
-                return Err(ExchangeError::AudienceNotFound(aud.clone()));
-            }
+        if let Some(aud) = &req.audience
+            && !self.settings.apis.iter().any(|a| &a.identifier == aud)
+        {
+            return Err(ExchangeError::AudienceNotFound(aud.clone()));
         }
         // An identifier that does not parse cannot hold a code: same answer as a wrong code.
         let identifier = match strategy {
@@ -94,11 +89,7 @@ impl Sesame {
             Strategy::Sms => PhoneNumber::parse(&req.username).map(Identifier::Phone),
         }
         .map_err(|_| ExchangeError::WrongCode(strategy))?;
-        let key = ChallengeKey {
-            client_id: req.client.id.clone(),
-            connection: connection.name.clone(),
-            identifier,
-        };
+        let key = ChallengeKey { client_id: req.client.id.clone(), connection: connection.name.clone(), identifier };
         let proof = Proof::Code(self.secrets().code_hash(&key, req.otp.trim()));
         let now = self.ports.clock.now();
         let outcome = self.ports.challenges.check(&key, proof, true, now).await?;
@@ -109,9 +100,7 @@ impl Sesame {
         event.ip = req.ip.clone();
         let failure = match outcome {
             CheckOutcome::Accepted(_) => None,
-            CheckOutcome::Wrong { .. } | CheckOutcome::NotFound => {
-                Some(ExchangeError::WrongCode(strategy))
-            }
+            CheckOutcome::Wrong { .. } | CheckOutcome::NotFound => Some(ExchangeError::WrongCode(strategy)),
             CheckOutcome::Exhausted => Some(ExchangeError::Exhausted),
             CheckOutcome::Expired => Some(ExchangeError::Expired),
         };
@@ -120,16 +109,8 @@ impl Sesame {
             self.audit(event).await;
             return Err(err);
         }
-        let new_id = UserId(format!(
-            "{}|{}",
-            strategy.as_str(),
-            random_object_id(&*self.ports.random)
-        ));
-        let user = self
-            .ports
-            .users
-            .record_login(&connection.name, &key.identifier, new_id, now)
-            .await?;
+        let new_id = UserId(format!("{}|{}", strategy.as_str(), random_object_id(&*self.ports.random)));
+        let user = self.ports.users.record_login(&connection.name, &key.identifier, new_id, now).await?;
         let tokens = self
             .issue_tokens(TokenRequest {
                 client: &req.client,

@@ -13,8 +13,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sesame_ports::{
-    AuditEvent, AuditLog, ChallengeStore, ClientStore, Clock, ConnectionStore, EmailSender,
-    GrantStore, Outbox, Random, RateLimiter, ReplayGuard, SmsSender, TokenIssuer, UserStore,
+    AuditEvent, AuditLog, ChallengeStore, ClientStore, Clock, ConnectionStore, EmailSender, GrantStore, Outbox, Random,
+    RateLimiter, ReplayGuard, SmsSender, TokenIssuer, UserStore,
 };
 
 pub use crypto::{OsRandom, Secrets};

@@ -6,11 +6,7 @@ use sesame_domain::{AuthParams, ChallengeKey, Identifier, Send};
 
 /// Everything but RFC 3986 unreserved characters is encoded, so spaces become `%20`,
 /// `@` becomes `%40` and `+` becomes `%2B`, as in Auth0's links.
-const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~');
+const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
 
 fn enc(s: &str) -> percent_encoding::PercentEncode<'_> {
     utf8_percent_encode(s, COMPONENT)
@@ -18,20 +14,10 @@ fn enc(s: &str) -> percent_encoding::PercentEncode<'_> {
 
 /// `{base}/passwordless/verify_redirect?{authParams in order}&verification_code=…&connection=…&client_id=…&email=…`.
 /// `base` comes from configuration (the issuer), never from the request's Host.
-pub fn magic_link(
-    base: &str,
-    key: &ChallengeKey,
-    params: &AuthParams,
-    verification_code: &str,
-) -> String {
+pub fn magic_link(base: &str, key: &ChallengeKey, params: &AuthParams, verification_code: &str) -> String {
     let mut query: Vec<String> = params
         .pairs()
-        .filter(|(k, _)| {
-            !matches!(
-                *k,
-                "verification_code" | "connection" | "client_id" | "email" | "phone_number"
-            )
-        })
+        .filter(|(k, _)| !matches!(*k, "verification_code" | "connection" | "client_id" | "email" | "phone_number"))
         .map(|(k, v)| format!("{}={}", enc(k), enc(&v)))
         .collect();
     query.push(format!("verification_code={}", enc(verification_code)));
@@ -42,11 +28,7 @@ pub fn magic_link(
         Identifier::Phone(_) => "phone_number",
     };
     query.push(format!("{id_param}={}", enc(key.identifier.as_str())));
-    format!(
-        "{}/passwordless/verify_redirect?{}",
-        base.trim_end_matches('/'),
-        query.join("&")
-    )
+    format!("{}/passwordless/verify_redirect?{}", base.trim_end_matches('/'), query.join("&"))
 }
 
 /// A rendered message, sealed into the outbox.
@@ -121,11 +103,7 @@ pub fn render_sms(v: &MessageVars<'_>) -> Rendered {
         }
         Send::Code | Send::Link => format!("Your verification code is: {}", v.code),
     };
-    Rendered {
-        subject: None,
-        text,
-        html: None,
-    }
+    Rendered { subject: None, text, html: None }
 }
 
 #[cfg(test)]
@@ -138,9 +116,7 @@ mod tests {
         let key = ChallengeKey {
             client_id: ClientId::new("abc"),
             connection: ConnectionName::new("email"),
-            identifier: Identifier::Email(
-                Email::parse("a+b@example.com").unwrap_or_else(|_| unreachable!()),
-            ),
+            identifier: Identifier::Email(Email::parse("a+b@example.com").unwrap_or_else(|_| unreachable!())),
         };
         let params: AuthParams = serde_json::from_str(
             r#"{"scope":"openid profile email","response_type":"token id_token","redirect_uri":"https://login2.example/callback","state":"x y","nonce":"n-1","email":"evil@x.com"}"#,

@@ -3,8 +3,8 @@
 
 use anyhow::Context as _;
 use sesame_domain::{
-    AuthParams, ChallengeKey, Channel, Client, ConnectionName, Email, Identifier, IdentifierError,
-    MessageId, NewChallenge, OutboxMessage, PhoneNumber, SealedMessage, Send, Strategy,
+    AuthParams, ChallengeKey, Channel, Client, ConnectionName, Email, Identifier, IdentifierError, MessageId,
+    NewChallenge, OutboxMessage, PhoneNumber, SealedMessage, Send, Strategy,
 };
 use sesame_ports::{AuditEvent, AuditKind, StoreError};
 
@@ -79,58 +79,30 @@ impl Sesame {
     /// See `StartError`.
     #[tracing::instrument(skip_all, fields(client_id = %req.client.id.as_str(), connection = %req.connection.as_str()))]
     pub async fn start(&self, req: StartRequest) -> Result<Started, StartError> {
-        let connection = self
-            .ports
-            .connections
-            .find(&req.connection)
-            .await?
-            .ok_or(StartError::ConnectionNotFound)?;
+        let connection = self.ports.connections.find(&req.connection).await?.ok_or(StartError::ConnectionNotFound)?;
         if !req.client.connection_enabled(&connection.name) {
             return Err(StartError::ConnectionDisabled);
         }
         let identifier = match connection.strategy {
             Strategy::Email => {
                 let raw = req.email.as_deref().ok_or(StartError::EmailMissing)?;
-                Identifier::Email(
-                    Email::parse(raw).map_err(|_| StartError::EmailInvalid(raw.to_owned()))?,
-                )
+                Identifier::Email(Email::parse(raw).map_err(|_| StartError::EmailInvalid(raw.to_owned()))?)
             }
             Strategy::Sms => {
-                let raw = req
-                    .phone_number
-                    .as_deref()
-                    .ok_or(StartError::PhoneMissing)?;
+                let raw = req.phone_number.as_deref().ok_or(StartError::PhoneMissing)?;
                 Identifier::Phone(PhoneNumber::parse(raw).map_err(StartError::PhoneInvalid)?)
             }
         };
-        if connection.disable_signup
-            && self
-                .ports
-                .users
-                .find(&connection.name, &identifier)
-                .await?
-                .is_none()
-        {
+        if connection.disable_signup && self.ports.users.find(&connection.name, &identifier).await?.is_none() {
             return Err(StartError::SignupDisabled);
         }
-        let send = req
-            .send
-            .unwrap_or_else(|| Send::default_for(connection.strategy));
+        let send = req.send.unwrap_or_else(|| Send::default_for(connection.strategy));
         let now = self.ports.clock.now();
         let random = &*self.ports.random;
-        let key = ChallengeKey {
-            client_id: req.client.id.clone(),
-            connection: connection.name.clone(),
-            identifier,
-        };
+        let key = ChallengeKey { client_id: req.client.id.clone(), connection: connection.name.clone(), identifier };
         let code = generate_code(random, connection.policy.length());
         let link_token = generate_link_token(random);
-        let link = magic_link(
-            &self.settings.issuer,
-            &key,
-            &req.auth_params,
-            link_token.expose(),
-        );
+        let link = magic_link(&self.settings.issuer, &key, &req.auth_params, link_token.expose());
         let lifetime = connection.policy.lifetime();
         let vars = MessageVars {
             code: code.expose(),
@@ -145,9 +117,7 @@ impl Sesame {
         };
         let message_id = MessageId(random_object_id(random));
         let plain = serde_json::to_vec(&rendered).context("serialising the message")?;
-        let sealed = self
-            .secrets()
-            .seal(random, &seal_context(&message_id), &plain);
+        let sealed = self.secrets().seal(random, &seal_context(&message_id), &plain);
         let expires_at = now + lifetime;
         let challenge = NewChallenge {
             id: random_object_id(random),
@@ -179,10 +149,6 @@ impl Sesame {
         event.detail = Some(send.as_str().to_owned());
         self.audit(event).await;
         tracing::info!(to = %key.identifier.masked(), send = send.as_str(), "code issued");
-        Ok(Started {
-            id,
-            identifier: key.identifier,
-            request_language: req.language,
-        })
+        Ok(Started { id, identifier: key.identifier, request_language: req.language })
     }
 }

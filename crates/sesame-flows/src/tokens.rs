@@ -39,8 +39,7 @@ fn has_scope(scope: &str, wanted: &str) -> bool {
 }
 
 fn rfc3339(t: time::OffsetDateTime) -> String {
-    t.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
+    t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
 }
 
 /// The user's claims that the scope allows (OIDC Core §5.4, Auth0's profile shape).
@@ -55,17 +54,17 @@ pub fn profile_claims(user: &User, scope: &str) -> Map<String, Value> {
         claims.insert("nickname".into(), json!(nickname));
         claims.insert("updated_at".into(), json!(rfc3339(user.updated_at)));
     }
-    if has_scope(scope, "email") {
-        if let Some(email) = user.email() {
-            claims.insert("email".into(), json!(email));
-            claims.insert("email_verified".into(), json!(user.email_verified));
-        }
+    if has_scope(scope, "email")
+        && let Some(email) = user.email()
+    {
+        claims.insert("email".into(), json!(email));
+        claims.insert("email_verified".into(), json!(user.email_verified));
     }
-    if has_scope(scope, "phone") {
-        if let Some(phone) = user.phone_number() {
-            claims.insert("phone_number".into(), json!(phone));
-            claims.insert("phone_verified".into(), json!(user.phone_verified));
-        }
+    if has_scope(scope, "phone")
+        && let Some(phone) = user.phone_number()
+    {
+        claims.insert("phone_number".into(), json!(phone));
+        claims.insert("phone_verified".into(), json!(user.phone_verified));
     }
     claims
 }
@@ -86,11 +85,7 @@ impl Sesame {
 
         let access_token = match req.audience {
             Some(aud) => {
-                let audience = if openid {
-                    json!([aud, format!("{}userinfo", settings.issuer)])
-                } else {
-                    json!(aud)
-                };
+                let audience = if openid { json!([aud, format!("{}userinfo", settings.issuer)]) } else { json!(aud) };
                 let claims = json!({
                     "iss": settings.issuer,
                     "sub": req.user.id.as_str(),
@@ -102,10 +97,7 @@ impl Sesame {
                     "client_id": req.client.id.as_str(),
                     "jti": random_b64(random, 16),
                 });
-                self.ports
-                    .tokens
-                    .sign(TokenKind::AccessToken, &claims)
-                    .await?
+                self.ports.tokens.sign(TokenKind::AccessToken, &claims).await?
             }
             None => {
                 let token = random_b64(random, 32);
@@ -138,42 +130,33 @@ impl Sesame {
                 claims.insert("nonce".into(), json!(nonce));
             }
             claims.extend(profile_claims(req.user, &scope));
-            Some(
-                self.ports
-                    .tokens
-                    .sign(TokenKind::IdToken, &Value::Object(claims))
-                    .await?,
-            )
+            Some(self.ports.tokens.sign(TokenKind::IdToken, &Value::Object(claims)).await?)
         } else {
             None
         };
 
         let offline_ok = match req.audience {
             None => true,
-            Some(aud) => settings
-                .apis
-                .iter()
-                .any(|a| a.identifier == aud && a.allow_offline_access),
+            Some(aud) => settings.apis.iter().any(|a| a.identifier == aud && a.allow_offline_access),
         };
-        let refresh_token =
-            if req.refresh_allowed && offline_ok && has_scope(&scope, "offline_access") {
-                let token = random_b64(random, 32);
-                self.ports
-                    .grants
-                    .save_refresh(RefreshToken {
-                        token_hash: self.secrets().token_hash("refresh_token", &token),
-                        family_id: random_b64(random, 16),
-                        client_id: req.client.id.clone(),
-                        user_id: req.user.id.clone(),
-                        scope: scope.clone(),
-                        audience: req.audience.map(str::to_owned),
-                        expires_at: now + settings.refresh_token_lifetime,
-                    })
-                    .await?;
-                Some(token)
-            } else {
-                None
-            };
+        let refresh_token = if req.refresh_allowed && offline_ok && has_scope(&scope, "offline_access") {
+            let token = random_b64(random, 32);
+            self.ports
+                .grants
+                .save_refresh(RefreshToken {
+                    token_hash: self.secrets().token_hash("refresh_token", &token),
+                    family_id: random_b64(random, 16),
+                    client_id: req.client.id.clone(),
+                    user_id: req.user.id.clone(),
+                    scope: scope.clone(),
+                    audience: req.audience.map(str::to_owned),
+                    expires_at: now + settings.refresh_token_lifetime,
+                })
+                .await?;
+            Some(token)
+        } else {
+            None
+        };
 
         Ok(TokenSet {
             access_token,

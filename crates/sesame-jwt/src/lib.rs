@@ -25,9 +25,7 @@ pub struct RsaSigningKey {
 
 impl std::fmt::Debug for RsaSigningKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RsaSigningKey")
-            .field("kid", &self.kid)
-            .finish_non_exhaustive()
+        f.debug_struct("RsaSigningKey").field("kid", &self.kid).finish_non_exhaustive()
     }
 }
 
@@ -39,9 +37,7 @@ impl RsaSigningKey {
     pub fn generate() -> anyhow::Result<Self> {
         let pair = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)
             .map_err(|_| anyhow::anyhow!("RSA key generation failed"))?;
-        let der = pair
-            .as_der()
-            .map_err(|_| anyhow::anyhow!("RSA key encoding failed"))?;
+        let der = pair.as_der().map_err(|_| anyhow::anyhow!("RSA key encoding failed"))?;
         let pem = pem::encode(&pem::Pem::new("PRIVATE KEY", der.as_ref().to_vec()));
         Self::from_pem(&pem)
     }
@@ -55,36 +51,21 @@ impl RsaSigningKey {
         let pair = match parsed.tag() {
             "PRIVATE KEY" => aws_lc_rs::rsa::KeyPair::from_pkcs8(parsed.contents()),
             "RSA PRIVATE KEY" => aws_lc_rs::rsa::KeyPair::from_der(parsed.contents()),
-            other => anyhow::bail!(
-                "signing key PEM is a {other}, expected PRIVATE KEY or RSA PRIVATE KEY"
-            ),
+            other => anyhow::bail!("signing key PEM is a {other}, expected PRIVATE KEY or RSA PRIVATE KEY"),
         }
         .map_err(|e| anyhow::anyhow!("signing key is not a usable RSA key: {e}"))?;
-        anyhow::ensure!(
-            pair.public_modulus_len() * 8 >= 2048,
-            "the RSA signing key must have at least 2048 bits"
-        );
+        anyhow::ensure!(pair.public_modulus_len() * 8 >= 2048, "the RSA signing key must have at least 2048 bits");
         let public = pair.public_key();
         let n = URL_SAFE_NO_PAD.encode(public.modulus().big_endian_without_leading_zero());
         let e = URL_SAFE_NO_PAD.encode(public.exponent().big_endian_without_leading_zero());
         // RFC 7638 thumbprint: SHA-256 over the required members in lexicographic order.
         let canonical = format!(r#"{{"e":"{e}","kty":"RSA","n":"{n}"}}"#);
-        let kid = URL_SAFE_NO_PAD.encode(aws_lc_rs::digest::digest(
-            &aws_lc_rs::digest::SHA256,
-            canonical.as_bytes(),
-        ));
-        let encoding = EncodingKey::from_rsa_pem(pem_text.as_bytes())
-            .context("signing key rejected by jsonwebtoken")?;
-        let decoding = DecodingKey::from_rsa_components(&n, &e)
-            .context("public key rejected by jsonwebtoken")?;
+        let kid = URL_SAFE_NO_PAD.encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, canonical.as_bytes()));
+        let encoding =
+            EncodingKey::from_rsa_pem(pem_text.as_bytes()).context("signing key rejected by jsonwebtoken")?;
+        let decoding = DecodingKey::from_rsa_components(&n, &e).context("public key rejected by jsonwebtoken")?;
         let jwk = json!({"kty": "RSA", "use": "sig", "alg": "RS256", "kid": kid, "n": n, "e": e});
-        Ok(Self {
-            kid,
-            encoding,
-            decoding,
-            jwk,
-            pem: pem_text.to_owned(),
-        })
+        Ok(Self { kid, encoding, decoding, jwk, pem: pem_text.to_owned() })
     }
 
     pub fn kid(&self) -> &str {
@@ -110,26 +91,18 @@ pub struct JwtIssuer {
 
 impl JwtIssuer {
     pub fn new(active: RsaSigningKey) -> Self {
-        Self {
-            keys: RwLock::new(vec![active]),
-        }
+        Self { keys: RwLock::new(vec![active]) }
     }
 
     /// Makes `key` the active key; the previous keys stay published.
     pub fn rotate(&self, key: RsaSigningKey) {
-        let mut keys = self
-            .keys
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut keys = self.keys.write().unwrap_or_else(std::sync::PoisonError::into_inner);
         keys.insert(0, key);
     }
 
     /// Stops publishing the key `kid`, unless it is the active one.
     pub fn retire(&self, kid: &str) -> bool {
-        let mut keys = self
-            .keys
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut keys = self.keys.write().unwrap_or_else(std::sync::PoisonError::into_inner);
         let before = keys.len();
         let active = keys.first().map(|k| k.kid.clone());
         keys.retain(|k| Some(&k.kid) == active.as_ref() || k.kid != kid);
@@ -137,10 +110,7 @@ impl JwtIssuer {
     }
 
     pub fn active_kid(&self) -> String {
-        let keys = self
-            .keys
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let keys = self.keys.read().unwrap_or_else(std::sync::PoisonError::into_inner);
         keys.first().map(|k| k.kid.clone()).unwrap_or_default()
     }
 }
@@ -148,33 +118,23 @@ impl JwtIssuer {
 #[async_trait]
 impl TokenIssuer for JwtIssuer {
     async fn sign(&self, kind: TokenKind, claims: &Value) -> Result<String, TokenError> {
-        let keys = self
-            .keys
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let key = keys
-            .first()
-            .ok_or_else(|| anyhow::anyhow!("no signing key"))?;
+        let keys = self.keys.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let key = keys.first().ok_or_else(|| anyhow::anyhow!("no signing key"))?;
         let mut header = Header::new(Algorithm::RS256);
         header.kid = Some(key.kid.clone());
         header.typ = Some(match kind {
             TokenKind::IdToken => "JWT".into(),
             TokenKind::AccessToken => "at+jwt".into(),
         });
-        jsonwebtoken::encode(&header, claims, &key.encoding)
-            .map_err(|e| TokenError::Unexpected(e.into()))
+        jsonwebtoken::encode(&header, claims, &key.encoding).map_err(|e| TokenError::Unexpected(e.into()))
     }
 
     async fn verify(&self, token: &str) -> Result<Value, TokenError> {
-        let header =
-            jsonwebtoken::decode_header(token).map_err(|e| TokenError::Invalid(e.to_string()))?;
+        let header = jsonwebtoken::decode_header(token).map_err(|e| TokenError::Invalid(e.to_string()))?;
         if header.alg != Algorithm::RS256 {
             return Err(TokenError::Invalid("unexpected algorithm".into()));
         }
-        let keys = self
-            .keys
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let keys = self.keys.read().unwrap_or_else(std::sync::PoisonError::into_inner);
         let key = keys
             .iter()
             .find(|k| header.kid.as_deref() == Some(k.kid.as_str()))
@@ -188,10 +148,7 @@ impl TokenIssuer for JwtIssuer {
     }
 
     async fn jwks(&self) -> Result<Value, TokenError> {
-        let keys = self
-            .keys
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let keys = self.keys.read().unwrap_or_else(std::sync::PoisonError::into_inner);
         Ok(json!({"keys": keys.iter().map(|k| k.jwk.clone()).collect::<Vec<_>>()}))
     }
 }
@@ -205,70 +162,37 @@ mod tests {
         let issuer = JwtIssuer::new(RsaSigningKey::generate().expect("key"));
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         let claims = json!({"sub": "email|1", "exp": now + 60, "iat": now});
-        let token = issuer
-            .sign(TokenKind::IdToken, &claims)
-            .await
-            .expect("signed");
-        assert_eq!(
-            issuer.verify(&token).await.expect("verifies")["sub"],
-            "email|1"
-        );
+        let token = issuer.sign(TokenKind::IdToken, &claims).await.expect("signed");
+        assert_eq!(issuer.verify(&token).await.expect("verifies")["sub"], "email|1");
 
         let jwks = issuer.jwks().await.expect("jwks");
         let jwk = &jwks["keys"][0];
         let header = jsonwebtoken::decode_header(&token).expect("header");
         assert_eq!(header.kid.as_deref(), jwk["kid"].as_str());
-        let key = DecodingKey::from_rsa_components(
-            jwk["n"].as_str().expect("n"),
-            jwk["e"].as_str().expect("e"),
-        )
-        .expect("key");
+        let key = DecodingKey::from_rsa_components(jwk["n"].as_str().expect("n"), jwk["e"].as_str().expect("e"))
+            .expect("key");
         let mut v = Validation::new(Algorithm::RS256);
         v.validate_aud = false;
-        assert!(
-            jsonwebtoken::decode::<Value>(&token, &key, &v).is_ok(),
-            "verifies from the JWKS alone"
-        );
+        assert!(jsonwebtoken::decode::<Value>(&token, &key, &v).is_ok(), "verifies from the JWKS alone");
 
         let old_kid = issuer.active_kid();
         issuer.rotate(RsaSigningKey::generate().expect("key"));
         assert_ne!(issuer.active_kid(), old_kid);
-        assert!(
-            issuer.verify(&token).await.is_ok(),
-            "old tokens still verify"
-        );
-        assert_eq!(
-            issuer.jwks().await.expect("jwks")["keys"]
-                .as_array()
-                .map(Vec::len),
-            Some(2)
-        );
+        assert!(issuer.verify(&token).await.is_ok(), "old tokens still verify");
+        assert_eq!(issuer.jwks().await.expect("jwks")["keys"].as_array().map(Vec::len), Some(2));
         assert!(issuer.retire(&old_kid));
-        assert!(
-            issuer.verify(&token).await.is_err(),
-            "retired key no longer verifies"
-        );
+        assert!(issuer.verify(&token).await.is_err(), "retired key no longer verifies");
     }
 
     #[tokio::test]
     async fn tampered_and_unsigned_tokens_are_refused() {
         let issuer = JwtIssuer::new(RsaSigningKey::generate().expect("key"));
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
-        let token = issuer
-            .sign(
-                TokenKind::AccessToken,
-                &json!({"sub": "a", "exp": now + 60}),
-            )
-            .await
-            .expect("signed");
+        let token = issuer.sign(TokenKind::AccessToken, &json!({"sub": "a", "exp": now + 60})).await.expect("signed");
         let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
         parts[1] = URL_SAFE_NO_PAD.encode(br#"{"sub":"admin","exp":9999999999}"#);
         assert!(issuer.verify(&parts.join(".")).await.is_err());
-        let none = format!(
-            "{}.{}.",
-            URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#),
-            parts[1]
-        );
+        let none = format!("{}.{}.", URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#), parts[1]);
         assert!(issuer.verify(&none).await.is_err());
     }
 }

@@ -61,10 +61,7 @@ fn to_time(ns: i128) -> OffsetDateTime {
 
 /// Picks what to report: the refusal that waits longest, else the bucket with fewest left.
 fn decide(verdicts: &[Verdict], now: i128) -> LimitDecision {
-    let refused = verdicts
-        .iter()
-        .filter(|v| !v.allowed)
-        .max_by_key(|v| v.retry_after_ns);
+    let refused = verdicts.iter().filter(|v| !v.allowed).max_by_key(|v| v.retry_after_ns);
     let Some(v) = refused.or_else(|| verdicts.iter().min_by_key(|v| v.remaining)) else {
         return LimitDecision {
             allowed: true,
@@ -86,17 +83,10 @@ fn decide(verdicts: &[Verdict], now: i128) -> LimitDecision {
 
 #[async_trait]
 impl RateLimiter for MemoryRateLimiter {
-    async fn check(
-        &self,
-        rules: &[LimitRule],
-        now: OffsetDateTime,
-    ) -> Result<LimitDecision, LimitError> {
+    async fn check(&self, rules: &[LimitRule], now: OffsetDateTime) -> Result<LimitDecision, LimitError> {
         let now_ns = now.unix_timestamp_nanos();
         let mut tats = crate::lock(&self.tats);
-        let verdicts: Vec<Verdict> = rules
-            .iter()
-            .map(|r| evaluate(r, tats.get(&r.key).copied(), now_ns))
-            .collect();
+        let verdicts: Vec<Verdict> = rules.iter().map(|r| evaluate(r, tats.get(&r.key).copied(), now_ns)).collect();
         let all_allowed = verdicts.iter().all(|v| v.allowed);
         if all_allowed {
             for (rule, v) in rules.iter().zip(&verdicts) {
@@ -115,12 +105,7 @@ impl RateLimiter for MemoryRateLimiter {
 
 #[async_trait]
 impl ReplayGuard for MemoryRateLimiter {
-    async fn first_use(
-        &self,
-        key: &str,
-        until: OffsetDateTime,
-        now: OffsetDateTime,
-    ) -> Result<bool, LimitError> {
+    async fn first_use(&self, key: &str, until: OffsetDateTime, now: OffsetDateTime) -> Result<bool, LimitError> {
         let mut seen = crate::lock(&self.seen);
         if seen.len() > 100_000 {
             seen.retain(|_, exp| *exp > now);

@@ -2,9 +2,7 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 use sesame_domain::Channel;
-use sesame_ports::{
-    Clock, DeliveryReceipt, EmailSender, OutgoingEmail, OutgoingSms, SendError, SmsSender,
-};
+use sesame_ports::{Clock, DeliveryReceipt, EmailSender, OutgoingEmail, OutgoingSms, SendError, SmsSender};
 use time::OffsetDateTime;
 
 /// One message the mailbox "sent".
@@ -32,21 +30,13 @@ impl Mailbox {
     const CAPACITY: usize = 10_000;
 
     pub fn new(clock: std::sync::Arc<dyn Clock>) -> Self {
-        Self {
-            entries: Mutex::new(Vec::new()),
-            clock,
-        }
+        Self { entries: Mutex::new(Vec::new()), clock }
     }
 
     /// Newest first, optionally only those to `to`.
     pub fn list(&self, to: Option<&str>) -> Vec<MailboxEntry> {
         let entries = crate::lock(&self.entries);
-        entries
-            .iter()
-            .rev()
-            .filter(|e| to.is_none_or(|t| e.to.eq_ignore_ascii_case(t)))
-            .cloned()
-            .collect()
+        entries.iter().rev().filter(|e| to.is_none_or(|t| e.to.eq_ignore_ascii_case(t))).cloned().collect()
     }
 
     fn push(&self, entry: MailboxEntry) {

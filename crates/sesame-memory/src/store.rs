@@ -4,14 +4,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sesame_domain::{
-    Challenge, ChallengeKey, CheckOutcome, Client, ClientId, CodePolicy, Connection,
-    ConnectionName, Identifier, MessageId, NewChallenge, OutboxMessage, Proof, SecretHash, User,
-    UserId,
+    Challenge, ChallengeKey, CheckOutcome, Client, ClientId, CodePolicy, Connection, ConnectionName, Identifier,
+    MessageId, NewChallenge, OutboxMessage, Proof, SecretHash, User, UserId,
 };
 use sesame_ports::{
-    AuditEvent, AuditLog, AuthorizationCode, ChallengeStore, ClaimedMessage, ClientStore,
-    ConnectionStore, DeliveryState, GrantStore, KeyState, KeyStore, OpaqueToken, Outbox,
-    RefreshOutcome, RefreshToken, SigningKeyRecord, StoreError, UserStore,
+    AuditEvent, AuditLog, AuthorizationCode, ChallengeStore, ClaimedMessage, ClientStore, ConnectionStore,
+    DeliveryState, GrantStore, KeyState, KeyStore, OpaqueToken, Outbox, RefreshOutcome, RefreshToken, SigningKeyRecord,
+    StoreError, UserStore,
 };
 use time::OffsetDateTime;
 
@@ -69,11 +68,7 @@ impl ClientStore for MemoryStore {
         Ok(self.state().clients.get(id).cloned())
     }
     async fn origin_allowed(&self, origin: &str) -> Result<bool, StoreError> {
-        Ok(self
-            .state()
-            .clients
-            .values()
-            .any(|c| c.allowed_origins.iter().any(|o| o == origin)))
+        Ok(self.state().clients.values().any(|c| c.allowed_origins.iter().any(|o| o == origin)))
     }
     async fn list(&self) -> Result<Vec<Client>, StoreError> {
         let mut all: Vec<Client> = self.state().clients.values().cloned().collect();
@@ -81,9 +76,7 @@ impl ClientStore for MemoryStore {
         Ok(all)
     }
     async fn save(&self, client: &Client) -> Result<(), StoreError> {
-        self.state()
-            .clients
-            .insert(client.id.clone(), client.clone());
+        self.state().clients.insert(client.id.clone(), client.clone());
         Ok(())
     }
     async fn delete(&self, id: &ClientId) -> Result<bool, StoreError> {
@@ -102,20 +95,14 @@ impl ConnectionStore for MemoryStore {
         Ok(all)
     }
     async fn save(&self, connection: &Connection) -> Result<(), StoreError> {
-        self.state()
-            .connections
-            .insert(connection.name.clone(), connection.clone());
+        self.state().connections.insert(connection.name.clone(), connection.clone());
         Ok(())
     }
 }
 
 #[async_trait]
 impl ChallengeStore for MemoryStore {
-    async fn start(
-        &self,
-        challenge: NewChallenge,
-        message: OutboxMessage,
-    ) -> Result<(), StoreError> {
+    async fn start(&self, challenge: NewChallenge, message: OutboxMessage) -> Result<(), StoreError> {
         let mut state = self.state();
         let due_at = message.created_at;
         state.outbox.insert(
@@ -129,14 +116,7 @@ impl ChallengeStore for MemoryStore {
                 last_error: None,
             },
         );
-        state.challenges.insert(
-            challenge.key.clone(),
-            Challenge {
-                challenge,
-                attempts: 0,
-                consumed_at: None,
-            },
-        );
+        state.challenges.insert(challenge.key.clone(), Challenge { challenge, attempts: 0, consumed_at: None });
         Ok(())
     }
 
@@ -174,9 +154,7 @@ impl ChallengeStore for MemoryStore {
         Ok(if live.attempts >= CodePolicy::MAX_ATTEMPTS {
             CheckOutcome::Exhausted
         } else {
-            CheckOutcome::Wrong {
-                attempts_left: CodePolicy::MAX_ATTEMPTS - live.attempts,
-            }
+            CheckOutcome::Wrong { attempts_left: CodePolicy::MAX_ATTEMPTS - live.attempts }
         })
     }
 }
@@ -209,10 +187,7 @@ impl UserStore for MemoryStore {
                 },
             );
         }
-        let user = state
-            .users
-            .get_mut(&key)
-            .ok_or_else(|| anyhow::anyhow!("user vanished under the lock"))?;
+        let user = state.users.get_mut(&key).ok_or_else(|| anyhow::anyhow!("user vanished under the lock"))?;
         match identifier {
             Identifier::Email(_) => user.email_verified = true,
             Identifier::Phone(_) => user.phone_verified = true,
@@ -223,25 +198,13 @@ impl UserStore for MemoryStore {
         Ok(user.clone())
     }
 
-    async fn find(
-        &self,
-        connection: &ConnectionName,
-        identifier: &Identifier,
-    ) -> Result<Option<User>, StoreError> {
-        Ok(self
-            .state()
-            .users
-            .get(&(connection.clone(), identifier.clone()))
-            .cloned())
+    async fn find(&self, connection: &ConnectionName, identifier: &Identifier) -> Result<Option<User>, StoreError> {
+        Ok(self.state().users.get(&(connection.clone(), identifier.clone())).cloned())
     }
 
     async fn find_by_id(&self, id: &UserId) -> Result<Option<User>, StoreError> {
         let state = self.state();
-        Ok(state
-            .user_ids
-            .get(id)
-            .and_then(|key| state.users.get(key))
-            .cloned())
+        Ok(state.user_ids.get(id).and_then(|key| state.users.get(key)).cloned())
     }
 }
 
@@ -257,11 +220,7 @@ impl Outbox for MemoryStore {
         let mut due: Vec<&mut OutboxRow> = state
             .outbox
             .values_mut()
-            .filter(|r| {
-                r.state == DeliveryState::Pending
-                    && r.due_at <= now
-                    && r.lease_until.is_none_or(|l| l <= now)
-            })
+            .filter(|r| r.state == DeliveryState::Pending && r.due_at <= now && r.lease_until.is_none_or(|l| l <= now))
             .collect();
         due.sort_by_key(|r| r.message.created_at);
         Ok(due
@@ -270,10 +229,7 @@ impl Outbox for MemoryStore {
             .map(|row| {
                 row.attempts += 1;
                 row.lease_until = Some(now + lease);
-                ClaimedMessage {
-                    message: row.message.clone(),
-                    attempt: row.attempts,
-                }
+                ClaimedMessage { message: row.message.clone(), attempt: row.attempts }
             })
             .collect())
     }
@@ -286,12 +242,7 @@ impl Outbox for MemoryStore {
         Ok(())
     }
 
-    async fn retry_at(
-        &self,
-        id: &MessageId,
-        at: OffsetDateTime,
-        error: &str,
-    ) -> Result<(), StoreError> {
+    async fn retry_at(&self, id: &MessageId, at: OffsetDateTime, error: &str) -> Result<(), StoreError> {
         if let Some(row) = self.state().outbox.get_mut(id) {
             row.due_at = at;
             row.lease_until = None;
@@ -300,12 +251,7 @@ impl Outbox for MemoryStore {
         Ok(())
     }
 
-    async fn finish(
-        &self,
-        id: &MessageId,
-        state: DeliveryState,
-        _now: OffsetDateTime,
-    ) -> Result<(), StoreError> {
+    async fn finish(&self, id: &MessageId, state: DeliveryState, _now: OffsetDateTime) -> Result<(), StoreError> {
         if let Some(row) = self.state().outbox.get_mut(id) {
             row.state = state;
             row.lease_until = None;
@@ -334,16 +280,8 @@ impl GrantStore for MemoryStore {
         self.state().codes.insert(code.code_hash, code);
         Ok(())
     }
-    async fn take_code(
-        &self,
-        hash: &SecretHash,
-        now: OffsetDateTime,
-    ) -> Result<Option<AuthorizationCode>, StoreError> {
-        Ok(self
-            .state()
-            .codes
-            .remove(hash)
-            .filter(|c| c.expires_at > now))
+    async fn take_code(&self, hash: &SecretHash, now: OffsetDateTime) -> Result<Option<AuthorizationCode>, StoreError> {
+        Ok(self.state().codes.remove(hash).filter(|c| c.expires_at > now))
     }
     async fn save_opaque(&self, token: OpaqueToken) -> Result<(), StoreError> {
         let mut state = self.state();
@@ -354,26 +292,11 @@ impl GrantStore for MemoryStore {
         state.opaque.insert(token.token_hash, token);
         Ok(())
     }
-    async fn find_opaque(
-        &self,
-        hash: &SecretHash,
-        now: OffsetDateTime,
-    ) -> Result<Option<OpaqueToken>, StoreError> {
-        Ok(self
-            .state()
-            .opaque
-            .get(hash)
-            .filter(|t| t.expires_at > now)
-            .cloned())
+    async fn find_opaque(&self, hash: &SecretHash, now: OffsetDateTime) -> Result<Option<OpaqueToken>, StoreError> {
+        Ok(self.state().opaque.get(hash).filter(|t| t.expires_at > now).cloned())
     }
     async fn save_refresh(&self, token: RefreshToken) -> Result<(), StoreError> {
-        self.state().refresh.insert(
-            token.token_hash,
-            RefreshRow {
-                token,
-                spent: false,
-            },
-        );
+        self.state().refresh.insert(token.token_hash, RefreshRow { token, spent: false });
         Ok(())
     }
     async fn rotate_refresh(
@@ -398,13 +321,7 @@ impl GrantStore for MemoryStore {
         if let Some(row) = state.refresh.get_mut(presented) {
             row.spent = true;
         }
-        state.refresh.insert(
-            next.token_hash,
-            RefreshRow {
-                token: next,
-                spent: false,
-            },
-        );
+        state.refresh.insert(next.token_hash, RefreshRow { token: next, spent: false });
         Ok(RefreshOutcome::Rotated(current))
     }
 }
@@ -412,12 +329,7 @@ impl GrantStore for MemoryStore {
 #[async_trait]
 impl KeyStore for MemoryStore {
     async fn active(&self) -> Result<Option<SigningKeyRecord>, StoreError> {
-        Ok(self
-            .state()
-            .keys
-            .iter()
-            .find(|k| k.state == KeyState::Active)
-            .cloned())
+        Ok(self.state().keys.iter().find(|k| k.state == KeyState::Active).cloned())
     }
     async fn published(&self, now: OffsetDateTime) -> Result<Vec<SigningKeyRecord>, StoreError> {
         Ok(self
@@ -432,23 +344,14 @@ impl KeyStore for MemoryStore {
             .cloned()
             .collect())
     }
-    async fn activate(
-        &self,
-        key: SigningKeyRecord,
-        retire_until: OffsetDateTime,
-    ) -> Result<(), StoreError> {
+    async fn activate(&self, key: SigningKeyRecord, retire_until: OffsetDateTime) -> Result<(), StoreError> {
         let mut state = self.state();
         for k in &mut state.keys {
             if k.state == KeyState::Active {
-                k.state = KeyState::Retiring {
-                    until: retire_until,
-                };
+                k.state = KeyState::Retiring { until: retire_until };
             }
         }
-        state.keys.push(SigningKeyRecord {
-            state: KeyState::Active,
-            ..key
-        });
+        state.keys.push(SigningKeyRecord { state: KeyState::Active, ..key });
         Ok(())
     }
     async fn retire(&self, kid: &str) -> Result<bool, StoreError> {
@@ -476,7 +379,7 @@ impl AuditLog for MemoryStore {
     async fn recent(&self, limit: usize) -> Result<Vec<AuditEvent>, StoreError> {
         let state = self.state();
         let mut events: Vec<AuditEvent> = state.audit.iter().rev().take(limit).cloned().collect();
-        events.sort_by(|a, b| b.at.cmp(&a.at));
+        events.sort_by_key(|e| std::cmp::Reverse(e.at));
         Ok(events)
     }
 }

@@ -36,16 +36,7 @@ pub struct AuditEvent {
 
 impl AuditEvent {
     pub fn new(kind: AuditKind, at: OffsetDateTime) -> Self {
-        Self {
-            at,
-            kind,
-            client_id: None,
-            connection: None,
-            identifier: None,
-            user_id: None,
-            ip: None,
-            detail: None,
-        }
+        Self { at, kind, client_id: None, connection: None, identifier: None, user_id: None, ip: None, detail: None }
     }
 }
 

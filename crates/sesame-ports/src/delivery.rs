@@ -19,17 +19,12 @@ pub struct OutgoingSms {
 
 impl std::fmt::Debug for OutgoingEmail {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OutgoingEmail")
-            .field("to", &self.to)
-            .field("subject", &self.subject)
-            .finish_non_exhaustive()
+        f.debug_struct("OutgoingEmail").field("to", &self.to).field("subject", &self.subject).finish_non_exhaustive()
     }
 }
 impl std::fmt::Debug for OutgoingSms {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OutgoingSms")
-            .field("to", &self.to)
-            .finish_non_exhaustive()
+        f.debug_struct("OutgoingSms").field("to", &self.to).finish_non_exhaustive()
     }
 }
 

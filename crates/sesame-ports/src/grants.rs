@@ -60,17 +60,9 @@ pub enum RefreshOutcome {
 pub trait GrantStore: Send + Sync + std::fmt::Debug {
     async fn save_code(&self, code: AuthorizationCode) -> Result<(), StoreError>;
     /// Returns and deletes the code if it exists and is not expired.
-    async fn take_code(
-        &self,
-        hash: &SecretHash,
-        now: OffsetDateTime,
-    ) -> Result<Option<AuthorizationCode>, StoreError>;
+    async fn take_code(&self, hash: &SecretHash, now: OffsetDateTime) -> Result<Option<AuthorizationCode>, StoreError>;
     async fn save_opaque(&self, token: OpaqueToken) -> Result<(), StoreError>;
-    async fn find_opaque(
-        &self,
-        hash: &SecretHash,
-        now: OffsetDateTime,
-    ) -> Result<Option<OpaqueToken>, StoreError>;
+    async fn find_opaque(&self, hash: &SecretHash, now: OffsetDateTime) -> Result<Option<OpaqueToken>, StoreError>;
     async fn save_refresh(&self, token: RefreshToken) -> Result<(), StoreError>;
     /// Spends `presented` and makes `next` (same family) current, atomically.
     async fn rotate_refresh(

@@ -46,11 +46,7 @@ pub trait KeyStore: Send + Sync + std::fmt::Debug {
     /// Active and retiring keys at `now`: what the JWKS shows.
     async fn published(&self, now: OffsetDateTime) -> Result<Vec<SigningKeyRecord>, StoreError>;
     /// Adds `key` as the active key; the previously active one retires at `retire_until`.
-    async fn activate(
-        &self,
-        key: SigningKeyRecord,
-        retire_until: OffsetDateTime,
-    ) -> Result<(), StoreError>;
+    async fn activate(&self, key: SigningKeyRecord, retire_until: OffsetDateTime) -> Result<(), StoreError>;
     /// Takes a key out of the JWKS now. Returns whether it existed; the active key cannot be retired.
     async fn retire(&self, kid: &str) -> Result<bool, StoreError>;
 }

@@ -16,14 +16,10 @@ pub mod testkit;
 
 pub use audit::{AuditEvent, AuditKind, AuditLog};
 pub use clock::{Clock, Random, SystemClock};
-pub use delivery::{
-    DeliveryReceipt, EmailSender, OutgoingEmail, OutgoingSms, SendError, SmsSender,
-};
+pub use delivery::{DeliveryReceipt, EmailSender, OutgoingEmail, OutgoingSms, SendError, SmsSender};
 pub use error::StoreError;
 pub use grants::{AuthorizationCode, GrantStore, OpaqueToken, RefreshOutcome, RefreshToken};
 pub use keys::{KeyState, KeyStore, SigningKeyRecord};
 pub use limits::{LimitDecision, LimitError, LimitRule, RateLimiter, ReplayGuard};
-pub use stores::{
-    ChallengeStore, ClaimedMessage, ClientStore, ConnectionStore, DeliveryState, Outbox, UserStore,
-};
+pub use stores::{ChallengeStore, ClaimedMessage, ClientStore, ConnectionStore, DeliveryState, Outbox, UserStore};
 pub use tokens::{TokenError, TokenIssuer, TokenKind};

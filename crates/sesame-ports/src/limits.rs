@@ -37,11 +37,7 @@ pub struct LimitError(#[source] pub anyhow::Error);
 /// only if every bucket holds `cost` tokens, and then every bucket gives them; otherwise none do.
 #[async_trait]
 pub trait RateLimiter: Send + Sync + std::fmt::Debug {
-    async fn check(
-        &self,
-        rules: &[LimitRule],
-        now: OffsetDateTime,
-    ) -> Result<LimitDecision, LimitError>;
+    async fn check(&self, rules: &[LimitRule], now: OffsetDateTime) -> Result<LimitDecision, LimitError>;
 }
 
 /// Remembers single-use values (client-assertion `jti`s) until they expire.
@@ -49,10 +45,5 @@ pub trait RateLimiter: Send + Sync + std::fmt::Debug {
 /// Guarantee: of any number of concurrent calls with one key before `until`, exactly one gets `true`.
 #[async_trait]
 pub trait ReplayGuard: Send + Sync + std::fmt::Debug {
-    async fn first_use(
-        &self,
-        key: &str,
-        until: OffsetDateTime,
-        now: OffsetDateTime,
-    ) -> Result<bool, LimitError>;
+    async fn first_use(&self, key: &str, until: OffsetDateTime, now: OffsetDateTime) -> Result<bool, LimitError>;
 }

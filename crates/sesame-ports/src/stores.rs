@@ -2,8 +2,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sesame_domain::{
-    ChallengeKey, CheckOutcome, Client, ClientId, Connection, ConnectionName, Identifier,
-    MessageId, NewChallenge, OutboxMessage, Proof, User, UserId,
+    ChallengeKey, CheckOutcome, Client, ClientId, Connection, ConnectionName, Identifier, MessageId, NewChallenge,
+    OutboxMessage, Proof, User, UserId,
 };
 use time::OffsetDateTime;
 
@@ -41,11 +41,7 @@ pub trait ConnectionStore: Send + Sync + std::fmt::Debug {
 ///   replaced and exhausted challenges never accept.
 #[async_trait]
 pub trait ChallengeStore: Send + Sync + std::fmt::Debug {
-    async fn start(
-        &self,
-        challenge: NewChallenge,
-        message: OutboxMessage,
-    ) -> Result<(), StoreError>;
+    async fn start(&self, challenge: NewChallenge, message: OutboxMessage) -> Result<(), StoreError>;
 
     /// Checks `proof` against the live challenge of `key` at `now`. A wrong proof counts one
     /// attempt; the try that reaches `CodePolicy::MAX_ATTEMPTS` answers `Exhausted`, as does every
@@ -74,11 +70,7 @@ pub trait UserStore: Send + Sync + std::fmt::Debug {
         new_id: UserId,
         now: OffsetDateTime,
     ) -> Result<User, StoreError>;
-    async fn find(
-        &self,
-        connection: &ConnectionName,
-        identifier: &Identifier,
-    ) -> Result<Option<User>, StoreError>;
+    async fn find(&self, connection: &ConnectionName, identifier: &Identifier) -> Result<Option<User>, StoreError>;
     async fn find_by_id(&self, id: &UserId) -> Result<Option<User>, StoreError>;
 }
 
@@ -119,19 +111,9 @@ pub trait Outbox: Send + Sync + std::fmt::Debug {
     ) -> Result<Vec<ClaimedMessage>, StoreError>;
     async fn mark_sent(&self, id: &MessageId, now: OffsetDateTime) -> Result<(), StoreError>;
     /// Releases the lease and makes the message due again at `at`.
-    async fn retry_at(
-        &self,
-        id: &MessageId,
-        at: OffsetDateTime,
-        error: &str,
-    ) -> Result<(), StoreError>;
+    async fn retry_at(&self, id: &MessageId, at: OffsetDateTime, error: &str) -> Result<(), StoreError>;
     /// Ends the message as `Failed(reason)` or `Dropped`.
-    async fn finish(
-        &self,
-        id: &MessageId,
-        state: DeliveryState,
-        now: OffsetDateTime,
-    ) -> Result<(), StoreError>;
+    async fn finish(&self, id: &MessageId, state: DeliveryState, now: OffsetDateTime) -> Result<(), StoreError>;
     async fn state(&self, id: &MessageId) -> Result<Option<DeliveryState>, StoreError>;
     /// The earliest time any pending message becomes due, to let a worker sleep until then.
     async fn next_due(&self) -> Result<Option<OffsetDateTime>, StoreError>;

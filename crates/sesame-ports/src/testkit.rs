@@ -1,25 +1,22 @@
 //! Contract tests every adapter runs against itself. Each function takes one adapter instance
 //! and works with names no other test uses, so suites may share a store and run in parallel.
-#![expect(
-    clippy::unwrap_used,
-    reason = "contract tests fail loudly on any error"
-)]
+#![expect(clippy::unwrap_used, reason = "contract tests fail loudly on any error")]
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use sesame_domain::{
-    AppType, AuthMethod, AuthParams, ChallengeKey, Channel, CheckOutcome, Client, ClientId,
-    CodePolicy, Connection, ConnectionName, Email, Identifier, MessageId, NewChallenge,
-    OutboxMessage, Proof, SealedMessage, SecretHash, Send, Strategy, UserId,
+    AppType, AuthMethod, AuthParams, ChallengeKey, Channel, CheckOutcome, Client, ClientId, CodePolicy, Connection,
+    ConnectionName, Email, Identifier, MessageId, NewChallenge, OutboxMessage, Proof, SealedMessage, SecretHash, Send,
+    Strategy, UserId,
 };
 use time::OffsetDateTime;
 
 use crate::{
-    AuditEvent, AuditKind, AuditLog, AuthorizationCode, ChallengeStore, ClientStore,
-    ConnectionStore, DeliveryState, GrantStore, KeyState, KeyStore, LimitRule, OpaqueToken, Outbox,
-    RateLimiter, RefreshOutcome, RefreshToken, ReplayGuard, SigningKeyRecord, UserStore,
+    AuditEvent, AuditKind, AuditLog, AuthorizationCode, ChallengeStore, ClientStore, ConnectionStore, DeliveryState,
+    GrantStore, KeyState, KeyStore, LimitRule, OpaqueToken, Outbox, RateLimiter, RefreshOutcome, RefreshToken,
+    ReplayGuard, SigningKeyRecord, UserStore,
 };
 
 /// A fixed instant the tests count from (stores take `now` as an argument).
@@ -35,10 +32,7 @@ fn secs(n: i64) -> time::Duration {
 pub fn unique(prefix: &str) -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
     format!("{prefix}{}x{nanos:x}x{n}", std::process::id())
 }
 
@@ -60,18 +54,11 @@ pub fn email_key(client: &str) -> ChallengeKey {
     ChallengeKey {
         client_id: ClientId::new(client),
         connection: ConnectionName::new("email"),
-        identifier: Identifier::Email(
-            Email::parse(&format!("{}@example.com", unique("u"))).unwrap(),
-        ),
+        identifier: Identifier::Email(Email::parse(&format!("{}@example.com", unique("u"))).unwrap()),
     }
 }
 
-pub fn challenge(
-    key: &ChallengeKey,
-    code: SecretHash,
-    link: Option<SecretHash>,
-    now: OffsetDateTime,
-) -> NewChallenge {
+pub fn challenge(key: &ChallengeKey, code: SecretHash, link: Option<SecretHash>, now: OffsetDateTime) -> NewChallenge {
     NewChallenge {
         id: unique("c"),
         key: key.clone(),
@@ -125,16 +112,8 @@ where
     let first = challenge(&key, right, None, now);
     let msg = message(&key, now);
     store.start(first.clone(), msg.clone()).await.unwrap();
-    assert_eq!(
-        store.state(&msg.id).await.unwrap(),
-        Some(DeliveryState::Pending),
-        "start enqueues its message"
-    );
-    match store
-        .check(&key, Proof::Code(right), true, now + secs(1))
-        .await
-        .unwrap()
-    {
+    assert_eq!(store.state(&msg.id).await.unwrap(), Some(DeliveryState::Pending), "start enqueues its message");
+    match store.check(&key, Proof::Code(right), true, now + secs(1)).await.unwrap() {
         CheckOutcome::Accepted(c) => {
             assert_eq!(c.challenge.id, first.id);
             assert_eq!(c.challenge.language.as_deref(), Some("fr-FR"));
@@ -142,200 +121,77 @@ where
         }
         other => panic!("right code: {other:?}"),
     }
-    assert_eq!(
-        store
-            .check(&key, Proof::Code(right), true, now + secs(2))
-            .await
-            .unwrap(),
-        CheckOutcome::NotFound
-    );
+    assert_eq!(store.check(&key, Proof::Code(right), true, now + secs(2)).await.unwrap(), CheckOutcome::NotFound);
 
     // Wrong tries are counted; the third burns the code, and the right code no longer works.
     let key = email_key(&unique("client"));
-    store
-        .start(challenge(&key, right, None, now), message(&key, now))
-        .await
-        .unwrap();
+    store.start(challenge(&key, right, None, now), message(&key, now)).await.unwrap();
     assert_eq!(
-        store
-            .check(&key, Proof::Code(wrong), true, now)
-            .await
-            .unwrap(),
+        store.check(&key, Proof::Code(wrong), true, now).await.unwrap(),
         CheckOutcome::Wrong { attempts_left: 2 }
     );
     assert_eq!(
-        store
-            .check(&key, Proof::Code(wrong), true, now)
-            .await
-            .unwrap(),
+        store.check(&key, Proof::Code(wrong), true, now).await.unwrap(),
         CheckOutcome::Wrong { attempts_left: 1 }
     );
-    assert_eq!(
-        store
-            .check(&key, Proof::Code(wrong), true, now)
-            .await
-            .unwrap(),
-        CheckOutcome::Exhausted
-    );
-    assert_eq!(
-        store
-            .check(&key, Proof::Code(right), true, now)
-            .await
-            .unwrap(),
-        CheckOutcome::Exhausted
-    );
+    assert_eq!(store.check(&key, Proof::Code(wrong), true, now).await.unwrap(), CheckOutcome::Exhausted);
+    assert_eq!(store.check(&key, Proof::Code(right), true, now).await.unwrap(), CheckOutcome::Exhausted);
     assert_eq!(CodePolicy::MAX_ATTEMPTS, 3);
 
     // Two wrong tries, then the right code: accepted.
     let key = email_key(&unique("client"));
-    store
-        .start(challenge(&key, right, None, now), message(&key, now))
-        .await
-        .unwrap();
+    store.start(challenge(&key, right, None, now), message(&key, now)).await.unwrap();
     for _ in 0..2 {
-        assert!(matches!(
-            store
-                .check(&key, Proof::Code(wrong), true, now)
-                .await
-                .unwrap(),
-            CheckOutcome::Wrong { .. }
-        ));
+        assert!(matches!(store.check(&key, Proof::Code(wrong), true, now).await.unwrap(), CheckOutcome::Wrong { .. }));
     }
-    assert!(matches!(
-        store
-            .check(&key, Proof::Code(right), true, now)
-            .await
-            .unwrap(),
-        CheckOutcome::Accepted(_)
-    ));
+    assert!(matches!(store.check(&key, Proof::Code(right), true, now).await.unwrap(), CheckOutcome::Accepted(_)));
 
     // Expiry: at expires_at the code is dead.
     let key = email_key(&unique("client"));
-    store
-        .start(challenge(&key, right, None, now), message(&key, now))
-        .await
-        .unwrap();
-    assert_eq!(
-        store
-            .check(&key, Proof::Code(right), true, now + secs(180))
-            .await
-            .unwrap(),
-        CheckOutcome::Expired
-    );
+    store.start(challenge(&key, right, None, now), message(&key, now)).await.unwrap();
+    assert_eq!(store.check(&key, Proof::Code(right), true, now + secs(180)).await.unwrap(), CheckOutcome::Expired);
 
     // A new start replaces the earlier code.
     let key = email_key(&unique("client"));
-    store
-        .start(challenge(&key, right, None, now), message(&key, now))
-        .await
-        .unwrap();
+    store.start(challenge(&key, right, None, now), message(&key, now)).await.unwrap();
     let newer = hash(3);
-    store
-        .start(
-            challenge(&key, newer, None, now + secs(5)),
-            message(&key, now),
-        )
-        .await
-        .unwrap();
+    store.start(challenge(&key, newer, None, now + secs(5)), message(&key, now)).await.unwrap();
     assert_eq!(
-        store
-            .check(&key, Proof::Code(right), true, now + secs(6))
-            .await
-            .unwrap(),
+        store.check(&key, Proof::Code(right), true, now + secs(6)).await.unwrap(),
         CheckOutcome::Wrong { attempts_left: 2 }
     );
     assert!(matches!(
-        store
-            .check(&key, Proof::Code(newer), true, now + secs(6))
-            .await
-            .unwrap(),
+        store.check(&key, Proof::Code(newer), true, now + secs(6)).await.unwrap(),
         CheckOutcome::Accepted(_)
     ));
 
     // A new start also resets the per-code try count (a fresh code gets three tries).
     let key = email_key(&unique("client"));
-    store
-        .start(challenge(&key, right, None, now), message(&key, now))
-        .await
-        .unwrap();
+    store.start(challenge(&key, right, None, now), message(&key, now)).await.unwrap();
     for _ in 0..3 {
-        store
-            .check(&key, Proof::Code(wrong), true, now)
-            .await
-            .unwrap();
+        store.check(&key, Proof::Code(wrong), true, now).await.unwrap();
     }
-    store
-        .start(challenge(&key, right, None, now), message(&key, now))
-        .await
-        .unwrap();
-    assert!(matches!(
-        store
-            .check(&key, Proof::Code(right), true, now)
-            .await
-            .unwrap(),
-        CheckOutcome::Accepted(_)
-    ));
+    store.start(challenge(&key, right, None, now), message(&key, now)).await.unwrap();
+    assert!(matches!(store.check(&key, Proof::Code(right), true, now).await.unwrap(), CheckOutcome::Accepted(_)));
 
     // Links: the link hash works as a proof; a code hash does not pass as a link.
     let key = email_key(&unique("client"));
     let link = hash(9);
-    store
-        .start(challenge(&key, right, Some(link), now), message(&key, now))
-        .await
-        .unwrap();
-    assert!(matches!(
-        store
-            .check(&key, Proof::Link(right), true, now)
-            .await
-            .unwrap(),
-        CheckOutcome::Wrong { .. }
-    ));
-    assert!(matches!(
-        store
-            .check(&key, Proof::Link(link), true, now)
-            .await
-            .unwrap(),
-        CheckOutcome::Accepted(_)
-    ));
+    store.start(challenge(&key, right, Some(link), now), message(&key, now)).await.unwrap();
+    assert!(matches!(store.check(&key, Proof::Link(right), true, now).await.unwrap(), CheckOutcome::Wrong { .. }));
+    assert!(matches!(store.check(&key, Proof::Link(link), true, now).await.unwrap(), CheckOutcome::Accepted(_)));
 
     // Peeking (consume = false) keeps the challenge live.
     let key = email_key(&unique("client"));
-    store
-        .start(challenge(&key, right, None, now), message(&key, now))
-        .await
-        .unwrap();
-    assert!(matches!(
-        store
-            .check(&key, Proof::Code(right), false, now)
-            .await
-            .unwrap(),
-        CheckOutcome::Accepted(_)
-    ));
-    assert!(matches!(
-        store
-            .check(&key, Proof::Code(right), true, now)
-            .await
-            .unwrap(),
-        CheckOutcome::Accepted(_)
-    ));
+    store.start(challenge(&key, right, None, now), message(&key, now)).await.unwrap();
+    assert!(matches!(store.check(&key, Proof::Code(right), false, now).await.unwrap(), CheckOutcome::Accepted(_)));
+    assert!(matches!(store.check(&key, Proof::Code(right), true, now).await.unwrap(), CheckOutcome::Accepted(_)));
 
     // Keys are isolated: the same identifier under another client has no challenge.
     let key = email_key(&unique("client"));
-    store
-        .start(challenge(&key, right, None, now), message(&key, now))
-        .await
-        .unwrap();
-    let other = ChallengeKey {
-        client_id: ClientId::new(unique("other")),
-        ..key.clone()
-    };
-    assert_eq!(
-        store
-            .check(&other, Proof::Code(right), true, now)
-            .await
-            .unwrap(),
-        CheckOutcome::NotFound
-    );
+    store.start(challenge(&key, right, None, now), message(&key, now)).await.unwrap();
+    let other = ChallengeKey { client_id: ClientId::new(unique("other")), ..key.clone() };
+    assert_eq!(store.check(&other, Proof::Code(right), true, now).await.unwrap(), CheckOutcome::NotFound);
 
     // 20 concurrent exchanges of one valid code: exactly one success.
     concurrent_single_use(&store, 20).await;
@@ -348,27 +204,16 @@ where
 {
     let now = t0();
     let key = email_key(&unique("client"));
-    store
-        .start(challenge(&key, hash(1), None, now), message(&key, now))
-        .await
-        .unwrap();
+    store.start(challenge(&key, hash(1), None, now), message(&key, now)).await.unwrap();
     let tasks: Vec<_> = (0..n)
         .map(|_| {
             let store = Arc::clone(store);
             let key = key.clone();
-            tokio::spawn(async move {
-                store
-                    .check(&key, Proof::Code(hash(1)), true, now)
-                    .await
-                    .unwrap()
-            })
+            tokio::spawn(async move { store.check(&key, Proof::Code(hash(1)), true, now).await.unwrap() })
         })
         .collect();
     let outcomes = futures::future::join_all(tasks).await;
-    let accepted = outcomes
-        .iter()
-        .filter(|o| matches!(o.as_ref().unwrap(), CheckOutcome::Accepted(_)))
-        .count();
+    let accepted = outcomes.iter().filter(|o| matches!(o.as_ref().unwrap(), CheckOutcome::Accepted(_))).count();
     assert_eq!(accepted, 1, "exactly one of {n} concurrent exchanges wins");
 }
 
@@ -381,106 +226,35 @@ where
     let now = t0() + secs(10_000_000);
     let key = email_key(&unique("client"));
     let msg = message(&key, now);
-    store
-        .start(challenge(&key, hash(1), None, now), msg.clone())
-        .await
-        .unwrap();
-    let mine = |claimed: &[crate::ClaimedMessage]| {
-        claimed.iter().filter(|c| c.message.id == msg.id).count()
-    };
+    store.start(challenge(&key, hash(1), None, now), msg.clone()).await.unwrap();
+    let mine = |claimed: &[crate::ClaimedMessage]| claimed.iter().filter(|c| c.message.id == msg.id).count();
 
-    let claimed = store
-        .claim_due(now, 1000, Duration::from_secs(30))
-        .await
-        .unwrap();
+    let claimed = store.claim_due(now, 1000, Duration::from_secs(30)).await.unwrap();
     assert_eq!(mine(&claimed), 1);
     let got = claimed.iter().find(|c| c.message.id == msg.id).unwrap();
     assert_eq!(got.attempt, 1);
     assert_eq!(got.message, msg, "the message comes back as it went in");
-    assert_eq!(
-        mine(
-            &store
-                .claim_due(now + secs(1), 1000, Duration::from_secs(30))
-                .await
-                .unwrap()
-        ),
-        0,
-        "leased"
-    );
-    let reclaimed = store
-        .claim_due(now + secs(31), 1000, Duration::from_secs(30))
-        .await
-        .unwrap();
-    assert_eq!(
-        mine(&reclaimed),
-        1,
-        "a lapsed lease makes the message due again"
-    );
-    assert_eq!(
-        reclaimed
-            .iter()
-            .find(|c| c.message.id == msg.id)
-            .unwrap()
-            .attempt,
-        2
-    );
+    assert_eq!(mine(&store.claim_due(now + secs(1), 1000, Duration::from_secs(30)).await.unwrap()), 0, "leased");
+    let reclaimed = store.claim_due(now + secs(31), 1000, Duration::from_secs(30)).await.unwrap();
+    assert_eq!(mine(&reclaimed), 1, "a lapsed lease makes the message due again");
+    assert_eq!(reclaimed.iter().find(|c| c.message.id == msg.id).unwrap().attempt, 2);
 
-    store
-        .retry_at(&msg.id, now + secs(100), "throttled")
-        .await
-        .unwrap();
-    assert_eq!(
-        mine(
-            &store
-                .claim_due(now + secs(99), 1000, Duration::from_secs(30))
-                .await
-                .unwrap()
-        ),
-        0
-    );
-    assert_eq!(
-        mine(
-            &store
-                .claim_due(now + secs(100), 1000, Duration::from_secs(30))
-                .await
-                .unwrap()
-        ),
-        1
-    );
+    store.retry_at(&msg.id, now + secs(100), "throttled").await.unwrap();
+    assert_eq!(mine(&store.claim_due(now + secs(99), 1000, Duration::from_secs(30)).await.unwrap()), 0);
+    assert_eq!(mine(&store.claim_due(now + secs(100), 1000, Duration::from_secs(30)).await.unwrap()), 1);
     store.mark_sent(&msg.id, now + secs(101)).await.unwrap();
+    assert_eq!(store.state(&msg.id).await.unwrap(), Some(DeliveryState::Sent));
     assert_eq!(
-        store.state(&msg.id).await.unwrap(),
-        Some(DeliveryState::Sent)
-    );
-    assert_eq!(
-        mine(
-            &store
-                .claim_due(now + secs(10_000), 1000, Duration::from_secs(1))
-                .await
-                .unwrap()
-        ),
+        mine(&store.claim_due(now + secs(10_000), 1000, Duration::from_secs(1)).await.unwrap()),
         0,
         "sent is final"
     );
 
     let key = email_key(&unique("client"));
     let failed = message(&key, now);
-    store
-        .start(challenge(&key, hash(1), None, now), failed.clone())
-        .await
-        .unwrap();
-    store
-        .finish(
-            &failed.id,
-            DeliveryState::Failed("invalid number".into()),
-            now,
-        )
-        .await
-        .unwrap();
-    assert_eq!(
-        store.state(&failed.id).await.unwrap(),
-        Some(DeliveryState::Failed("invalid number".into()))
-    );
+    store.start(challenge(&key, hash(1), None, now), failed.clone()).await.unwrap();
+    store.finish(&failed.id, DeliveryState::Failed("invalid number".into()), now).await.unwrap();
+    assert_eq!(store.state(&failed.id).await.unwrap(), Some(DeliveryState::Failed("invalid number".into())));
     assert_eq!(store.state(&MessageId(unique("none"))).await.unwrap(), None);
 
     // Concurrent claimers never get the same message.
@@ -489,10 +263,7 @@ where
         let key = email_key(&unique("client"));
         let m = message(&key, now);
         ids.push(m.id.clone());
-        store
-            .start(challenge(&key, hash(1), None, now), m)
-            .await
-            .unwrap();
+        store.start(challenge(&key, hash(1), None, now), m).await.unwrap();
     }
     let claimers: Vec<_> = (0..4)
         .map(|_| {
@@ -500,12 +271,7 @@ where
             tokio::spawn(async move {
                 let mut got = Vec::new();
                 for _ in 0..10 {
-                    got.extend(
-                        store
-                            .claim_due(now + secs(200), 3, Duration::from_secs(600))
-                            .await
-                            .unwrap(),
-                    );
+                    got.extend(store.claim_due(now + secs(200), 3, Duration::from_secs(600)).await.unwrap());
                 }
                 got
             })
@@ -513,12 +279,7 @@ where
         .collect();
     let mut all: Vec<MessageId> = Vec::new();
     for c in futures::future::join_all(claimers).await {
-        all.extend(
-            c.unwrap()
-                .into_iter()
-                .map(|c| c.message.id)
-                .filter(|id| ids.contains(id)),
-        );
+        all.extend(c.unwrap().into_iter().map(|c| c.message.id).filter(|id| ids.contains(id)));
     }
     let total = all.len();
     all.sort();
@@ -537,41 +298,20 @@ pub async fn user_store<S: UserStore + 'static>(store: Arc<S>) {
         .map(|i| {
             let (store, conn, id) = (Arc::clone(&store), conn.clone(), id.clone());
             tokio::spawn(async move {
-                store
-                    .record_login(&conn, &id, UserId(format!("email|{i:024x}")), now)
-                    .await
-                    .unwrap()
+                store.record_login(&conn, &id, UserId(format!("email|{i:024x}")), now).await.unwrap()
             })
         })
         .collect();
-    let users: Vec<_> = futures::future::join_all(tasks)
-        .await
-        .into_iter()
-        .map(Result::unwrap)
-        .collect();
+    let users: Vec<_> = futures::future::join_all(tasks).await.into_iter().map(Result::unwrap).collect();
     let first = &users[0];
-    assert!(
-        users.iter().all(|u| u.id == first.id),
-        "one user for one identifier"
-    );
+    assert!(users.iter().all(|u| u.id == first.id), "one user for one identifier");
     let found = store.find(&conn, &id).await.unwrap().unwrap();
     assert_eq!(found.logins_count, 20);
     assert!(found.email_verified);
     assert!(!found.phone_verified);
-    assert_eq!(
-        store
-            .find_by_id(&found.id)
-            .await
-            .unwrap()
-            .unwrap()
-            .identifier,
-        id
-    );
+    assert_eq!(store.find_by_id(&found.id).await.unwrap().unwrap().identifier, id);
     let other_conn = ConnectionName::new(unique("conn"));
-    assert!(
-        store.find(&other_conn, &id).await.unwrap().is_none(),
-        "users are per connection"
-    );
+    assert!(store.find(&other_conn, &id).await.unwrap().is_none(), "users are per connection");
 }
 
 /// Clients and connections.
@@ -580,30 +320,14 @@ pub async fn client_store<S: ClientStore + ConnectionStore + 'static>(store: Arc
     let origin = format!("https://{}.example", unique("o"));
     let mut c = client(&id, &[&origin]);
     ClientStore::save(&*store, &c).await.unwrap();
-    assert_eq!(
-        ClientStore::find(&*store, &c.id).await.unwrap(),
-        Some(c.clone())
-    );
+    assert_eq!(ClientStore::find(&*store, &c.id).await.unwrap(), Some(c.clone()));
     assert!(store.origin_allowed(&origin).await.unwrap());
     assert!(!store.origin_allowed("https://evil.example").await.unwrap());
     c.name = "renamed".into();
     c.secret_hash = Some(hash(7));
     ClientStore::save(&*store, &c).await.unwrap();
-    assert_eq!(
-        ClientStore::find(&*store, &c.id)
-            .await
-            .unwrap()
-            .unwrap()
-            .name,
-        "renamed"
-    );
-    assert!(
-        ClientStore::list(&*store)
-            .await
-            .unwrap()
-            .iter()
-            .any(|x| x.id == c.id)
-    );
+    assert_eq!(ClientStore::find(&*store, &c.id).await.unwrap().unwrap().name, "renamed");
+    assert!(ClientStore::list(&*store).await.unwrap().iter().any(|x| x.id == c.id));
     assert!(store.delete(&c.id).await.unwrap());
     assert!(!store.delete(&c.id).await.unwrap());
     assert_eq!(ClientStore::find(&*store, &c.id).await.unwrap(), None);
@@ -611,32 +335,16 @@ pub async fn client_store<S: ClientStore + ConnectionStore + 'static>(store: Arc
     let mut conn = Connection::default_for(Strategy::Sms);
     conn.name = ConnectionName::new(unique("sms"));
     ConnectionStore::save(&*store, &conn).await.unwrap();
-    assert_eq!(
-        ConnectionStore::find(&*store, &conn.name).await.unwrap(),
-        Some(conn.clone())
-    );
+    assert_eq!(ConnectionStore::find(&*store, &conn.name).await.unwrap(), Some(conn.clone()));
     conn.disable_signup = true;
     conn.policy = CodePolicy::new(8, 300).unwrap();
     ConnectionStore::save(&*store, &conn).await.unwrap();
-    assert_eq!(
-        ConnectionStore::find(&*store, &conn.name).await.unwrap(),
-        Some(conn.clone())
-    );
-    assert!(
-        ConnectionStore::list(&*store)
-            .await
-            .unwrap()
-            .contains(&conn)
-    );
+    assert_eq!(ConnectionStore::find(&*store, &conn.name).await.unwrap(), Some(conn.clone()));
+    assert!(ConnectionStore::list(&*store).await.unwrap().contains(&conn));
 }
 
 fn rule(key: &str, limit: u32, window_secs: u64, cost: u32) -> LimitRule {
-    LimitRule {
-        key: key.to_owned(),
-        limit,
-        window: Duration::from_secs(window_secs),
-        cost,
-    }
+    LimitRule { key: key.to_owned(), limit, window: Duration::from_secs(window_secs), cost }
 }
 
 /// Token buckets: limit, refill, all-or-nothing across keys, look-only checks.
@@ -651,77 +359,36 @@ pub async fn rate_limiter<L: RateLimiter + 'static>(limiter: Arc<L>) {
     let refused = limiter.check(&[rule(&ip, 5, 3600, 1)], now).await.unwrap();
     assert!(!refused.allowed);
     assert_eq!(refused.remaining, 0);
-    assert_eq!(
-        refused.retry_after,
-        Duration::from_secs(720),
-        "one token refills every 3600/5 s"
-    );
+    assert_eq!(refused.retry_after, Duration::from_secs(720), "one token refills every 3600/5 s");
     assert_eq!(refused.reset_at, now + secs(3600));
-    let later = limiter
-        .check(&[rule(&ip, 5, 3600, 1)], now + secs(720))
-        .await
-        .unwrap();
+    let later = limiter.check(&[rule(&ip, 5, 3600, 1)], now + secs(720)).await.unwrap();
     assert!(later.allowed, "refilled");
 
     // All or nothing: a refusal by one bucket takes nothing from the others.
     let (a, b) = (unique("a:"), unique("b:"));
     limiter.check(&[rule(&b, 1, 60, 1)], now).await.unwrap();
-    let d = limiter
-        .check(&[rule(&a, 10, 60, 1), rule(&b, 1, 60, 1)], now)
-        .await
-        .unwrap();
+    let d = limiter.check(&[rule(&a, 10, 60, 1), rule(&b, 1, 60, 1)], now).await.unwrap();
     assert!(!d.allowed);
-    assert_eq!(
-        limiter
-            .check(&[rule(&a, 10, 60, 0)], now)
-            .await
-            .unwrap()
-            .remaining,
-        10,
-        "a untouched"
-    );
+    assert_eq!(limiter.check(&[rule(&a, 10, 60, 0)], now).await.unwrap().remaining, 10, "a untouched");
 
     // Cost 0 looks without taking.
     let f = unique("fail:");
     for _ in 0..3 {
-        assert!(
-            limiter
-                .check(&[rule(&f, 2, 60, 0)], now)
-                .await
-                .unwrap()
-                .allowed
-        );
+        assert!(limiter.check(&[rule(&f, 2, 60, 0)], now).await.unwrap().allowed);
     }
     limiter.check(&[rule(&f, 2, 60, 1)], now).await.unwrap();
     limiter.check(&[rule(&f, 2, 60, 1)], now).await.unwrap();
-    assert!(
-        !limiter
-            .check(&[rule(&f, 2, 60, 0)], now)
-            .await
-            .unwrap()
-            .allowed,
-        "empty bucket refuses a look too"
-    );
+    assert!(!limiter.check(&[rule(&f, 2, 60, 0)], now).await.unwrap().allowed, "empty bucket refuses a look too");
 
     // Concurrency: 20 racing requests against a bucket of 7 → exactly 7 allowed.
     let k = unique("race:");
     let tasks: Vec<_> = (0..20)
         .map(|_| {
             let (limiter, k) = (Arc::clone(&limiter), k.clone());
-            tokio::spawn(async move {
-                limiter
-                    .check(&[rule(&k, 7, 3600, 1)], now)
-                    .await
-                    .unwrap()
-                    .allowed
-            })
+            tokio::spawn(async move { limiter.check(&[rule(&k, 7, 3600, 1)], now).await.unwrap().allowed })
         })
         .collect();
-    let allowed = futures::future::join_all(tasks)
-        .await
-        .into_iter()
-        .filter(|r| *r.as_ref().unwrap())
-        .count();
+    let allowed = futures::future::join_all(tasks).await.into_iter().filter(|r| *r.as_ref().unwrap()).count();
     assert_eq!(allowed, 7);
 }
 
@@ -735,25 +402,10 @@ pub async fn replay_guard<G: ReplayGuard + 'static>(guard: Arc<G>) {
             tokio::spawn(async move { guard.first_use(&jti, now + secs(60), now).await.unwrap() })
         })
         .collect();
-    let firsts = futures::future::join_all(tasks)
-        .await
-        .into_iter()
-        .filter(|r| *r.as_ref().unwrap())
-        .count();
+    let firsts = futures::future::join_all(tasks).await.into_iter().filter(|r| *r.as_ref().unwrap()).count();
     assert_eq!(firsts, 1);
-    assert!(
-        !guard
-            .first_use(&jti, now + secs(60), now + secs(59))
-            .await
-            .unwrap()
-    );
-    assert!(
-        guard
-            .first_use(&jti, now + secs(200), now + secs(61))
-            .await
-            .unwrap(),
-        "expired entries are forgotten"
-    );
+    assert!(!guard.first_use(&jti, now + secs(60), now + secs(59)).await.unwrap());
+    assert!(guard.first_use(&jti, now + secs(200), now + secs(61)).await.unwrap(), "expired entries are forgotten");
 }
 
 /// Codes single-use; opaque tokens expire; refresh reuse revokes the family.
@@ -777,24 +429,11 @@ pub async fn grant_store<S: GrantStore + 'static>(store: Arc<S>) {
             tokio::spawn(async move { store.take_code(&h, now).await.unwrap() })
         })
         .collect();
-    let taken: Vec<_> = futures::future::join_all(tasks)
-        .await
-        .into_iter()
-        .filter_map(Result::unwrap)
-        .collect();
+    let taken: Vec<_> = futures::future::join_all(tasks).await.into_iter().filter_map(Result::unwrap).collect();
     assert_eq!(taken, vec![code.clone()], "one winner");
-    let expired = AuthorizationCode {
-        code_hash: unique_hash(),
-        ..code.clone()
-    };
+    let expired = AuthorizationCode { code_hash: unique_hash(), ..code.clone() };
     store.save_code(expired.clone()).await.unwrap();
-    assert_eq!(
-        store
-            .take_code(&expired.code_hash, now + secs(60))
-            .await
-            .unwrap(),
-        None
-    );
+    assert_eq!(store.take_code(&expired.code_hash, now + secs(60)).await.unwrap(), None);
 
     let opaque = OpaqueToken {
         token_hash: unique_hash(),
@@ -804,17 +443,8 @@ pub async fn grant_store<S: GrantStore + 'static>(store: Arc<S>) {
         expires_at: now + secs(100),
     };
     store.save_opaque(opaque.clone()).await.unwrap();
-    assert_eq!(
-        store.find_opaque(&opaque.token_hash, now).await.unwrap(),
-        Some(opaque.clone())
-    );
-    assert_eq!(
-        store
-            .find_opaque(&opaque.token_hash, now + secs(100))
-            .await
-            .unwrap(),
-        None
-    );
+    assert_eq!(store.find_opaque(&opaque.token_hash, now).await.unwrap(), Some(opaque.clone()));
+    assert_eq!(store.find_opaque(&opaque.token_hash, now + secs(100)).await.unwrap(), None);
 
     let family = unique("fam");
     let rt = |h: SecretHash| RefreshToken {
@@ -829,31 +459,16 @@ pub async fn grant_store<S: GrantStore + 'static>(store: Arc<S>) {
     let (r1, r2, r3) = (rt(unique_hash()), rt(unique_hash()), rt(unique_hash()));
     store.save_refresh(r1.clone()).await.unwrap();
     assert_eq!(
-        store
-            .rotate_refresh(&r1.token_hash, r2.clone(), now)
-            .await
-            .unwrap(),
+        store.rotate_refresh(&r1.token_hash, r2.clone(), now).await.unwrap(),
         RefreshOutcome::Rotated(r1.clone())
     );
+    assert_eq!(store.rotate_refresh(&r1.token_hash, r3.clone(), now).await.unwrap(), RefreshOutcome::Reused);
     assert_eq!(
-        store
-            .rotate_refresh(&r1.token_hash, r3.clone(), now)
-            .await
-            .unwrap(),
-        RefreshOutcome::Reused
-    );
-    assert_eq!(
-        store
-            .rotate_refresh(&r2.token_hash, r3.clone(), now)
-            .await
-            .unwrap(),
+        store.rotate_refresh(&r2.token_hash, r3.clone(), now).await.unwrap(),
         RefreshOutcome::Invalid,
         "reuse revoked the family, the current token included"
     );
-    assert_eq!(
-        store.rotate_refresh(&unique_hash(), r3, now).await.unwrap(),
-        RefreshOutcome::Invalid
-    );
+    assert_eq!(store.rotate_refresh(&unique_hash(), r3, now).await.unwrap(), RefreshOutcome::Invalid);
 }
 
 fn key_record(kid: &str) -> SigningKeyRecord {
@@ -873,74 +488,29 @@ pub async fn key_store<S: KeyStore + 'static>(store: Arc<S>) {
     let (k1, k2) = (unique("k"), unique("k"));
     store.activate(key_record(&k1), now).await.unwrap();
     assert_eq!(store.active().await.unwrap().unwrap().kid, k1);
-    store
-        .activate(key_record(&k2), now + secs(3600))
-        .await
-        .unwrap();
+    store.activate(key_record(&k2), now + secs(3600)).await.unwrap();
     assert_eq!(store.active().await.unwrap().unwrap().kid, k2);
-    let published: Vec<_> = store
-        .published(now)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|k| k.kid)
-        .collect();
+    let published: Vec<_> = store.published(now).await.unwrap().into_iter().map(|k| k.kid).collect();
     assert!(published.contains(&k1) && published.contains(&k2));
-    let later: Vec<_> = store
-        .published(now + secs(3600))
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|k| k.kid)
-        .collect();
-    assert!(
-        !later.contains(&k1) && later.contains(&k2),
-        "a retiring key leaves the JWKS at its time"
-    );
-    assert!(
-        !store.retire(&k2).await.unwrap(),
-        "the active key cannot be retired"
-    );
+    let later: Vec<_> = store.published(now + secs(3600)).await.unwrap().into_iter().map(|k| k.kid).collect();
+    assert!(!later.contains(&k1) && later.contains(&k2), "a retiring key leaves the JWKS at its time");
+    assert!(!store.retire(&k2).await.unwrap(), "the active key cannot be retired");
     assert!(store.retire(&k1).await.unwrap());
-    assert!(
-        !store
-            .published(now)
-            .await
-            .unwrap()
-            .iter()
-            .any(|k| k.kid == k1)
-    );
+    assert!(!store.published(now).await.unwrap().iter().any(|k| k.kid == k1));
 }
 
 /// Events come back newest first.
 pub async fn audit_log<A: AuditLog + 'static>(log: Arc<A>) {
     let tag = unique("audit");
-    for (i, kind) in [
-        AuditKind::CodeLinkSent,
-        AuditKind::LoginFailed,
-        AuditKind::LoginSucceeded,
-    ]
-    .into_iter()
-    .enumerate()
+    for (i, kind) in
+        [AuditKind::CodeLinkSent, AuditKind::LoginFailed, AuditKind::LoginSucceeded].into_iter().enumerate()
     {
         let mut e = AuditEvent::new(kind, t0() + secs(i64::try_from(i).unwrap() + 1_000_000_000));
         e.detail = Some(tag.clone());
         log.record(e).await.unwrap();
     }
-    let recent: Vec<_> = log
-        .recent(1000)
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|e| e.detail.as_deref() == Some(&tag))
-        .collect();
+    let recent: Vec<_> =
+        log.recent(1000).await.unwrap().into_iter().filter(|e| e.detail.as_deref() == Some(&tag)).collect();
     let kinds: Vec<_> = recent.iter().map(|e| e.kind).collect();
-    assert_eq!(
-        kinds,
-        vec![
-            AuditKind::LoginSucceeded,
-            AuditKind::LoginFailed,
-            AuditKind::CodeLinkSent
-        ]
-    );
+    assert_eq!(kinds, vec![AuditKind::LoginSucceeded, AuditKind::LoginFailed, AuditKind::CodeLinkSent]);
 }

@@ -21,8 +21,7 @@ pub enum TokenError {
 #[async_trait]
 pub trait TokenIssuer: Send + Sync + std::fmt::Debug {
     /// Signs `claims` (a JSON object) as a JWT of `kind`, with the active key's `kid`.
-    async fn sign(&self, kind: TokenKind, claims: &serde_json::Value)
-    -> Result<String, TokenError>;
+    async fn sign(&self, kind: TokenKind, claims: &serde_json::Value) -> Result<String, TokenError>;
     /// Verifies a JWT this issuer signed (any published key) and returns its claims.
     /// The caller checks `aud`, `iss` and the rest.
     async fn verify(&self, token: &str) -> Result<serde_json::Value, TokenError>;

@@ -1,0 +1,214 @@
+#!/usr/bin/env bash
+# Compatibility tests: drive a running `sesame serve` with Auth0's own SDKs.
+#
+#   bash tests/sdk/run.sh <path-to-sesame-binary>
+#
+# - Python: auth0-python (tests/sdk/python, pytest), installed in tests/sdk/.venv.
+# - Node:   npm `auth0` 7.1.0, AuthenticationClient from 'auth0/legacy' (tests/sdk/node, node --test),
+#           installed with `npm ci` from the committed package-lock.json.
+# Installs are skipped when already done for the same requirements / lock file.
+#
+# The server gets a free loopback port, a temporary TOML config whose issuer is
+# https://127.0.0.1:<port>/ (the SDKs require iss == https://{domain}/ even over plain http), and
+# is stopped on exit. Exit status is non-zero if the server fails to start or any test fails.
+#
+# Needs: python3 (3.11, with venv + pip) and node 20 + npm. Network only for the package registries
+# (PyPI, npm) on the first run.
+
+set -euo pipefail
+
+if [[ $# -ne 1 ]]; then
+  echo "usage: bash tests/sdk/run.sh <path-to-sesame-binary>" >&2
+  exit 2
+fi
+
+SDK_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+BIN="$1"
+if [[ "$BIN" != /* ]]; then BIN="$PWD/$BIN"; fi
+if [[ ! -x "$BIN" ]]; then
+  echo "run.sh: $BIN is not an executable sesame binary" >&2
+  exit 2
+fi
+
+PYTHON="${PYTHON:-python3}"
+VENV="$SDK_DIR/.venv"
+NODE_DIR="$SDK_DIR/node"
+
+log() { printf '\n==> %s\n' "$*"; }
+
+hash_of() { "$PYTHON" -c 'import hashlib,sys; print(hashlib.sha256(open(sys.argv[1],"rb").read()).hexdigest())' "$1"; }
+
+# --- Python: venv + auth0-python + pytest -------------------------------------------------------
+
+install_python() {
+  local req="$SDK_DIR/python/requirements.txt"
+  local stamp="$VENV/.sesame-requirements.sha256"
+  local want
+  want="$(hash_of "$req")"
+  if [[ -x "$VENV/bin/python" && -f "$stamp" && "$(cat "$stamp")" == "$want" ]] &&
+    "$VENV/bin/python" -c 'import auth0.authentication, pytest' 2>/dev/null; then
+    echo "python deps: up to date ($VENV)"
+    return
+  fi
+  log "installing python deps into $VENV"
+  if [[ ! -x "$VENV/bin/python" ]]; then
+    "$PYTHON" -m venv "$VENV"
+  fi
+  "$VENV/bin/python" -m pip install --disable-pip-version-check -q -r "$req"
+  echo "$want" >"$stamp"
+}
+
+# --- Node: npm ci from the committed lock file --------------------------------------------------
+
+install_node() {
+  local lock="$NODE_DIR/package-lock.json"
+  local stamp="$NODE_DIR/node_modules/.sesame-lock.sha256"
+  local want
+  want="$(hash_of "$lock")"
+  if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" && -f "$NODE_DIR/node_modules/auth0/package.json" ]]; then
+    echo "node deps: up to date ($NODE_DIR/node_modules)"
+    return
+  fi
+  log "installing node deps (npm ci) in $NODE_DIR"
+  (cd "$NODE_DIR" && npm ci --no-audit --no-fund --loglevel=error)
+  echo "$want" >"$stamp"
+}
+
+install_python
+install_node
+
+"$VENV/bin/python" - <<'EOF'
+import importlib.metadata as m
+print(f"auth0-python {m.version('auth0-python')}, pytest {m.version('pytest')}")
+EOF
+(cd "$NODE_DIR" && node -e '
+  const v = require("auth0/package.json").version;
+  const legacy = require("./node_modules/auth0-legacy/package.json").version;
+  console.log(`node ${process.version}, npm auth0 ${v} (auth0/legacy = auth0@${legacy})`);')
+
+# --- Server -----------------------------------------------------------------------------------
+
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/sesame-sdk-tests.XXXXXX")"
+SERVER_PID=""
+
+cleanup() {
+  local status=$?
+  if [[ -n "$SERVER_PID" ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
+    kill "$SERVER_PID" 2>/dev/null || true
+    for _ in $(seq 1 50); do
+      kill -0 "$SERVER_PID" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill -9 "$SERVER_PID" 2>/dev/null || true
+    wait "$SERVER_PID" 2>/dev/null || true
+  fi
+  rm -rf "$WORK"
+  exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# Settings come from the file only: drop any SESAME__* overrides from the caller's environment.
+while IFS= read -r name; do unset "$name"; done < <(env | sed -n 's/^\(SESAME__[A-Za-z0-9_]*\)=.*/\1/p')
+unset SESAME_CONFIG || true
+
+free_port() {
+  "$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+write_config() {
+  cat >"$WORK/sesame.toml" <<EOF
+issuer = "https://127.0.0.1:$1/"
+listen = "127.0.0.1:$1"
+server_secret = "0123456789abcdef0123456789abcdef-sdk-tests"
+dev_mailbox = true
+email = "mailbox"
+sms = "mailbox"
+
+[[clients]]
+client_id = "sdk-native"
+name = "SDK native"
+app_type = "native"
+auth_method = "none"
+
+[[clients]]
+client_id = "sdk-web"
+name = "SDK web"
+app_type = "regular_web"
+auth_method = "client_secret_post"
+client_secret = "sdk-web-secret-0123456789"
+callbacks = ["http://localhost:3000/callback"]
+EOF
+}
+
+# 0 = healthy, 1 = server exited, 2 = timed out.
+wait_healthy() {
+  local url="$1" deadline=$((SECONDS + 30))
+  while ((SECONDS < deadline)); do
+    if ! kill -0 "$SERVER_PID" 2>/dev/null; then return 1; fi
+    if "$PYTHON" - "$url" <<'EOF' 2>/dev/null; then return 0; fi
+import sys, urllib.request
+with urllib.request.urlopen(sys.argv[1], timeout=1) as r:
+    sys.exit(0 if r.status == 200 else 1)
+EOF
+    sleep 0.1
+  done
+  return 2
+}
+
+started=""
+for attempt in 1 2 3; do
+  PORT="$(free_port)"
+  write_config "$PORT"
+  log "starting $BIN on 127.0.0.1:$PORT (attempt $attempt)"
+  "$BIN" --config "$WORK/sesame.toml" serve --listen "127.0.0.1:$PORT" >"$WORK/server.log" 2>&1 &
+  SERVER_PID=$!
+  if wait_healthy "http://127.0.0.1:$PORT/health"; then
+    started=yes
+    break
+  fi
+  echo "sesame did not become healthy; server log:" >&2
+  tail -n 40 "$WORK/server.log" >&2 || true
+  kill "$SERVER_PID" 2>/dev/null || true
+  wait "$SERVER_PID" 2>/dev/null || true
+  SERVER_PID=""
+done
+if [[ -z "$started" ]]; then
+  echo "run.sh: could not start sesame" >&2
+  exit 1
+fi
+echo "sesame is up: GET /health -> 200"
+
+export SESAME_URL="http://127.0.0.1:$PORT"
+export SESAME_DOMAIN="127.0.0.1:$PORT"
+export SESAME_ISSUER="https://127.0.0.1:$PORT/"
+
+# --- Tests ------------------------------------------------------------------------------------
+
+set +e
+log "python: auth0-python (pytest)"
+(cd "$SDK_DIR/python" && "$VENV/bin/python" -m pytest -v)
+py_status=$?
+
+log "node: auth0 / auth0/legacy AuthenticationClient (node --test)"
+(cd "$NODE_DIR" && node --test --test-reporter=spec)
+node_status=$?
+set -e
+
+if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+  echo "run.sh: the server died during the tests; log:" >&2
+  tail -n 60 "$WORK/server.log" >&2 || true
+  exit 1
+fi
+
+if ((py_status != 0 || node_status != 0)); then
+  echo >&2
+  echo "server log (last 60 lines):" >&2
+  tail -n 60 "$WORK/server.log" >&2 || true
+fi
+
+log "summary: python exit $py_status, node exit $node_status"
+if ((py_status != 0 || node_status != 0)); then
+  exit 1
+fi
