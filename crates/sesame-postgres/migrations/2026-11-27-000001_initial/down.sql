@@ -1,0 +1,11 @@
+DROP TABLE audit_events;
+DROP TABLE signing_keys;
+DROP TABLE refresh_tokens;
+DROP TABLE refresh_families;
+DROP TABLE opaque_tokens;
+DROP TABLE authorization_codes;
+DROP TABLE outbox;
+DROP TABLE challenges;
+DROP TABLE users;
+DROP TABLE clients;
+DROP TABLE connections;

@@ -1,0 +1,382 @@
+use std::time::Duration;
+
+use async_trait::async_trait;
+use diesel::sql_types::{BigInt, Bool, Bytea, Integer, Jsonb, Nullable, Text, Timestamptz};
+use diesel::{QueryableByName, sql_query};
+use diesel_async::RunQueryDsl;
+use sesame_domain::{
+    AuthParams, Challenge, ChallengeKey, Channel, CheckOutcome, ClientId, CodePolicy, ConnectionName, Email,
+    Identifier, MessageId, NewChallenge, OutboxMessage, PhoneNumber, Proof, SealedMessage, SecretHash, Send,
+};
+use sesame_ports::{ChallengeStore, ClaimedMessage, DeliveryState, Outbox, StoreError};
+use time::OffsetDateTime;
+
+use crate::clients::from_name;
+use crate::{PgStore, db_err};
+
+/// `(kind, canonical value)` as stored.
+pub(crate) fn identifier_parts(id: &Identifier) -> (&'static str, &str) {
+    match id {
+        Identifier::Email(e) => ("email", e.as_str()),
+        Identifier::Phone(p) => ("phone", p.e164()),
+    }
+}
+
+pub(crate) fn identifier_from(kind: &str, value: &str) -> Result<Identifier, StoreError> {
+    let parsed = match kind {
+        "email" => Email::parse(value).map(Identifier::Email),
+        "phone" => PhoneNumber::parse(value).map(Identifier::Phone),
+        other => return Err(StoreError::Unexpected(anyhow::anyhow!("unknown identifier kind {other:?}"))),
+    };
+    parsed.map_err(|e| StoreError::Unexpected(anyhow::anyhow!("stored identifier no longer parses: {e}")))
+}
+
+fn hash_from(bytes: &[u8]) -> Result<SecretHash, StoreError> {
+    SecretHash::from_slice(bytes).map_err(|e| StoreError::Unexpected(anyhow::anyhow!("hash column: {e}")))
+}
+
+#[derive(QueryableByName)]
+struct ChallengeRow {
+    #[diesel(sql_type = Text)]
+    client_id: String,
+    #[diesel(sql_type = Text)]
+    connection: String,
+    #[diesel(sql_type = Text)]
+    identifier_kind: String,
+    #[diesel(sql_type = Text)]
+    identifier: String,
+    #[diesel(sql_type = Text)]
+    id: String,
+    #[diesel(sql_type = Bytea)]
+    code_hash: Vec<u8>,
+    #[diesel(sql_type = Nullable<Bytea>)]
+    link_hash: Option<Vec<u8>>,
+    #[diesel(sql_type = Text)]
+    send: String,
+    #[diesel(sql_type = Jsonb)]
+    auth_params: serde_json::Value,
+    #[diesel(sql_type = Nullable<Text>)]
+    language: Option<String>,
+    #[diesel(sql_type = Timestamptz)]
+    created_at: OffsetDateTime,
+    #[diesel(sql_type = Timestamptz)]
+    expires_at: OffsetDateTime,
+    #[diesel(sql_type = Integer)]
+    attempts: i32,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    consumed_at: Option<OffsetDateTime>,
+    #[diesel(sql_type = Bool)]
+    matched: bool,
+}
+
+impl ChallengeRow {
+    fn into_challenge(self) -> Result<Challenge, StoreError> {
+        let auth_params = match self.auth_params {
+            serde_json::Value::Object(map) => AuthParams(map),
+            _ => AuthParams::default(),
+        };
+        let send: Send = from_name(&self.send)?;
+        Ok(Challenge {
+            challenge: NewChallenge {
+                id: self.id,
+                key: ChallengeKey {
+                    client_id: ClientId::new(self.client_id),
+                    connection: ConnectionName::new(self.connection),
+                    identifier: identifier_from(&self.identifier_kind, &self.identifier)?,
+                },
+                code_hash: hash_from(&self.code_hash)?,
+                link_hash: self.link_hash.as_deref().map(hash_from).transpose()?,
+                send,
+                auth_params,
+                language: self.language,
+                created_at: self.created_at,
+                expires_at: self.expires_at,
+            },
+            attempts: u32::try_from(self.attempts).unwrap_or(0),
+            consumed_at: self.consumed_at,
+        })
+    }
+}
+
+#[derive(QueryableByName)]
+struct ChallengeState {
+    #[diesel(sql_type = Timestamptz)]
+    expires_at: OffsetDateTime,
+    #[diesel(sql_type = Integer)]
+    attempts: i32,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    consumed_at: Option<OffsetDateTime>,
+}
+
+const MAX_ATTEMPTS: i32 = CodePolicy::MAX_ATTEMPTS as i32;
+
+#[async_trait]
+impl ChallengeStore for PgStore {
+    async fn start(&self, c: NewChallenge, m: OutboxMessage) -> Result<(), StoreError> {
+        let (kind, identifier) = identifier_parts(&c.key.identifier);
+        let mut conn = self.conn().await?;
+        // One statement, so one implicit transaction: the challenge replaces any earlier one of
+        // its key and the message is enqueued, or neither happens.
+        sql_query(
+            "WITH replaced AS ( \
+               INSERT INTO challenges (client_id, connection, identifier_kind, identifier, id, code_hash, link_hash, \
+                 send, auth_params, language, created_at, expires_at, attempts, consumed_at) \
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 0, NULL) \
+               ON CONFLICT (client_id, connection, identifier) DO UPDATE SET \
+                 identifier_kind = EXCLUDED.identifier_kind, id = EXCLUDED.id, code_hash = EXCLUDED.code_hash, \
+                 link_hash = EXCLUDED.link_hash, send = EXCLUDED.send, auth_params = EXCLUDED.auth_params, \
+                 language = EXCLUDED.language, created_at = EXCLUDED.created_at, expires_at = EXCLUDED.expires_at, \
+                 attempts = 0, consumed_at = NULL \
+               RETURNING 1) \
+             INSERT INTO outbox (id, channel, recipient, sealed, created_at, expires_at, due_at) \
+             SELECT $13, $14, $15, $16, $17, $18, $17 FROM replaced",
+        )
+        .bind::<Text, _>(c.key.client_id.as_str())
+        .bind::<Text, _>(c.key.connection.as_str())
+        .bind::<Text, _>(kind)
+        .bind::<Text, _>(identifier)
+        .bind::<Text, _>(&c.id)
+        .bind::<Bytea, _>(c.code_hash.0.to_vec())
+        .bind::<Nullable<Bytea>, _>(c.link_hash.map(|h| h.0.to_vec()))
+        .bind::<Text, _>(c.send.as_str())
+        .bind::<Jsonb, _>(serde_json::Value::Object(c.auth_params.0))
+        .bind::<Nullable<Text>, _>(c.language)
+        .bind::<Timestamptz, _>(c.created_at)
+        .bind::<Timestamptz, _>(c.expires_at)
+        .bind::<Text, _>(&m.id.0)
+        .bind::<Text, _>(m.channel.as_str())
+        .bind::<Text, _>(&m.recipient)
+        .bind::<Bytea, _>(&m.sealed.0)
+        .bind::<Timestamptz, _>(m.created_at)
+        .bind::<Timestamptz, _>(m.expires_at)
+        .execute(&mut conn)
+        .await
+        .map_err(db_err("starting a challenge"))?;
+        Ok(())
+    }
+
+    async fn check(
+        &self,
+        key: &ChallengeKey,
+        proof: Proof,
+        consume: bool,
+        now: OffsetDateTime,
+    ) -> Result<CheckOutcome, StoreError> {
+        let (is_link, hash) = match proof {
+            Proof::Code(h) => (false, h),
+            Proof::Link(h) => (true, h),
+        };
+        let (_, identifier) = identifier_parts(&key.identifier);
+        let mut conn = self.conn().await?;
+        // One statement: the row lock serialises concurrent checks of one key, the try is
+        // counted in the same write that compares, and only a live challenge is touched. The
+        // compared values are HMACs, so the equality's timing tells an attacker nothing.
+        let rows: Vec<ChallengeRow> = sql_query(
+            "UPDATE challenges SET \
+               attempts = attempts + CASE WHEN COALESCE((CASE WHEN $5 THEN link_hash ELSE code_hash END) = $4, false) \
+                 THEN 0 ELSE 1 END, \
+               consumed_at = CASE WHEN COALESCE((CASE WHEN $5 THEN link_hash ELSE code_hash END) = $4, false) AND $6 \
+                 THEN $7 ELSE consumed_at END \
+             WHERE client_id = $1 AND connection = $2 AND identifier = $3 \
+               AND consumed_at IS NULL AND expires_at > $7 AND attempts < $8 \
+             RETURNING client_id, connection, identifier_kind, identifier, id, code_hash, link_hash, send, \
+               auth_params, language, created_at, expires_at, attempts, consumed_at, \
+               COALESCE((CASE WHEN $5 THEN link_hash ELSE code_hash END) = $4, false) AS matched",
+        )
+        .bind::<Text, _>(key.client_id.as_str())
+        .bind::<Text, _>(key.connection.as_str())
+        .bind::<Text, _>(identifier)
+        .bind::<Bytea, _>(hash.0.to_vec())
+        .bind::<Bool, _>(is_link)
+        .bind::<Bool, _>(consume)
+        .bind::<Timestamptz, _>(now)
+        .bind::<Integer, _>(MAX_ATTEMPTS)
+        .load(&mut conn)
+        .await
+        .map_err(db_err("checking a challenge"))?;
+        if let Some(row) = rows.into_iter().next() {
+            if row.matched {
+                return Ok(CheckOutcome::Accepted(Box::new(row.into_challenge()?)));
+            }
+            let left = MAX_ATTEMPTS - row.attempts;
+            return Ok(if left <= 0 {
+                CheckOutcome::Exhausted
+            } else {
+                CheckOutcome::Wrong { attempts_left: u32::try_from(left).unwrap_or(0) }
+            });
+        }
+        // Nothing live was touched: say why, in the memory adapter's order.
+        let state: Vec<ChallengeState> = sql_query(
+            "SELECT expires_at, attempts, consumed_at FROM challenges \
+             WHERE client_id = $1 AND connection = $2 AND identifier = $3",
+        )
+        .bind::<Text, _>(key.client_id.as_str())
+        .bind::<Text, _>(key.connection.as_str())
+        .bind::<Text, _>(identifier)
+        .load(&mut conn)
+        .await
+        .map_err(db_err("reading a challenge"))?;
+        Ok(match state.into_iter().next() {
+            None => CheckOutcome::NotFound,
+            Some(s) if s.consumed_at.is_some() => CheckOutcome::NotFound,
+            Some(s) if s.expires_at <= now => CheckOutcome::Expired,
+            Some(s) if s.attempts >= MAX_ATTEMPTS => CheckOutcome::Exhausted,
+            // Changed between the two statements (a new start); the caller may try again.
+            Some(_) => CheckOutcome::NotFound,
+        })
+    }
+}
+
+#[derive(QueryableByName)]
+struct OutboxRow {
+    #[diesel(sql_type = Text)]
+    id: String,
+    #[diesel(sql_type = Text)]
+    channel: String,
+    #[diesel(sql_type = Text)]
+    recipient: String,
+    #[diesel(sql_type = Bytea)]
+    sealed: Vec<u8>,
+    #[diesel(sql_type = Timestamptz)]
+    created_at: OffsetDateTime,
+    #[diesel(sql_type = Timestamptz)]
+    expires_at: OffsetDateTime,
+    #[diesel(sql_type = Integer)]
+    attempts: i32,
+}
+
+#[async_trait]
+impl Outbox for PgStore {
+    async fn claim_due(
+        &self,
+        now: OffsetDateTime,
+        max: usize,
+        lease: Duration,
+    ) -> Result<Vec<ClaimedMessage>, StoreError> {
+        let mut conn = self.conn().await?;
+        // SKIP LOCKED: concurrent claimers (any replica) pass over rows another one is taking.
+        let mut rows: Vec<OutboxRow> = sql_query(
+            "UPDATE outbox o SET attempts = o.attempts + 1, lease_until = $2 \
+             FROM (SELECT id FROM outbox WHERE status = 'pending' AND due_at <= $1 \
+                     AND (lease_until IS NULL OR lease_until <= $1) \
+                   ORDER BY created_at LIMIT $3 FOR UPDATE SKIP LOCKED) due \
+             WHERE o.id = due.id \
+             RETURNING o.id, o.channel, o.recipient, o.sealed, o.created_at, o.expires_at, o.attempts",
+        )
+        .bind::<Timestamptz, _>(now)
+        .bind::<Timestamptz, _>(now + lease)
+        .bind::<BigInt, _>(i64::try_from(max).unwrap_or(i64::MAX))
+        .load(&mut conn)
+        .await
+        .map_err(db_err("claiming outbox messages"))?;
+        rows.sort_by_key(|r| r.created_at);
+        rows.into_iter()
+            .map(|r| {
+                let channel: Channel = from_name(&r.channel)?;
+                Ok(ClaimedMessage {
+                    message: OutboxMessage {
+                        id: MessageId(r.id),
+                        channel,
+                        recipient: r.recipient,
+                        sealed: SealedMessage(r.sealed),
+                        created_at: r.created_at,
+                        expires_at: r.expires_at,
+                    },
+                    attempt: u32::try_from(r.attempts).unwrap_or(0),
+                })
+            })
+            .collect()
+    }
+
+    async fn mark_sent(&self, id: &MessageId, now: OffsetDateTime) -> Result<(), StoreError> {
+        self.finish(id, DeliveryState::Sent, now).await
+    }
+
+    async fn retry_at(&self, id: &MessageId, at: OffsetDateTime, error: &str) -> Result<(), StoreError> {
+        let mut conn = self.conn().await?;
+        sql_query(
+            "UPDATE outbox SET due_at = $2, lease_until = NULL, last_error = $3 WHERE id = $1 AND status = 'pending'",
+        )
+        .bind::<Text, _>(&id.0)
+        .bind::<Timestamptz, _>(at)
+        .bind::<Text, _>(error)
+        .execute(&mut conn)
+        .await
+        .map_err(db_err("rescheduling an outbox message"))?;
+        Ok(())
+    }
+
+    async fn finish(&self, id: &MessageId, state: DeliveryState, now: OffsetDateTime) -> Result<(), StoreError> {
+        let (status, reason) = match state {
+            DeliveryState::Pending => ("pending", None),
+            DeliveryState::Sent => ("sent", None),
+            DeliveryState::Failed(reason) => ("failed", Some(reason)),
+            DeliveryState::Dropped => ("dropped", None),
+        };
+        let mut conn = self.conn().await?;
+        // A finished message needs its sealed body no more: wipe it.
+        sql_query(
+            "UPDATE outbox SET status = $2, reason = $3, lease_until = NULL, finished_at = $4, \
+             sealed = CASE WHEN $2 = 'pending' THEN sealed ELSE ''::bytea END WHERE id = $1",
+        )
+        .bind::<Text, _>(&id.0)
+        .bind::<Text, _>(status)
+        .bind::<Nullable<Text>, _>(reason)
+        .bind::<Timestamptz, _>(now)
+        .execute(&mut conn)
+        .await
+        .map_err(db_err("finishing an outbox message"))?;
+        Ok(())
+    }
+
+    async fn state(&self, id: &MessageId) -> Result<Option<DeliveryState>, StoreError> {
+        #[derive(QueryableByName)]
+        struct Row {
+            #[diesel(sql_type = Text)]
+            status: String,
+            #[diesel(sql_type = Nullable<Text>)]
+            reason: Option<String>,
+        }
+        let mut conn = self.conn().await?;
+        let rows: Vec<Row> = sql_query("SELECT status, reason FROM outbox WHERE id = $1")
+            .bind::<Text, _>(&id.0)
+            .load(&mut conn)
+            .await
+            .map_err(db_err("reading an outbox message"))?;
+        rows.into_iter()
+            .next()
+            .map(|r| match r.status.as_str() {
+                "pending" => Ok(DeliveryState::Pending),
+                "sent" => Ok(DeliveryState::Sent),
+                "failed" => Ok(DeliveryState::Failed(r.reason.unwrap_or_default())),
+                "dropped" => Ok(DeliveryState::Dropped),
+                other => Err(StoreError::Unexpected(anyhow::anyhow!("unknown outbox status {other:?}"))),
+            })
+            .transpose()
+    }
+
+    async fn next_due(&self) -> Result<Option<OffsetDateTime>, StoreError> {
+        #[derive(QueryableByName)]
+        struct Row {
+            #[diesel(sql_type = Nullable<Timestamptz>)]
+            next: Option<OffsetDateTime>,
+        }
+        let mut conn = self.conn().await?;
+        let row: Row = sql_query(
+            "SELECT min(GREATEST(due_at, COALESCE(lease_until, due_at))) AS next FROM outbox WHERE status = 'pending'",
+        )
+        .get_result(&mut conn)
+        .await
+        .map_err(db_err("reading the outbox"))?;
+        Ok(row.next)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn names_round_trip() {
+        assert_eq!(crate::clients::to_name(&sesame_domain::Send::LinkIos), "link_ios");
+        assert_eq!(crate::clients::to_name(&sesame_domain::Channel::Sms), "sms");
+    }
+}

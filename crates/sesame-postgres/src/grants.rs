@@ -1,0 +1,424 @@
+use async_trait::async_trait;
+use diesel::sql_types::{BigInt, Bool, Bytea, Jsonb, Nullable, Text, Timestamptz};
+use diesel::{QueryableByName, sql_query};
+use diesel_async::AsyncConnection;
+use diesel_async::RunQueryDsl;
+use sesame_domain::{ClientId, SecretHash, UserId};
+use sesame_ports::{
+    AuditEvent, AuditKind, AuditLog, AuthorizationCode, GrantStore, KeyState, KeyStore, OpaqueToken, RefreshOutcome,
+    RefreshToken, SigningKeyRecord, StoreError,
+};
+use time::OffsetDateTime;
+
+use crate::clients::{from_name, to_name};
+use crate::{PgStore, db_err};
+
+fn hash(bytes: &[u8]) -> Result<SecretHash, StoreError> {
+    SecretHash::from_slice(bytes).map_err(|e| StoreError::Unexpected(anyhow::anyhow!("hash column: {e}")))
+}
+
+#[derive(QueryableByName)]
+struct CodeRow {
+    #[diesel(sql_type = Bytea)]
+    code_hash: Vec<u8>,
+    #[diesel(sql_type = Text)]
+    client_id: String,
+    #[diesel(sql_type = Text)]
+    user_id: String,
+    #[diesel(sql_type = Text)]
+    redirect_uri: String,
+    #[diesel(sql_type = Text)]
+    scope: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    audience: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    nonce: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    code_challenge: Option<String>,
+    #[diesel(sql_type = Timestamptz)]
+    expires_at: OffsetDateTime,
+}
+
+#[derive(QueryableByName)]
+struct OpaqueRow {
+    #[diesel(sql_type = Bytea)]
+    token_hash: Vec<u8>,
+    #[diesel(sql_type = Text)]
+    client_id: String,
+    #[diesel(sql_type = Text)]
+    user_id: String,
+    #[diesel(sql_type = Text)]
+    scope: String,
+    #[diesel(sql_type = Timestamptz)]
+    expires_at: OffsetDateTime,
+}
+
+#[derive(QueryableByName)]
+struct RefreshRow {
+    #[diesel(sql_type = Bytea)]
+    token_hash: Vec<u8>,
+    #[diesel(sql_type = Text)]
+    family_id: String,
+    #[diesel(sql_type = Text)]
+    client_id: String,
+    #[diesel(sql_type = Text)]
+    user_id: String,
+    #[diesel(sql_type = Text)]
+    scope: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    audience: Option<String>,
+    #[diesel(sql_type = Timestamptz)]
+    expires_at: OffsetDateTime,
+    #[diesel(sql_type = Bool)]
+    spent: bool,
+    #[diesel(sql_type = Bool)]
+    revoked: bool,
+}
+
+#[async_trait]
+impl GrantStore for PgStore {
+    async fn save_code(&self, c: AuthorizationCode) -> Result<(), StoreError> {
+        let mut conn = self.conn().await?;
+        sql_query(
+            "INSERT INTO authorization_codes (code_hash, client_id, user_id, redirect_uri, scope, audience, nonce, \
+             code_challenge, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind::<Bytea, _>(c.code_hash.0.to_vec())
+        .bind::<Text, _>(c.client_id.as_str())
+        .bind::<Text, _>(&c.user_id.0)
+        .bind::<Text, _>(&c.redirect_uri)
+        .bind::<Text, _>(&c.scope)
+        .bind::<Nullable<Text>, _>(c.audience)
+        .bind::<Nullable<Text>, _>(c.nonce)
+        .bind::<Nullable<Text>, _>(c.code_challenge)
+        .bind::<Timestamptz, _>(c.expires_at)
+        .execute(&mut conn)
+        .await
+        .map_err(db_err("saving an authorization code"))?;
+        Ok(())
+    }
+
+    async fn take_code(&self, h: &SecretHash, now: OffsetDateTime) -> Result<Option<AuthorizationCode>, StoreError> {
+        let mut conn = self.conn().await?;
+        // DELETE … RETURNING: of concurrent takes, only the one that deletes the row gets it.
+        let rows: Vec<CodeRow> = sql_query(
+            "DELETE FROM authorization_codes WHERE code_hash = $1 RETURNING code_hash, client_id, user_id, \
+             redirect_uri, scope, audience, nonce, code_challenge, expires_at",
+        )
+        .bind::<Bytea, _>(h.0.to_vec())
+        .load(&mut conn)
+        .await
+        .map_err(db_err("taking an authorization code"))?;
+        rows.into_iter()
+            .next()
+            .filter(|r| r.expires_at > now)
+            .map(|r| {
+                Ok(AuthorizationCode {
+                    code_hash: hash(&r.code_hash)?,
+                    client_id: ClientId::new(r.client_id),
+                    user_id: UserId(r.user_id),
+                    redirect_uri: r.redirect_uri,
+                    scope: r.scope,
+                    audience: r.audience,
+                    nonce: r.nonce,
+                    code_challenge: r.code_challenge,
+                    expires_at: r.expires_at,
+                })
+            })
+            .transpose()
+    }
+
+    async fn save_opaque(&self, t: OpaqueToken) -> Result<(), StoreError> {
+        let mut conn = self.conn().await?;
+        sql_query(
+            "INSERT INTO opaque_tokens (token_hash, client_id, user_id, scope, expires_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind::<Bytea, _>(t.token_hash.0.to_vec())
+        .bind::<Text, _>(t.client_id.as_str())
+        .bind::<Text, _>(&t.user_id.0)
+        .bind::<Text, _>(&t.scope)
+        .bind::<Timestamptz, _>(t.expires_at)
+        .execute(&mut conn)
+        .await
+        .map_err(db_err("saving an access token"))?;
+        Ok(())
+    }
+
+    async fn find_opaque(&self, h: &SecretHash, now: OffsetDateTime) -> Result<Option<OpaqueToken>, StoreError> {
+        let mut conn = self.conn().await?;
+        let rows: Vec<OpaqueRow> = sql_query(
+            "SELECT token_hash, client_id, user_id, scope, expires_at FROM opaque_tokens \
+             WHERE token_hash = $1 AND expires_at > $2",
+        )
+        .bind::<Bytea, _>(h.0.to_vec())
+        .bind::<Timestamptz, _>(now)
+        .load(&mut conn)
+        .await
+        .map_err(db_err("finding an access token"))?;
+        rows.into_iter()
+            .next()
+            .map(|r| {
+                Ok(OpaqueToken {
+                    token_hash: hash(&r.token_hash)?,
+                    client_id: ClientId::new(r.client_id),
+                    user_id: UserId(r.user_id),
+                    scope: r.scope,
+                    expires_at: r.expires_at,
+                })
+            })
+            .transpose()
+    }
+
+    async fn save_refresh(&self, t: RefreshToken) -> Result<(), StoreError> {
+        let mut conn = self.conn().await?;
+        sql_query(
+            "WITH family AS (INSERT INTO refresh_families (family_id) VALUES ($2) ON CONFLICT DO NOTHING) \
+             INSERT INTO refresh_tokens (token_hash, family_id, client_id, user_id, scope, audience, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind::<Bytea, _>(t.token_hash.0.to_vec())
+        .bind::<Text, _>(&t.family_id)
+        .bind::<Text, _>(t.client_id.as_str())
+        .bind::<Text, _>(&t.user_id.0)
+        .bind::<Text, _>(&t.scope)
+        .bind::<Nullable<Text>, _>(t.audience)
+        .bind::<Timestamptz, _>(t.expires_at)
+        .execute(&mut conn)
+        .await
+        .map_err(db_err("saving a refresh token"))?;
+        Ok(())
+    }
+
+    async fn rotate_refresh(
+        &self,
+        presented: &SecretHash,
+        next: RefreshToken,
+        now: OffsetDateTime,
+    ) -> Result<RefreshOutcome, StoreError> {
+        let presented = presented.0.to_vec();
+        let mut conn = self.conn().await?;
+        // One transaction with the presented row locked: two concurrent rotations of one token
+        // cannot both succeed; the loser sees it spent and revokes the family.
+        conn.transaction::<_, diesel::result::Error, _>(async move |conn| {
+            let rows: Vec<RefreshRow> = sql_query(
+                "SELECT t.token_hash, t.family_id, t.client_id, t.user_id, t.scope, t.audience, t.expires_at, \
+                       t.spent, (f.revoked_at IS NOT NULL) AS revoked \
+                     FROM refresh_tokens t JOIN refresh_families f USING (family_id) \
+                     WHERE t.token_hash = $1 FOR UPDATE OF t, f",
+            )
+            .bind::<Bytea, _>(&presented)
+            .load(conn)
+            .await?;
+            let Some(row) = rows.into_iter().next() else {
+                return Ok(Err(RefreshOutcome::Invalid));
+            };
+            if row.revoked || row.expires_at <= now {
+                return Ok(Err(RefreshOutcome::Invalid));
+            }
+            if row.spent {
+                sql_query("UPDATE refresh_families SET revoked_at = $2 WHERE family_id = $1")
+                    .bind::<Text, _>(&row.family_id)
+                    .bind::<Timestamptz, _>(now)
+                    .execute(conn)
+                    .await?;
+                return Ok(Err(RefreshOutcome::Reused));
+            }
+            sql_query("UPDATE refresh_tokens SET spent = true WHERE token_hash = $1")
+                .bind::<Bytea, _>(&presented)
+                .execute(conn)
+                .await?;
+            sql_query(
+                "INSERT INTO refresh_tokens (token_hash, family_id, client_id, user_id, scope, audience, expires_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind::<Bytea, _>(next.token_hash.0.to_vec())
+            .bind::<Text, _>(&row.family_id)
+            .bind::<Text, _>(next.client_id.as_str())
+            .bind::<Text, _>(&next.user_id.0)
+            .bind::<Text, _>(&next.scope)
+            .bind::<Nullable<Text>, _>(next.audience.clone())
+            .bind::<Timestamptz, _>(next.expires_at)
+            .execute(conn)
+            .await?;
+            Ok(Ok(row))
+        })
+        .await
+        .map_err(db_err("rotating a refresh token"))?
+        .map_or_else(Ok, |row| {
+            Ok(RefreshOutcome::Rotated(RefreshToken {
+                token_hash: hash(&row.token_hash)?,
+                family_id: row.family_id,
+                client_id: ClientId::new(row.client_id),
+                user_id: UserId(row.user_id),
+                scope: row.scope,
+                audience: row.audience,
+                expires_at: row.expires_at,
+            }))
+        })
+    }
+}
+
+#[derive(QueryableByName)]
+struct KeyRow {
+    #[diesel(sql_type = Text)]
+    kid: String,
+    #[diesel(sql_type = Text)]
+    alg: String,
+    #[diesel(sql_type = Bytea)]
+    private_key: Vec<u8>,
+    #[diesel(sql_type = Jsonb)]
+    public_jwk: serde_json::Value,
+    #[diesel(sql_type = Timestamptz)]
+    created_at: OffsetDateTime,
+    #[diesel(sql_type = Text)]
+    state: String,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    retire_at: Option<OffsetDateTime>,
+}
+
+impl KeyRow {
+    fn into_record(self) -> Result<SigningKeyRecord, StoreError> {
+        let state = match (self.state.as_str(), self.retire_at) {
+            ("active", _) => KeyState::Active,
+            ("retiring", Some(until)) => KeyState::Retiring { until },
+            ("retired", _) => KeyState::Retired,
+            (other, _) => return Err(StoreError::Unexpected(anyhow::anyhow!("bad key state {other:?}"))),
+        };
+        Ok(SigningKeyRecord {
+            kid: self.kid,
+            alg: self.alg,
+            private_key: self.private_key,
+            public_jwk: self.public_jwk,
+            created_at: self.created_at,
+            state,
+        })
+    }
+}
+
+const KEY_COLUMNS: &str = "kid, alg, private_key, public_jwk, created_at, state, retire_at";
+
+#[async_trait]
+impl KeyStore for PgStore {
+    async fn active(&self) -> Result<Option<SigningKeyRecord>, StoreError> {
+        let mut conn = self.conn().await?;
+        let rows: Vec<KeyRow> = sql_query(format!("SELECT {KEY_COLUMNS} FROM signing_keys WHERE state = 'active'"))
+            .load(&mut conn)
+            .await
+            .map_err(db_err("reading the active key"))?;
+        rows.into_iter().next().map(KeyRow::into_record).transpose()
+    }
+
+    async fn published(&self, now: OffsetDateTime) -> Result<Vec<SigningKeyRecord>, StoreError> {
+        let mut conn = self.conn().await?;
+        let rows: Vec<KeyRow> = sql_query(format!(
+            "SELECT {KEY_COLUMNS} FROM signing_keys WHERE state = 'active' OR (state = 'retiring' AND retire_at > $1) \
+             ORDER BY created_at DESC"
+        ))
+        .bind::<Timestamptz, _>(now)
+        .load(&mut conn)
+        .await
+        .map_err(db_err("reading published keys"))?;
+        rows.into_iter().map(KeyRow::into_record).collect()
+    }
+
+    async fn activate(&self, key: SigningKeyRecord, retire_until: OffsetDateTime) -> Result<(), StoreError> {
+        let mut conn = self.conn().await?;
+        conn.transaction::<_, diesel::result::Error, _>(async move |conn| {
+            sql_query("UPDATE signing_keys SET state = 'retiring', retire_at = $1 WHERE state = 'active'")
+                .bind::<Timestamptz, _>(retire_until)
+                .execute(conn)
+                .await?;
+            sql_query(format!("INSERT INTO signing_keys ({KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, 'active', NULL)"))
+                .bind::<Text, _>(&key.kid)
+                .bind::<Text, _>(&key.alg)
+                .bind::<Bytea, _>(&key.private_key)
+                .bind::<Jsonb, _>(&key.public_jwk)
+                .bind::<Timestamptz, _>(key.created_at)
+                .execute(conn)
+                .await?;
+            Ok(())
+        })
+        .await
+        .map_err(db_err("activating a signing key"))
+    }
+
+    async fn retire(&self, kid: &str) -> Result<bool, StoreError> {
+        let mut conn = self.conn().await?;
+        let n = sql_query("UPDATE signing_keys SET state = 'retired' WHERE kid = $1 AND state <> 'active'")
+            .bind::<Text, _>(kid)
+            .execute(&mut conn)
+            .await
+            .map_err(db_err("retiring a signing key"))?;
+        Ok(n > 0)
+    }
+}
+
+#[derive(QueryableByName)]
+struct AuditRow {
+    #[diesel(sql_type = Timestamptz)]
+    at: OffsetDateTime,
+    #[diesel(sql_type = Text)]
+    kind: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    client_id: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    connection: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    identifier: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    user_id: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    ip: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    detail: Option<String>,
+}
+
+#[async_trait]
+impl AuditLog for PgStore {
+    async fn record(&self, e: AuditEvent) -> Result<(), StoreError> {
+        let mut conn = self.conn().await?;
+        sql_query(
+            "INSERT INTO audit_events (at, kind, client_id, connection, identifier, user_id, ip, detail) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind::<Timestamptz, _>(e.at)
+        .bind::<Text, _>(to_name(&e.kind))
+        .bind::<Nullable<Text>, _>(e.client_id)
+        .bind::<Nullable<Text>, _>(e.connection)
+        .bind::<Nullable<Text>, _>(e.identifier)
+        .bind::<Nullable<Text>, _>(e.user_id)
+        .bind::<Nullable<Text>, _>(e.ip)
+        .bind::<Nullable<Text>, _>(e.detail)
+        .execute(&mut conn)
+        .await
+        .map_err(db_err("recording an audit event"))?;
+        Ok(())
+    }
+
+    async fn recent(&self, limit: usize) -> Result<Vec<AuditEvent>, StoreError> {
+        let mut conn = self.conn().await?;
+        let rows: Vec<AuditRow> = sql_query(
+            "SELECT at, kind, client_id, connection, identifier, user_id, ip, detail FROM audit_events \
+             ORDER BY at DESC, id DESC LIMIT $1",
+        )
+        .bind::<BigInt, _>(i64::try_from(limit).unwrap_or(i64::MAX))
+        .load(&mut conn)
+        .await
+        .map_err(db_err("reading audit events"))?;
+        rows.into_iter()
+            .map(|r| {
+                let kind: AuditKind = from_name(&r.kind)?;
+                Ok(AuditEvent {
+                    at: r.at,
+                    kind,
+                    client_id: r.client_id,
+                    connection: r.connection,
+                    identifier: r.identifier,
+                    user_id: r.user_id,
+                    ip: r.ip,
+                    detail: r.detail,
+                })
+            })
+            .collect()
+    }
+}

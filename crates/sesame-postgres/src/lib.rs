@@ -1,0 +1,196 @@
+//! Postgres adapter (Diesel 2 + diesel-async over tokio-postgres: pure Rust, no libpq) for
+//! ClientStore, ConnectionStore, ChallengeStore, Outbox, UserStore, GrantStore, KeyStore and
+//! AuditLog. Every guarantee of the ports holds in SQL, across any number of replicas:
+//!
+//! - `start` is one statement (a CTE) that replaces the challenge and inserts the outbox row;
+//! - `check` is one `UPDATE … RETURNING` that counts the try and consumes on a match, so
+//!   concurrent checks of one code serialise on the row and exactly one wins;
+//! - first logins upsert with `ON CONFLICT`;
+//! - outbox claims use `FOR UPDATE SKIP LOCKED` with a lease.
+//!
+//! Statements are written as SQL with typed binds (`diesel::sql_query`): the atomic ones do
+//! not fit Diesel's DSL, and one style for all keeps them reviewable side by side.
+
+mod challenges;
+mod clients;
+mod grants;
+#[cfg(feature = "testing")]
+pub mod testing;
+mod users;
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel_async::pooled_connection::deadpool::{Object, Pool, PoolError};
+use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
+use diesel_async::{AsyncConnection, AsyncMigrationHarness, AsyncPgConnection, SimpleAsyncConnection};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+use sesame_ports::StoreError;
+
+/// The schema, embedded in the binary; `sesame migrate` applies it.
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
+
+/// Connection settings.
+#[derive(Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PgConfig {
+    /// `postgres://user:pass@host:5432/db`.
+    pub url: String,
+    #[serde(default = "default_pool_size")]
+    pub pool_size: usize,
+    /// Server-side limit on one statement.
+    #[serde(default = "default_statement_timeout_ms")]
+    pub statement_timeout_ms: u64,
+    /// How long a request waits for a connection (or for a new one to open) before the store
+    /// answers "unavailable".
+    #[serde(default = "default_connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+}
+
+impl std::fmt::Debug for PgConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may hold a password.
+        f.debug_struct("PgConfig").field("pool_size", &self.pool_size).finish_non_exhaustive()
+    }
+}
+
+fn default_pool_size() -> usize {
+    16
+}
+fn default_statement_timeout_ms() -> u64 {
+    5_000
+}
+fn default_connect_timeout_ms() -> u64 {
+    2_000
+}
+
+impl PgConfig {
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            pool_size: default_pool_size(),
+            statement_timeout_ms: default_statement_timeout_ms(),
+            connect_timeout_ms: default_connect_timeout_ms(),
+        }
+    }
+}
+
+/// Every store port over one Postgres connection pool.
+#[derive(Clone)]
+pub struct PgStore {
+    pool: Pool<AsyncPgConnection>,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let status = self.pool.status();
+        f.debug_struct("PgStore").field("size", &status.size).field("available", &status.available).finish()
+    }
+}
+
+impl PgStore {
+    /// Builds the pool. Connections open lazily, so this succeeds while Postgres is down; the
+    /// first query then answers `StoreError::Unavailable` until it is back.
+    ///
+    /// # Errors
+    /// When the configuration is unusable.
+    pub fn connect(config: &PgConfig) -> anyhow::Result<Self> {
+        let statement_timeout = config.statement_timeout_ms;
+        let mut manager_config = ManagerConfig::<AsyncPgConnection>::default();
+        manager_config.custom_setup = Box::new(move |url| {
+            let url = url.to_owned();
+            Box::pin(async move {
+                let mut conn = AsyncPgConnection::establish(&url).await?;
+                conn.batch_execute(&format!("SET statement_timeout = {statement_timeout}"))
+                    .await
+                    .map_err(|e| diesel::ConnectionError::BadConnection(e.to_string()))?;
+                Ok(conn)
+            })
+        });
+        let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(&config.url, manager_config);
+        let wait = Duration::from_millis(config.connect_timeout_ms.max(1));
+        let pool = Pool::builder(manager)
+            .max_size(config.pool_size.max(1))
+            .wait_timeout(Some(wait))
+            .create_timeout(Some(wait))
+            .recycle_timeout(Some(wait))
+            .runtime(deadpool::Runtime::Tokio1)
+            .build()
+            .context("building the Postgres pool")?;
+        Ok(Self { pool })
+    }
+
+    pub(crate) async fn conn(&self) -> Result<Object<AsyncPgConnection>, StoreError> {
+        self.pool.get().await.map_err(|e| match e {
+            PoolError::Timeout(_) | PoolError::Backend(_) | PoolError::Closed | PoolError::NoRuntimeSpecified => {
+                StoreError::Unavailable(anyhow::anyhow!("Postgres connection: {e}"))
+            }
+            PoolError::PostCreateHook(_) => StoreError::Unavailable(anyhow::anyhow!("Postgres connection setup: {e}")),
+        })
+    }
+
+    /// Applies every pending migration. Returns the versions applied.
+    ///
+    /// # Errors
+    /// When Postgres cannot be reached or a migration fails.
+    pub async fn migrate(&self) -> anyhow::Result<Vec<String>> {
+        self.with_harness(|h| h.run_pending_migrations(MIGRATIONS).map(|v| v.iter().map(ToString::to_string).collect()))
+            .await
+    }
+
+    /// Reverts every applied migration (for tests of `down.sql`). Returns the versions reverted.
+    ///
+    /// # Errors
+    /// When Postgres cannot be reached or a migration fails.
+    pub async fn revert_all(&self) -> anyhow::Result<Vec<String>> {
+        self.with_harness(|h| h.revert_all_migrations(MIGRATIONS).map(|v| v.iter().map(ToString::to_string).collect()))
+            .await
+    }
+
+    async fn with_harness<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut AsyncMigrationHarness<AsyncPgConnection>) -> Result<T, Box<dyn std::error::Error + Send + Sync>>
+        + Send
+        + 'static,
+    ) -> anyhow::Result<T> {
+        let conn = self.conn().await.map_err(|e| anyhow::anyhow!("{e:#}"))?;
+        let conn = Object::take(conn);
+        // The harness blocks (diesel's migration API is sync): keep it off the async workers.
+        tokio::task::spawn_blocking(move || {
+            let mut harness = AsyncMigrationHarness::new(conn);
+            f(&mut harness).map_err(|e| anyhow::anyhow!("migration failed: {e}"))
+        })
+        .await
+        .context("migration task")?
+    }
+}
+
+/// Sorts Diesel errors into the port's error kinds.
+pub(crate) fn db_err(context: &'static str) -> impl Fn(DieselError) -> StoreError {
+    move |e| match &e {
+        DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, info) => {
+            StoreError::Conflict(format!("{context}: {}", info.message()))
+        }
+        DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection, _) | DieselError::BrokenTransactionManager => {
+            StoreError::Unavailable(anyhow::Error::new(e).context(context))
+        }
+        DieselError::DatabaseError(_, info) if is_transient(info.message()) => {
+            StoreError::Unavailable(anyhow::anyhow!("{context}: {}", info.message()))
+        }
+        _ => StoreError::Unexpected(anyhow::Error::new(e).context(context)),
+    }
+}
+
+/// Messages of failures worth a retry: timeouts, shutdown, lost connections.
+fn is_transient(message: &str) -> bool {
+    const MARKERS: &[&str] = &[
+        "statement timeout",
+        "connection",
+        "terminating",
+        "shutting down",
+        "the database system is starting up",
+        "Connection closed",
+    ];
+    MARKERS.iter().any(|m| message.contains(m))
+}

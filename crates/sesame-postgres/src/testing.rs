@@ -1,0 +1,99 @@
+//! `TestDatabase`: a uniquely named, migrated database for one test, dropped afterwards.
+//! Point at another server with `TEST_DATABASE_URL` (an admin URL, e.g. `postgres://postgres@127.0.0.1:5432/postgres`).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use anyhow::Context as _;
+use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+
+use crate::{PgConfig, PgStore};
+
+/// One test's database.
+#[derive(Debug)]
+pub struct TestDatabase {
+    pub name: String,
+    admin_url: String,
+    config: PgConfig,
+}
+
+/// The server the tests use.
+pub fn admin_url() -> String {
+    std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+fn with_database(url: &str, db: &str) -> String {
+    match url.rfind('/') {
+        Some(i) if url[..i].contains("://") && url[i..].len() > 1 || url.ends_with('/') => {
+            let base = &url[..i];
+            let query = url[i..].find('?').map(|q| &url[i + q..]).unwrap_or("");
+            format!("{base}/{db}{query}")
+        }
+        _ => format!("{url}/{db}"),
+    }
+}
+
+impl TestDatabase {
+    /// Creates and migrates a new database.
+    ///
+    /// # Errors
+    /// When Postgres is not reachable: the message says so, so a missing service fails loudly.
+    pub async fn new() -> anyhow::Result<Self> {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let nanos =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+        let name =
+            format!("sesame_test_{}_{}_{:x}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed), nanos);
+        let admin_url = admin_url();
+        let mut admin = AsyncPgConnection::establish(&admin_url)
+            .await
+            .with_context(|| format!("PostgreSQL is not reachable at {admin_url} (set TEST_DATABASE_URL)"))?;
+        admin.batch_execute(&format!("CREATE DATABASE {name}")).await.context("creating the test database")?;
+        let config = PgConfig::new(with_database(&admin_url, &name));
+        let db = Self { name, admin_url, config };
+        db.store()?.migrate().await?;
+        Ok(db)
+    }
+
+    pub fn config(&self) -> PgConfig {
+        self.config.clone()
+    }
+
+    /// A new store (its own pool) on this database: two calls are like two replicas.
+    ///
+    /// # Errors
+    /// When the pool cannot be built.
+    pub fn store(&self) -> anyhow::Result<PgStore> {
+        PgStore::connect(&self.config)
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let (url, name) = (self.admin_url.clone(), self.name.clone());
+        // Drop runs outside async: do the async work on a thread of its own.
+        let dropped = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+            rt.block_on(async {
+                let mut admin = AsyncPgConnection::establish(&url).await.ok()?;
+                admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await.ok()
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Some(()))) {
+            tracing::warn!(database = self.name, "test database was not dropped");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn database_names_replace_the_path() {
+        assert_eq!(super::with_database("postgres://u@h:5432/postgres", "x"), "postgres://u@h:5432/x");
+        assert_eq!(
+            super::with_database("postgres://u@h:5432/postgres?sslmode=disable", "x"),
+            "postgres://u@h:5432/x?sslmode=disable"
+        );
+        assert_eq!(super::with_database("postgres://u@h:5432", "x"), "postgres://u@h:5432/x");
+    }
+}

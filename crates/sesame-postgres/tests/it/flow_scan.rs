@@ -1,0 +1,153 @@
+//! A whole login through the flows on Postgres, then every row of every table is searched for
+//! the secrets the user saw: none may be stored in the clear.
+
+use std::sync::Arc;
+
+use diesel::QueryableByName;
+use diesel::sql_types::Text;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use sesame_domain::{
+    AppType, AuthMethod, Client, ClientId, CodePolicy, Connection, ConnectionName, GrantType, Strategy,
+};
+use sesame_flows::client_auth::Credentials;
+use sesame_flows::exchange::OtpExchange;
+use sesame_flows::start::StartRequest;
+use sesame_flows::{Api, FlowSettings, OsRandom, Ports, Secrets, Sesame};
+use sesame_memory::{Mailbox, MemoryRateLimiter};
+use sesame_ports::{ClientStore, ConnectionStore, SystemClock};
+use sesame_postgres::testing::TestDatabase;
+
+#[derive(QueryableByName)]
+struct Name {
+    #[diesel(sql_type = Text)]
+    name: String,
+}
+
+#[derive(QueryableByName)]
+struct Row {
+    #[diesel(sql_type = Text)]
+    row: String,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_row_holds_a_code_link_token_or_bearer_token_in_the_clear() {
+    let db = TestDatabase::new().await.expect("test database");
+    let store = Arc::new(db.store().unwrap());
+    let clock = Arc::new(SystemClock);
+    let mailbox = Arc::new(Mailbox::new(clock.clone()));
+    let limiter = Arc::new(MemoryRateLimiter::new());
+    let ports = Ports {
+        clients: store.clone(),
+        connections: store.clone(),
+        challenges: store.clone(),
+        users: store.clone(),
+        outbox: store.clone(),
+        grants: store.clone(),
+        audit: store.clone(),
+        tokens: Arc::new(sesame_jwt::JwtIssuer::new(sesame_jwt::RsaSigningKey::generate().unwrap())),
+        limiter: limiter.clone(),
+        replay: limiter,
+        email: mailbox.clone(),
+        sms: mailbox.clone(),
+        clock,
+        random: Arc::new(OsRandom),
+    };
+    let mut settings = FlowSettings::new("https://sesame.test/");
+    settings.apis.push(Api { identifier: "https://api.test/".into(), allow_offline_access: true });
+    let sesame = Sesame::new(ports, Secrets::new(&[42u8; 32]).unwrap(), settings);
+    // 12 digits: a 6-digit code could turn up by chance in hex dumps of other columns.
+    let connection = Connection {
+        name: ConnectionName::new("email"),
+        strategy: Strategy::Email,
+        policy: CodePolicy::new(12, 180).unwrap(),
+        disable_signup: false,
+    };
+    ConnectionStore::save(&*store, &connection).await.unwrap();
+    let client = Client {
+        id: ClientId::new("app"),
+        name: "App".into(),
+        app_type: AppType::Native,
+        auth_method: AuthMethod::None,
+        secret_hash: None,
+        connections: vec![ConnectionName::new("email")],
+        callbacks: vec![],
+        allowed_origins: vec![],
+        grant_types: vec![GrantType::PasswordlessOtp],
+        public_keys: vec![],
+    };
+    ClientStore::save(&*store, &client).await.unwrap();
+
+    let creds = Credentials { client_id: Some("app".into()), ..Credentials::default() };
+    let client = sesame.authenticate_client(&creds).await.unwrap();
+    sesame
+        .start(StartRequest {
+            client: client.clone(),
+            connection: ConnectionName::new("email"),
+            email: Some("scan@example.com".into()),
+            phone_number: None,
+            send: None,
+            auth_params: serde_json::from_str(r#"{"redirect_uri":"https://app.test/cb","state":"s"}"#).unwrap(),
+            language: None,
+            ip: None,
+        })
+        .await
+        .unwrap();
+
+    // Before delivery the sealed message waits in the outbox: scan it there too.
+    let pending = all_rows(&db).await;
+    sesame.deliver_due().await.unwrap();
+    let sent = mailbox.list(Some("scan@example.com"));
+    let text = &sent.iter().next().expect("delivered").text;
+    let code =
+        text.split_whitespace().find(|t| t.len() == 12 && t.bytes().all(|b| b.is_ascii_digit())).unwrap().to_owned();
+    let link = text.split_whitespace().find(|t| t.starts_with("https://")).unwrap();
+    let link_token = link.split("verification_code=").nth(1).unwrap().split('&').next().unwrap().to_owned();
+
+    let tokens = sesame
+        .exchange_otp(OtpExchange {
+            client,
+            realm: "email".into(),
+            username: "scan@example.com".into(),
+            otp: code.clone(),
+            scope: Some("openid offline_access".into()),
+            audience: None,
+            ip: None,
+        })
+        .await
+        .unwrap();
+    let refresh = tokens.refresh_token.clone().expect("refresh token");
+    let after = all_rows(&db).await;
+
+    let secrets = [
+        ("code", code.as_str()),
+        ("link token", &link_token),
+        ("access token", &tokens.access_token),
+        ("refresh token", &refresh),
+    ];
+    for rows in [&pending, &after] {
+        assert!(rows.len() > 5, "the scan sees the rows ({})", rows.len());
+        for (what, secret) in secrets {
+            assert!(!rows.iter().any(|r| r.contains(secret)), "a {what} is stored in the clear");
+        }
+    }
+    assert!(after.iter().any(|r| r.contains("scan@example.com")), "the scan reads real data");
+}
+
+async fn all_rows(db: &TestDatabase) -> Vec<String> {
+    let mut conn = AsyncPgConnection::establish(&db.config().url).await.unwrap();
+    let tables: Vec<Name> = diesel::sql_query(
+        "SELECT table_name::text AS name FROM information_schema.tables WHERE table_schema = 'public' AND table_type = 'BASE TABLE'",
+    )
+    .load(&mut conn)
+    .await
+    .unwrap();
+    let mut rows = Vec::new();
+    for t in tables {
+        let got: Vec<Row> = diesel::sql_query(format!("SELECT row_to_json(t)::text AS row FROM \"{}\" t", t.name))
+            .load(&mut conn)
+            .await
+            .unwrap();
+        rows.extend(got.into_iter().map(|r| r.row));
+    }
+    rows
+}
