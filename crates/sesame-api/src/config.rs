@@ -11,6 +11,7 @@ use serde::Deserialize;
 #[serde(rename_all = "snake_case")]
 pub enum StoreKind {
     Memory,
+    Postgres,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
@@ -56,6 +57,9 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// Largest accepted request body, in bytes.
     pub max_body_bytes: usize,
+    /// Postgres, for `store = "postgres"`.
+    #[serde(default)]
+    pub database: Option<DatabaseSettings>,
     pub tokens: TokenSettings,
     pub delivery: DeliverySettings,
     #[serde(default)]
@@ -64,6 +68,51 @@ pub struct Settings {
     pub connections: Vec<ConnectionSettings>,
     #[serde(default)]
     pub clients: Vec<ClientSettings>,
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// `postgres://user:password@host:5432/database`.
+    pub url: String,
+    #[serde(default = "default_pool_size")]
+    pub pool_size: usize,
+    #[serde(default = "default_statement_timeout_ms")]
+    pub statement_timeout_ms: u64,
+    /// How long a request waits for a connection before answering 503.
+    #[serde(default = "default_connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+    /// Apply pending migrations when `serve` starts (otherwise run `sesame migrate`).
+    #[serde(default)]
+    pub migrate_on_start: bool,
+}
+
+fn default_pool_size() -> usize {
+    16
+}
+fn default_statement_timeout_ms() -> u64 {
+    5_000
+}
+fn default_connect_timeout_ms() -> u64 {
+    2_000
+}
+
+impl std::fmt::Debug for DatabaseSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may hold a password.
+        f.debug_struct("DatabaseSettings").field("pool_size", &self.pool_size).finish_non_exhaustive()
+    }
+}
+
+impl DatabaseSettings {
+    pub fn pg(&self) -> sesame_postgres::PgConfig {
+        sesame_postgres::PgConfig {
+            url: self.url.clone(),
+            pool_size: self.pool_size,
+            statement_timeout_ms: self.statement_timeout_ms,
+            connect_timeout_ms: self.connect_timeout_ms,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -229,6 +278,15 @@ impl Settings {
             sesame_flows::Secrets::MIN_LEN
         );
         anyhow::ensure!(self.max_body_bytes >= 1024, "max_body_bytes must be at least 1024");
+        if self.store == StoreKind::Postgres {
+            anyhow::ensure!(self.database.is_some(), "store = \"postgres\" needs a [database] section with a url");
+            // Hashes written by one process must verify in every other: a per-process secret
+            // would make every stored code and client secret unusable after a restart.
+            anyhow::ensure!(
+                !self.server_secret.is_empty(),
+                "store = \"postgres\" needs server_secret (at least 32 bytes)"
+            );
+        }
         for c in &self.connections {
             sesame_domain::CodePolicy::new(c.code_length, c.code_lifetime_secs)
                 .with_context(|| format!("connection {:?}", c.name))?;

@@ -1,6 +1,7 @@
 //! Sesame's HTTP API (actix-web): Auth0's passwordless Authentication API, configuration, and
 //! the wiring of adapters at startup.
 
+pub mod admin;
 pub mod config;
 pub mod errors;
 pub mod middleware;

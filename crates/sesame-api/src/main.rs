@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use sesame_api::admin::{self, ClientCommand};
 use sesame_api::config::Settings;
 use sesame_api::startup::Application;
 
@@ -25,7 +26,12 @@ enum Command {
         #[arg(long)]
         listen: Option<String>,
     },
-    /// Check the settings and print them as loaded (secrets hidden).
+    /// Apply pending database migrations (store = "postgres").
+    Migrate,
+    /// Manage applications (store = "postgres").
+    #[command(subcommand)]
+    Client(ClientCommand),
+    /// Check the settings.
     CheckConfig,
 }
 
@@ -46,14 +52,10 @@ async fn main() -> anyhow::Result<()> {
             tracing::info!(port = app.port(), "sesame listening");
             app.run_until_stopped().await?;
         }
+        Command::Migrate => admin::migrate(&settings).await?,
+        Command::Client(command) => admin::client(&settings, command).await?,
         Command::CheckConfig => {
-            tracing::info!(
-                issuer = settings.issuer,
-                listen = settings.listen,
-                store = ?settings.store,
-                clients = settings.clients.len(),
-                "settings are valid"
-            );
+            tracing::info!(issuer = settings.issuer, listen = settings.listen, store = ?settings.store, "settings are valid");
         }
     }
     Ok(())

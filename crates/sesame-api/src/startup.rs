@@ -13,7 +13,10 @@ use sesame_flows::delivery::RetryPolicy;
 use sesame_flows::{FlowSettings, OsRandom, Ports, Secrets, Sesame};
 use sesame_jwt::{JwtIssuer, RsaSigningKey};
 use sesame_memory::{Mailbox, MemoryRateLimiter, MemoryStore};
-use sesame_ports::{Clock, Random, SystemClock};
+use sesame_ports::{
+    AuditLog, ChallengeStore, ClientStore, Clock, ConnectionStore, GrantStore, Outbox, Random, SystemClock, UserStore,
+};
+use sesame_postgres::PgStore;
 
 use crate::config::{LimiterKind, SenderKind, Settings, StoreKind};
 use crate::routes::{self, AppState};
@@ -57,38 +60,7 @@ impl Application {
     /// # Errors
     /// As `build`.
     pub async fn build_with(settings: Settings, overrides: Overrides) -> anyhow::Result<Self> {
-        let clock = overrides.clock.unwrap_or_else(|| Arc::new(SystemClock));
-        let random: Arc<dyn Random> = Arc::new(OsRandom);
-        let secrets = server_secrets(&settings, &*random)?;
-        let signing_key = signing_key(&settings)?;
-        let tokens = Arc::new(JwtIssuer::new(signing_key));
-
-        let StoreKind::Memory = settings.store;
-        let store = Arc::new(MemoryStore::new());
-        let LimiterKind::Memory = settings.rate_limit;
-        let limiter = Arc::new(MemoryRateLimiter::new());
-        let mailbox = Arc::new(Mailbox::new(Arc::clone(&clock)));
-        let SenderKind::Mailbox = settings.email;
-        let SenderKind::Mailbox = settings.sms;
-        let mailbox_delivers = true;
-
-        let ports = Ports {
-            clients: store.clone(),
-            connections: store.clone(),
-            challenges: store.clone(),
-            users: store.clone(),
-            outbox: store.clone(),
-            grants: store.clone(),
-            audit: store,
-            tokens,
-            limiter: limiter.clone(),
-            replay: limiter,
-            email: mailbox.clone(),
-            sms: mailbox.clone(),
-            clock,
-            random,
-        };
-        let sesame = Sesame::new(ports, secrets, flow_settings(&settings));
+        let Wired { sesame, mailbox, mailbox_delivers } = wire(&settings, overrides).await?;
         seed(&sesame, &settings).await.context("loading clients and connections")?;
 
         let listener = TcpListener::bind(&settings.listen).with_context(|| format!("binding {}", settings.listen))?;
@@ -146,6 +118,87 @@ impl Application {
     }
 }
 
+/// The use cases wired to the configured adapters, without an HTTP server (the admin commands
+/// use this too).
+#[derive(Debug)]
+pub struct Wired {
+    pub sesame: Sesame,
+    pub mailbox: Arc<Mailbox>,
+    /// Whether the mailbox is what delivers (so `/dev/mailbox` may be served).
+    pub mailbox_delivers: bool,
+}
+
+struct StorePorts {
+    clients: Arc<dyn ClientStore>,
+    connections: Arc<dyn ConnectionStore>,
+    challenges: Arc<dyn ChallengeStore>,
+    users: Arc<dyn UserStore>,
+    outbox: Arc<dyn Outbox>,
+    grants: Arc<dyn GrantStore>,
+    audit: Arc<dyn AuditLog>,
+}
+
+fn store_ports<S>(store: Arc<S>) -> StorePorts
+where
+    S: ClientStore + ConnectionStore + ChallengeStore + UserStore + Outbox + GrantStore + AuditLog + 'static,
+{
+    StorePorts {
+        clients: store.clone(),
+        connections: store.clone(),
+        challenges: store.clone(),
+        users: store.clone(),
+        outbox: store.clone(),
+        grants: store.clone(),
+        audit: store,
+    }
+}
+
+/// Connects the adapters the settings name and builds the use cases.
+///
+/// # Errors
+/// When a key, secret or adapter cannot be set up.
+pub async fn wire(settings: &Settings, overrides: Overrides) -> anyhow::Result<Wired> {
+    let clock = overrides.clock.unwrap_or_else(|| Arc::new(SystemClock));
+    let random: Arc<dyn Random> = Arc::new(OsRandom);
+    let secrets = server_secrets(settings, &*random)?;
+    let tokens = Arc::new(JwtIssuer::new(signing_key(settings)?));
+    let stores = match settings.store {
+        StoreKind::Memory => store_ports(Arc::new(MemoryStore::new())),
+        StoreKind::Postgres => {
+            let db = settings.database.as_ref().context("store = \"postgres\" needs [database]")?;
+            let pg = Arc::new(PgStore::connect(&db.pg())?);
+            if db.migrate_on_start {
+                let applied = pg.migrate().await.context("applying migrations")?;
+                tracing::info!(?applied, "migrations applied");
+            }
+            store_ports(pg)
+        }
+    };
+    let LimiterKind::Memory = settings.rate_limit;
+    let limiter = Arc::new(MemoryRateLimiter::new());
+    let mailbox = Arc::new(Mailbox::new(Arc::clone(&clock)));
+    let SenderKind::Mailbox = settings.email;
+    let SenderKind::Mailbox = settings.sms;
+    let ports = Ports {
+        clients: stores.clients,
+        connections: stores.connections,
+        challenges: stores.challenges,
+        users: stores.users,
+        outbox: stores.outbox,
+        grants: stores.grants,
+        audit: stores.audit,
+        tokens,
+        limiter: limiter.clone(),
+        replay: limiter,
+        email: mailbox.clone(),
+        sms: mailbox.clone(),
+        clock,
+        random,
+    };
+    let sesame = Sesame::new(ports, secrets, flow_settings(settings));
+    Ok(Wired { sesame, mailbox, mailbox_delivers: true })
+}
+
 fn server_secrets(settings: &Settings, random: &dyn Random) -> anyhow::Result<Secrets> {
     if settings.server_secret.is_empty() {
         let mut secret = [0u8; 32];
@@ -198,7 +251,14 @@ fn flow_settings(settings: &Settings) -> FlowSettings {
 /// `email` and `sms` connections and one public development client.
 async fn seed(sesame: &Sesame, settings: &Settings) -> anyhow::Result<()> {
     let connections: Vec<Connection> = if settings.connections.is_empty() {
-        vec![Connection::default_for(Strategy::Email), Connection::default_for(Strategy::Sms)]
+        // A durable store keeps the connections it has (managed there); an empty one gets the
+        // two defaults, as the embedded store always does.
+        let existing = sesame.ports.connections.list().await?;
+        if existing.is_empty() {
+            vec![Connection::default_for(Strategy::Email), Connection::default_for(Strategy::Sms)]
+        } else {
+            existing
+        }
     } else {
         settings
             .connections

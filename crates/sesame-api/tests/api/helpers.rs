@@ -4,10 +4,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
-use sesame_api::config::{ClientSettings, Settings};
+use sesame_api::config::{ClientSettings, DatabaseSettings, Settings, StoreKind};
 use sesame_api::startup::{Application, Overrides};
 use sesame_domain::{AppType, AuthMethod, GrantType};
 use sesame_memory::ManualClock;
+use sesame_postgres::testing::TestDatabase;
 
 pub const ISSUER: &str = "https://sesame.test/";
 pub const WEB_SECRET: &str = "web-secret-0123456789abcdef";
@@ -18,6 +19,17 @@ pub struct TestApp {
     pub base: String,
     pub http: reqwest::Client,
     pub clock: Arc<ManualClock>,
+    /// The test's own database when the suite runs on Postgres (`TEST_STORE=postgres`).
+    pub _db: Option<TestDatabase>,
+}
+
+/// Which store the suite runs on: memory by default, Postgres with `TEST_STORE=postgres`.
+pub fn on_postgres() -> bool {
+    std::env::var("TEST_STORE").is_ok_and(|s| s == "postgres")
+}
+
+pub fn database_settings(url: String) -> DatabaseSettings {
+    serde_json::from_value(serde_json::json!({"url": url, "connect_timeout_ms": 500})).expect("database settings")
 }
 
 fn client(id: &str, app_type: AppType, auth: AuthMethod, secret: Option<&str>, connections: &[&str]) -> ClientSettings {
@@ -35,6 +47,13 @@ fn client(id: &str, app_type: AppType, auth: AuthMethod, secret: Option<&str>, c
 }
 
 pub async fn spawn_app() -> TestApp {
+    let db = if on_postgres() { Some(TestDatabase::new().await.expect("test database")) } else { None };
+    let url = db.as_ref().map(|d| d.config().url);
+    spawn_app_with(url, db).await
+}
+
+/// A Sesame whose Postgres store is at `database_url` (memory when `None`).
+pub async fn spawn_app_with(database_url: Option<String>, db: Option<TestDatabase>) -> TestApp {
     if std::env::var("TEST_LOG").is_ok() {
         sesame_api::telemetry::init(sesame_api::config::LogFormat::Compact);
     }
@@ -53,6 +72,10 @@ pub async fn spawn_app() -> TestApp {
         client("spa-app", AppType::Spa, AuthMethod::None, None, &["email", "sms"]),
         client("email-only", AppType::Native, AuthMethod::None, None, &["email"]),
     ];
+    if let Some(url) = database_url {
+        settings.store = StoreKind::Postgres;
+        settings.database = Some(database_settings(url));
+    }
     settings.apis = vec![sesame_flows::Api { identifier: API.into(), allow_offline_access: true }];
     let clock = Arc::new(ManualClock::new(time::OffsetDateTime::now_utc()));
     let app = Application::build_with(settings, Overrides { clock: Some(clock.clone()) }).await.expect("app builds");
@@ -62,6 +85,7 @@ pub async fn spawn_app() -> TestApp {
         base: format!("http://127.0.0.1:{port}"),
         http: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client"),
         clock,
+        _db: db,
     }
 }
 

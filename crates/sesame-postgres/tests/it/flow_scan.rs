@@ -97,7 +97,7 @@ async fn no_row_holds_a_code_link_token_or_bearer_token_in_the_clear() {
     let pending = all_rows(&db).await;
     sesame.deliver_due().await.unwrap();
     let sent = mailbox.list(Some("scan@example.com"));
-    let text = &sent.iter().next().expect("delivered").text;
+    let text = &<[_]>::first(&sent).expect("delivered").text;
     let code =
         text.split_whitespace().find(|t| t.len() == 12 && t.bytes().all(|b| b.is_ascii_digit())).unwrap().to_owned();
     let link = text.split_whitespace().find(|t| t.starts_with("https://")).unwrap();

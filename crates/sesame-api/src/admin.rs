@@ -1,0 +1,255 @@
+//! Operator commands: `sesame migrate` and `sesame client …`, against the configured store.
+
+use std::io::Write as _;
+
+use anyhow::{Context as _, bail};
+use clap::{Args, Subcommand, ValueEnum};
+use serde_json::json;
+use sesame_domain::{AppType, AuthMethod, Client, ClientId, ConnectionName, GrantType};
+use sesame_flows::Sesame;
+use sesame_flows::crypto::random_b64;
+
+use crate::config::{Settings, StoreKind};
+use crate::startup::{Overrides, wire};
+
+/// `sesame client …`
+#[derive(Debug, Subcommand)]
+pub enum ClientCommand {
+    /// Register an application. `--name` alone makes a public native client with the email
+    /// and sms connections and the passwordless OTP grant.
+    Create(CreateArgs),
+    /// List applications.
+    List(JsonFlag),
+    /// Show one application.
+    Show {
+        client_id: String,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Delete an application.
+    Delete {
+        client_id: String,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Make a new secret for a confidential application; the old one stops working at once.
+    RotateSecret {
+        client_id: String,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct JsonFlag {
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum AppTypeArg {
+    Native,
+    Spa,
+    RegularWeb,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum AuthMethodArg {
+    None,
+    ClientSecretPost,
+    ClientSecretBasic,
+    PrivateKeyJwt,
+}
+
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    #[arg(long)]
+    pub name: String,
+    /// Application type (spa and native are public clients).
+    #[arg(long = "type", value_enum, default_value = "native")]
+    pub app_type: AppTypeArg,
+    /// Client authentication; defaults to none for native and spa, client_secret_post for regular_web.
+    #[arg(long, value_enum)]
+    pub auth_method: Option<AuthMethodArg>,
+    /// An explicit client id (default: 32 random characters).
+    #[arg(long)]
+    pub client_id: Option<String>,
+    /// Allowed callback URL (repeatable).
+    #[arg(long = "callback")]
+    pub callbacks: Vec<String>,
+    /// Allowed web origin for CORS (repeatable).
+    #[arg(long = "origin")]
+    pub origins: Vec<String>,
+    /// Enabled connection (repeatable; default: email and sms).
+    #[arg(long = "connection")]
+    pub connections: Vec<String>,
+    #[command(flatten)]
+    pub json: JsonFlag,
+}
+
+fn out(text: &str) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{text}").context("writing to stdout")
+}
+
+async fn durable(settings: &Settings) -> anyhow::Result<Sesame> {
+    if settings.store == StoreKind::Memory {
+        bail!("client commands need a durable store: set store = \"postgres\" and [database] in the config");
+    }
+    Ok(wire(settings, Overrides::default()).await?.sesame)
+}
+
+/// `sesame migrate`: applies pending migrations.
+///
+/// # Errors
+/// When the store is not Postgres, or a migration fails.
+pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
+    let db = settings.database.as_ref().context("migrate needs store = \"postgres\" and a [database] section")?;
+    let applied = sesame_postgres::PgStore::connect(&db.pg())?.migrate().await?;
+    if applied.is_empty() { out("database is up to date") } else { out(&format!("applied: {}", applied.join(", "))) }
+}
+
+fn client_json(c: &Client, secret: Option<&str>) -> serde_json::Value {
+    let mut v = json!({
+        "client_id": c.id.as_str(),
+        "name": c.name,
+        "app_type": c.app_type.as_str(),
+        "token_endpoint_auth_method": c.auth_method.as_str(),
+        "connections": c.connections.iter().map(ConnectionName::as_str).collect::<Vec<_>>(),
+        "callbacks": c.callbacks,
+        "allowed_origins": c.allowed_origins,
+        "grant_types": c.grant_types.iter().map(|g| g.as_str()).collect::<Vec<_>>(),
+    });
+    if let Some(s) = secret {
+        v["client_secret"] = json!(s);
+    }
+    v
+}
+
+fn client_text(c: &Client, secret: Option<&str>) -> String {
+    let list = |v: &[String]| if v.is_empty() { "-".to_owned() } else { v.join(", ") };
+    let mut text = format!(
+        "client_id:    {}\nname:         {}\ntype:         {}\nauth_method:  {}\nconnections:  {}\ncallbacks:    {}\norigins:      {}\ngrant_types:  {}",
+        c.id.as_str(),
+        c.name,
+        c.app_type.as_str(),
+        c.auth_method.as_str(),
+        list(&c.connections.iter().map(|n| n.0.clone()).collect::<Vec<_>>()),
+        list(&c.callbacks),
+        list(&c.allowed_origins),
+        list(&c.grant_types.iter().map(|g| g.as_str().to_owned()).collect::<Vec<_>>()),
+    );
+    if let Some(s) = secret {
+        text.push_str(&format!("\nclient_secret: {s}\n(shown once: it is stored hashed and cannot be read back)"));
+    }
+    text
+}
+
+fn show(c: &Client, secret: Option<&str>, json: bool) -> anyhow::Result<()> {
+    if json { out(&client_json(c, secret).to_string()) } else { out(&client_text(c, secret)) }
+}
+
+/// Runs one `sesame client …` command.
+///
+/// # Errors
+/// When the store is not durable or unreachable, or the client does not exist.
+pub async fn client(settings: &Settings, command: ClientCommand) -> anyhow::Result<()> {
+    let sesame = durable(settings).await?;
+    let clients = &sesame.ports.clients;
+    let random = &*sesame.ports.random;
+    match command {
+        ClientCommand::Create(args) => {
+            let app_type = match args.app_type {
+                AppTypeArg::Native => AppType::Native,
+                AppTypeArg::Spa => AppType::Spa,
+                AppTypeArg::RegularWeb => AppType::RegularWeb,
+            };
+            let auth_method = match (args.auth_method, app_type) {
+                (Some(AuthMethodArg::None), _) | (None, AppType::Native | AppType::Spa) => AuthMethod::None,
+                (Some(AuthMethodArg::ClientSecretPost), _) | (None, _) => AuthMethod::ClientSecretPost,
+                (Some(AuthMethodArg::ClientSecretBasic), _) => AuthMethod::ClientSecretBasic,
+                (Some(AuthMethodArg::PrivateKeyJwt), _) => AuthMethod::PrivateKeyJwt,
+            };
+            if app_type != AppType::RegularWeb && auth_method != AuthMethod::None {
+                bail!("a {} client is public: it cannot keep a secret (use --type regular-web)", app_type.as_str());
+            }
+            let secret = matches!(auth_method, AuthMethod::ClientSecretPost | AuthMethod::ClientSecretBasic)
+                .then(|| random_b64(random, 48));
+            let id = args.client_id.unwrap_or_else(|| random_b64(random, 24));
+            let connections =
+                if args.connections.is_empty() { vec!["email".into(), "sms".into()] } else { args.connections };
+            // SPAs may not use the OTP grant (Auth0): they log in through the browser flows.
+            let grant_types = match app_type {
+                AppType::Spa => vec![GrantType::AuthorizationCode],
+                _ => vec![GrantType::PasswordlessOtp, GrantType::RefreshToken],
+            };
+            let client = Client {
+                id: ClientId::new(id.clone()),
+                name: args.name,
+                app_type,
+                auth_method,
+                secret_hash: secret.as_deref().map(|s| sesame.hash_client_secret(s)),
+                connections: connections.into_iter().map(ConnectionName::new).collect(),
+                callbacks: args.callbacks,
+                allowed_origins: args.origins,
+                grant_types,
+                public_keys: vec![],
+            };
+            if clients.find(&client.id).await?.is_some() {
+                bail!("a client with id {id} exists already");
+            }
+            clients.save(&client).await?;
+            show(&client, secret.as_deref(), args.json.json)
+        }
+        ClientCommand::List(flag) => {
+            let all = clients.list().await?;
+            if flag.json {
+                out(&serde_json::Value::Array(all.iter().map(|c| client_json(c, None)).collect()).to_string())
+            } else if all.is_empty() {
+                out("no clients")
+            } else {
+                for c in &all {
+                    out(&format!(
+                        "{}  {}  {}  {}",
+                        c.id.as_str(),
+                        c.app_type.as_str(),
+                        c.auth_method.as_str(),
+                        c.name
+                    ))?;
+                }
+                Ok(())
+            }
+        }
+        ClientCommand::Show { client_id, json } => {
+            let c = clients
+                .find(&ClientId::new(client_id.clone()))
+                .await?
+                .with_context(|| format!("no client {client_id}"))?;
+            show(&c, None, json.json)
+        }
+        ClientCommand::Delete { client_id, json } => {
+            if !clients.delete(&ClientId::new(client_id.clone())).await? {
+                bail!("no client {client_id}");
+            }
+            if json.json {
+                out(&json!({"deleted": client_id}).to_string())
+            } else {
+                out(&format!("deleted {client_id}"))
+            }
+        }
+        ClientCommand::RotateSecret { client_id, json } => {
+            let mut c = clients
+                .find(&ClientId::new(client_id.clone()))
+                .await?
+                .with_context(|| format!("no client {client_id}"))?;
+            if !matches!(c.auth_method, AuthMethod::ClientSecretPost | AuthMethod::ClientSecretBasic) {
+                bail!("client {client_id} authenticates with {}: it has no secret", c.auth_method.as_str());
+            }
+            let secret = random_b64(random, 48);
+            c.secret_hash = Some(sesame.hash_client_secret(&secret));
+            clients.save(&c).await?;
+            show(&c, Some(&secret), json.json)
+        }
+    }
+}

@@ -1,0 +1,108 @@
+//! `sesame migrate` and `sesame client …` as an operator runs them, against a real database.
+
+use std::process::Command;
+
+use serde_json::{Value, json};
+use sesame_postgres::testing::TestDatabase;
+
+use crate::helpers::{OTP_GRANT, spawn_app_with};
+
+fn sesame(config: &std::path::Path, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_sesame"))
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run sesame");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn json_of(args: (bool, String, String)) -> Value {
+    assert!(args.0, "command failed: {}", args.2);
+    serde_json::from_str(&args.1).unwrap_or_else(|_| panic!("not JSON: {}", args.1))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_are_managed_from_the_command_line() {
+    let db = TestDatabase::new().await.expect("test database");
+    let dir = std::env::temp_dir().join(format!("sesame-cli-{}", db.name));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let config = dir.join("sesame.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "store = \"postgres\"\nserver_secret = \"test-server-secret-0123456789abcdef0123\"\n[database]\nurl = \"{}\"\n",
+            db.config().url
+        ),
+    )
+    .expect("config");
+
+    let (ok, out, err) = sesame(&config, &["migrate"]);
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "database is up to date");
+
+    let native = json_of(sesame(&config, &["client", "create", "--name", "Phone app", "--json"]));
+    assert_eq!(native["app_type"], "native");
+    assert_eq!(native["token_endpoint_auth_method"], "none");
+    assert_eq!(native["connections"], json!(["email", "sms"]));
+    assert_eq!(native["grant_types"], json!([OTP_GRANT, "refresh_token"]));
+    assert!(native.get("client_secret").is_none());
+    assert_eq!(native["client_id"].as_str().map(str::len), Some(32));
+
+    let web = json_of(sesame(
+        &config,
+        &[
+            "client",
+            "create",
+            "--name",
+            "Web",
+            "--type",
+            "regular-web",
+            "--callback",
+            "https://w.example/cb",
+            "--origin",
+            "https://w.example",
+            "--json",
+        ],
+    ));
+    let web_id = web["client_id"].as_str().expect("id").to_owned();
+    let first_secret = web["client_secret"].as_str().expect("secret shown once").to_owned();
+    assert_eq!(web["callbacks"], json!(["https://w.example/cb"]));
+
+    let (ok, text, _) = sesame(&config, &["client", "show", &web_id]);
+    assert!(ok);
+    assert!(text.contains("client_secret_post") && !text.contains(&first_secret), "the secret is never shown again");
+    let listed = json_of(sesame(&config, &["client", "list", "--json"]));
+    assert_eq!(listed.as_array().map(Vec::len), Some(2));
+
+    let rotated = json_of(sesame(&config, &["client", "rotate-secret", &web_id, "--json"]));
+    let second_secret = rotated["client_secret"].as_str().expect("new secret").to_owned();
+    assert_ne!(first_secret, second_secret);
+    let (ok, _, err) = sesame(&config, &["client", "rotate-secret", native["client_id"].as_str().expect("id")]);
+    assert!(!ok && err.contains("no secret"), "{err}");
+    let (ok, _, err) =
+        sesame(&config, &["client", "create", "--name", "Bad", "--type", "spa", "--auth-method", "client-secret-post"]);
+    assert!(!ok && err.contains("public"), "{err}");
+
+    // A running Sesame on the same database sees the CLI's clients and the rotated secret.
+    let app = spawn_app_with(Some(db.config().url), None).await;
+    let start = |secret: &str| json!({"client_id": web_id, "client_secret": secret, "connection": "email", "email": "cli@example.com", "send": "code"});
+    app.post_start(&start(&first_secret)).await.assert_error(401, "invalid_client", "Invalid client credentials");
+    assert_eq!(app.post_start(&start(&second_secret)).await.status, 200);
+
+    let (ok, out, _) = sesame(&config, &["client", "delete", &web_id]);
+    assert!(ok && out.contains("deleted"));
+    let (ok, _, err) = sesame(&config, &["client", "show", &web_id]);
+    assert!(!ok && err.contains("no client"), "{err}");
+    let memory = dir.join("memory.toml");
+    std::fs::write(&memory, "store = \"memory\"\n").expect("config");
+    let (ok, _, err) = sesame(&memory, &["client", "list"]);
+    assert!(!ok && err.contains("durable store"), "{err}");
+    drop(app);
+    let _ = std::fs::remove_dir_all(&dir);
+}
