@@ -126,6 +126,11 @@ dev_mailbox = true
 email = "mailbox"
 sms = "mailbox"
 
+# Every SDK test calls from 127.0.0.1: lift the per-IP limits above what the suite sends.
+[limits]
+start_per_ip = { limit = 10000, window_secs = 3600 }
+exchange_per_ip = { limit = 10000, window_secs = 60 }
+
 [[clients]]
 client_id = "sdk-native"
 name = "SDK native"

@@ -18,6 +18,7 @@ pub enum StoreKind {
 #[serde(rename_all = "snake_case")]
 pub enum LimiterKind {
     Memory,
+    Redis,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
@@ -57,6 +58,16 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// Largest accepted request body, in bytes.
     pub max_body_bytes: usize,
+    /// Redis, for `rate_limit = "redis"`.
+    #[serde(default)]
+    pub redis: Option<sesame_redis::RedisConfig>,
+    /// Rate limits (defaults: docs/configuration.md).
+    #[serde(default)]
+    pub limits: sesame_flows::limits::LimitSettings,
+    /// Proxies (IPs or CIDRs, e.g. the load balancer's subnet) whose `X-Forwarded-For` is
+    /// believed. Empty: the client IP is the socket's peer.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
     /// Postgres, for `store = "postgres"`.
     #[serde(default)]
     pub database: Option<DatabaseSettings>,
@@ -278,6 +289,11 @@ impl Settings {
             sesame_flows::Secrets::MIN_LEN
         );
         anyhow::ensure!(self.max_body_bytes >= 1024, "max_body_bytes must be at least 1024");
+        anyhow::ensure!(
+            self.rate_limit != LimiterKind::Redis || self.redis.is_some(),
+            "rate_limit = \"redis\" needs a [redis] section with a url"
+        );
+        self.trusted_proxy_nets()?;
         if self.store == StoreKind::Postgres {
             anyhow::ensure!(self.database.is_some(), "store = \"postgres\" needs a [database] section with a url");
             // Hashes written by one process must verify in every other: a per-process secret
@@ -302,6 +318,21 @@ impl Settings {
             );
         }
         Ok(())
+    }
+
+    /// `trusted_proxies` parsed; a bare IP is a /32 (or /128).
+    ///
+    /// # Errors
+    /// When an entry is neither an IP nor a CIDR.
+    pub fn trusted_proxy_nets(&self) -> anyhow::Result<Vec<ipnet::IpNet>> {
+        self.trusted_proxies
+            .iter()
+            .map(|p| {
+                p.parse::<ipnet::IpNet>()
+                    .or_else(|_| p.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .with_context(|| format!("trusted_proxies: {p:?} is not an IP address or CIDR"))
+            })
+            .collect()
     }
 
     /// The `SESAME__*` variables no setting reads, to warn about (a typo otherwise goes unseen).

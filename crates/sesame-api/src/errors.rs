@@ -7,6 +7,7 @@ use sesame_domain::{IdentifierError, Strategy};
 use sesame_flows::client_auth::ClientAuthError;
 use sesame_flows::exchange::ExchangeError;
 use sesame_flows::start::StartError;
+use sesame_ports::LimitDecision;
 
 /// An error response: `{"error", "error_description"[, "error_uri"]}` with a status.
 #[derive(Debug)]
@@ -43,6 +44,19 @@ impl ApiError {
         .with_header(actix_web::http::header::RETRY_AFTER, "1")
     }
 
+    /// Adds the `X-RateLimit-*` and `Retry-After` headers of a limited route.
+    pub fn with_limit(mut self, limit: Option<&LimitDecision>) -> Self {
+        if let Some(d) = limit {
+            for (name, value) in limit_values(d) {
+                if let Ok(v) = HeaderValue::from_str(&value) {
+                    self.headers.retain(|(n, _)| *n != name);
+                    self.headers.push((name, v));
+                }
+            }
+        }
+        self
+    }
+
     pub fn with_header(mut self, name: HeaderName, value: &str) -> Self {
         if let Ok(v) = HeaderValue::from_str(value) {
             self.headers.push((name, v));
@@ -74,6 +88,29 @@ impl ResponseError for ApiError {
         resp.insert_header((actix_web::http::header::CACHE_CONTROL, "no-store")).json(body)
     }
 }
+
+fn limit_values(d: &LimitDecision) -> [(HeaderName, String); 4] {
+    // Integer seconds: auth0-python parses X-RateLimit-Reset with int().
+    let reset = d.reset_at.unix_timestamp() + i64::from(d.reset_at.nanosecond() > 0);
+    [
+        (HeaderName::from_static("x-ratelimit-limit"), d.limit.to_string()),
+        (HeaderName::from_static("x-ratelimit-remaining"), d.remaining.to_string()),
+        (HeaderName::from_static("x-ratelimit-reset"), reset.to_string()),
+        (actix_web::http::header::RETRY_AFTER, d.retry_after.as_secs().to_string()),
+    ]
+}
+
+/// Puts the rate-limit headers on a successful response.
+pub fn limit_headers(resp: &mut actix_web::HttpResponseBuilder, limit: Option<&LimitDecision>) {
+    if let Some(d) = limit {
+        for (name, value) in limit_values(d) {
+            resp.insert_header((name, value));
+        }
+    }
+}
+
+pub const TOO_MANY_REQUESTS: &str =
+    "Too many requests. Check the X-RateLimit-Limit, X-RateLimit-Remaining and X-RateLimit-Reset headers.";
 
 /// Where a client-authentication failure happened: the codes differ a little.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,6 +168,10 @@ pub fn start(err: StartError) -> ApiError {
             ApiError::bad_request("bad.phone_number", r"String does not match pattern: ^\+[0-9]{1,15}$")
         }
         StartError::SignupDisabled => ApiError::bad_request("bad.connection", "Public signup is disabled"),
+        StartError::CountryNotAllowed => {
+            ApiError::bad_request("bad.phone_number", "SMS to this phone number's country is not allowed")
+        }
+        StartError::RateLimited => ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_requests", TOO_MANY_REQUESTS),
         StartError::Unavailable(cause) => ApiError::unavailable(&cause),
         StartError::Unexpected(cause) => ApiError::internal(&cause),
     }
@@ -169,6 +210,14 @@ pub fn exchange(err: ExchangeError) -> ApiError {
         ExchangeError::AudienceNotFound(aud) => {
             ApiError::new(StatusCode::FORBIDDEN, "access_denied", format!("Service not found: {aud}"))
         }
+        ExchangeError::RateLimited => {
+            ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_requests", TOO_MANY_REQUESTS)
+        }
+        ExchangeError::TooManyAttempts => ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_attempts",
+            "Too many failed attempts for this user. Please try again later.",
+        ),
         ExchangeError::Unavailable(cause) => ApiError::unavailable(&cause),
         ExchangeError::Unexpected(cause) => ApiError::internal(&cause),
     }

@@ -21,6 +21,23 @@ pub struct AppState {
     pub sesame: Sesame,
     /// Present only while the mailbox delivers and the dev mailbox is enabled.
     pub mailbox: Option<Arc<Mailbox>>,
+    /// Proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+}
+
+/// The end user's IP: the peer, or what trusted proxies forwarded; `auth0-forwarded-for` only
+/// from an authenticated confidential client (a backend calling for its user), as Auth0 does.
+fn end_user_ip(state: &AppState, req: &HttpRequest, client: &sesame_domain::Client) -> Option<String> {
+    if client.is_confidential()
+        && let Some(ip) = req
+            .headers()
+            .get("auth0-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<std::net::IpAddr>().ok())
+    {
+        return Some(ip.to_string());
+    }
+    wire::client_ip(req, &state.trusted_proxies)
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -94,7 +111,8 @@ async fn passwordless_start(
     };
     let sesame = &state.sesame;
     let client = sesame.authenticate_client(&creds).await.map_err(|e| errors::client_auth(e, Endpoint::Start))?;
-    let started = sesame
+    let ip = end_user_ip(&state, &req, &client);
+    let outcome = sesame
         .start(StartRequest {
             client,
             connection: ConnectionName::new(connection),
@@ -103,10 +121,11 @@ async fn passwordless_start(
             send,
             auth_params,
             language: wire::request_language(&req),
-            ip: wire::client_ip(&req),
+            ip,
         })
-        .await
-        .map_err(errors::start)?;
+        .await;
+    let limit = outcome.limit;
+    let started = outcome.result.map_err(|e| errors::start(e).with_limit(limit.as_ref()))?;
     let body = match &started.identifier {
         Identifier::Email(e) => {
             json!({"_id": started.id, "email": e.as_str(), "email_verified": false})
@@ -118,7 +137,9 @@ async fn passwordless_start(
             "request_language": started.request_language,
         }),
     };
-    Ok(HttpResponse::Ok().json(body))
+    let mut resp = HttpResponse::Ok();
+    errors::limit_headers(&mut resp, limit.as_ref());
+    Ok(resp.json(body))
 }
 
 async fn oauth_token(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, ApiError> {
@@ -145,6 +166,7 @@ async fn oauth_token(state: web::Data<AppState>, req: HttpRequest, body: web::By
         Some(GrantType::PasswordlessOtp) => {
             let client =
                 sesame.authenticate_client(&creds).await.map_err(|e| errors::client_auth(e, Endpoint::Token))?;
+            let ip = end_user_ip(&state, &req, &client);
             let exchange = OtpExchange {
                 client,
                 realm: required("realm")?,
@@ -152,10 +174,14 @@ async fn oauth_token(state: web::Data<AppState>, req: HttpRequest, body: web::By
                 otp: required("otp")?,
                 scope: field("scope")?,
                 audience: field("audience")?.or(field("resource")?).filter(|a| !a.is_empty()),
-                ip: wire::client_ip(&req),
+                ip,
             };
-            let tokens = sesame.exchange_otp(exchange).await.map_err(errors::exchange)?;
-            Ok(HttpResponse::Ok()
+            let outcome = sesame.exchange_otp(exchange).await;
+            let limit = outcome.limit;
+            let tokens = outcome.result.map_err(|e| errors::exchange(e).with_limit(limit.as_ref()))?;
+            let mut resp = HttpResponse::Ok();
+            errors::limit_headers(&mut resp, limit.as_ref());
+            Ok(resp
                 .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
                 .insert_header((actix_web::http::header::PRAGMA, "no-cache"))
                 .json(tokens))

@@ -14,9 +14,11 @@ use sesame_flows::{FlowSettings, OsRandom, Ports, Secrets, Sesame};
 use sesame_jwt::{JwtIssuer, RsaSigningKey};
 use sesame_memory::{Mailbox, MemoryRateLimiter, MemoryStore};
 use sesame_ports::{
-    AuditLog, ChallengeStore, ClientStore, Clock, ConnectionStore, GrantStore, Outbox, Random, SystemClock, UserStore,
+    AuditLog, ChallengeStore, ClientStore, Clock, ConnectionStore, GrantStore, Outbox, Random, RateLimiter,
+    ReplayGuard, SystemClock, UserStore,
 };
 use sesame_postgres::PgStore;
+use sesame_redis::RedisLimiter;
 
 use crate::config::{LimiterKind, SenderKind, Settings, StoreKind};
 use crate::routes::{self, AppState};
@@ -68,6 +70,7 @@ impl Application {
         let state = web::Data::new(AppState {
             sesame: sesame.clone(),
             mailbox: (settings.dev_mailbox && mailbox_delivers).then(|| mailbox.clone()),
+            trusted_proxies: settings.trusted_proxy_nets()?,
         });
         let body_limit = settings.max_body_bytes;
         let server = HttpServer::new(move || {
@@ -174,8 +177,18 @@ pub async fn wire(settings: &Settings, overrides: Overrides) -> anyhow::Result<W
             store_ports(pg)
         }
     };
-    let LimiterKind::Memory = settings.rate_limit;
-    let limiter = Arc::new(MemoryRateLimiter::new());
+    let (limiter, replay): (Arc<dyn RateLimiter>, Arc<dyn ReplayGuard>) = match settings.rate_limit {
+        LimiterKind::Memory => {
+            let l = Arc::new(MemoryRateLimiter::new());
+            (l.clone(), l)
+        }
+        LimiterKind::Redis => {
+            let cfg = settings.redis.as_ref().context("rate_limit = \"redis\" needs [redis]")?;
+            // Lazy: Sesame starts while Redis is down and behaves as `limits.fail` says until it is back.
+            let l = Arc::new(RedisLimiter::connect_lazy(cfg).context("Redis settings")?);
+            (l.clone(), l)
+        }
+    };
     let mailbox = Arc::new(Mailbox::new(Arc::clone(&clock)));
     let SenderKind::Mailbox = settings.email;
     let SenderKind::Mailbox = settings.sms;
@@ -188,8 +201,8 @@ pub async fn wire(settings: &Settings, overrides: Overrides) -> anyhow::Result<W
         grants: stores.grants,
         audit: stores.audit,
         tokens,
-        limiter: limiter.clone(),
-        replay: limiter,
+        limiter,
+        replay,
         email: mailbox.clone(),
         sms: mailbox.clone(),
         clock,
@@ -236,6 +249,7 @@ fn flow_settings(settings: &Settings) -> FlowSettings {
     flow.access_token_lifetime = Duration::from_secs(settings.tokens.access_token_lifetime_secs);
     flow.refresh_token_lifetime = Duration::from_secs(settings.tokens.refresh_token_lifetime_secs);
     flow.apis.clone_from(&settings.apis);
+    flow.limits = settings.limits.clone();
     let d = &settings.delivery;
     flow.delivery = RetryPolicy {
         max_attempts: d.max_attempts.max(1),

@@ -5,10 +5,11 @@ use sesame_domain::{
     ChallengeKey, CheckOutcome, Client, ConnectionName, Email, GrantType, Identifier, PhoneNumber, Proof, Strategy,
     UserId,
 };
-use sesame_ports::{AuditEvent, AuditKind, StoreError, TokenError};
+use sesame_ports::{AuditEvent, AuditKind, LimitDecision, LimitRule, StoreError, TokenError};
 
 use crate::Sesame;
 use crate::crypto::random_object_id;
+use crate::limits::Limited;
 use crate::tokens::{TokenRequest, TokenSet};
 
 /// An OTP exchange, after client authentication.
@@ -41,6 +42,12 @@ pub enum ExchangeError {
     Expired,
     #[error("unknown audience")]
     AudienceNotFound(String),
+    /// Too many exchanges from this client IP.
+    #[error("rate limited")]
+    RateLimited,
+    /// Too many failed tries for this identifier, across its codes.
+    #[error("too many failed attempts")]
+    TooManyAttempts,
     #[error("store unavailable")]
     Unavailable(#[source] anyhow::Error),
     #[error(transparent)]
@@ -68,7 +75,17 @@ impl Sesame {
     /// # Errors
     /// See `ExchangeError`.
     #[tracing::instrument(skip_all, fields(client_id = %req.client.id.as_str(), realm = %req.realm))]
-    pub async fn exchange_otp(&self, req: OtpExchange) -> Result<TokenSet, ExchangeError> {
+    pub async fn exchange_otp(&self, req: OtpExchange) -> Limited<TokenSet, ExchangeError> {
+        let mut limit = None;
+        let result = self.exchange_limited(req, &mut limit).await;
+        Limited::new(result, limit)
+    }
+
+    async fn exchange_limited(
+        &self,
+        req: OtpExchange,
+        limit: &mut Option<LimitDecision>,
+    ) -> Result<TokenSet, ExchangeError> {
         if !req.client.may_use(GrantType::PasswordlessOtp) {
             return Err(ExchangeError::GrantNotAllowed);
         }
@@ -92,6 +109,27 @@ impl Sesame {
         let key = ChallengeKey { client_id: req.client.id.clone(), connection: connection.name.clone(), identifier };
         let proof = Proof::Code(self.secrets().code_hash(&key, req.otp.trim()));
         let now = self.ports.clock.now();
+        let limits = &self.settings.limits;
+        let tag = self.limit_tag(&key);
+        let decision = self
+            .limit(&limits.exchange_rules(&tag, req.ip.as_deref()), limits.fail.exchange, now)
+            .await
+            .map_err(ExchangeError::Unavailable)?;
+        limit.clone_from(&decision);
+        if decision.as_ref().is_some_and(|d| !d.allowed) {
+            // Which bucket refused? Only on this path is it worth a second look.
+            let failures = self.ports.limiter.check(&[LimitRule { cost: 0, ..limits.failure_rule(&tag) }], now).await;
+            let mut event = AuditEvent::new(AuditKind::RateLimited, now);
+            event.client_id = Some(key.client_id.0.clone());
+            event.identifier = Some(key.identifier.masked());
+            event.ip = req.ip.clone();
+            event.detail = Some("oauth/token".into());
+            self.audit(event).await;
+            return Err(match failures {
+                Ok(f) if !f.allowed => ExchangeError::TooManyAttempts,
+                _ => ExchangeError::RateLimited,
+            });
+        }
         let outcome = self.ports.challenges.check(&key, proof, true, now).await?;
         let mut event = AuditEvent::new(AuditKind::LoginFailed, now);
         event.client_id = Some(key.client_id.0.clone());
@@ -105,6 +143,10 @@ impl Sesame {
             CheckOutcome::Expired => Some(ExchangeError::Expired),
         };
         if let Some(err) = failure {
+            // Count the failure against the identifier, across all its codes.
+            if let Err(e) = self.ports.limiter.check(&[limits.failure_rule(&tag)], now).await {
+                tracing::warn!(error = ?e, limiter_failure = true, "could not count a failed try");
+            }
             event.detail = Some(err.to_string());
             self.audit(event).await;
             return Err(err);

@@ -5,6 +5,7 @@ pub mod client_auth;
 pub mod crypto;
 pub mod delivery;
 pub mod exchange;
+pub mod limits;
 pub mod messages;
 pub mod start;
 pub mod tokens;
@@ -58,6 +59,7 @@ pub struct FlowSettings {
     pub refresh_token_lifetime: Duration,
     pub apis: Vec<Api>,
     pub delivery: delivery::RetryPolicy,
+    pub limits: limits::LimitSettings,
 }
 
 impl FlowSettings {
@@ -73,6 +75,7 @@ impl FlowSettings {
             refresh_token_lifetime: Duration::from_secs(30 * 86_400),
             apis: Vec::new(),
             delivery: delivery::RetryPolicy::default(),
+            limits: limits::LimitSettings::default(),
         }
     }
 }
@@ -98,6 +101,30 @@ impl Sesame {
 
     pub fn secrets(&self) -> &Secrets {
         &self.secrets
+    }
+
+    /// Checks `rules` at once. `Ok(None)` when the limiter failed and `mode` is open.
+    async fn limit(
+        &self,
+        rules: &[sesame_ports::LimitRule],
+        mode: limits::FailMode,
+        now: time::OffsetDateTime,
+    ) -> Result<Option<sesame_ports::LimitDecision>, anyhow::Error> {
+        match self.ports.limiter.check(rules, now).await {
+            Ok(d) => Ok(Some(d)),
+            Err(e) if mode == limits::FailMode::Open => {
+                tracing::warn!(error = ?e, limiter_failure = true, "rate limiter unavailable; failing open");
+                Ok(None)
+            }
+            Err(e) => Err(anyhow::Error::new(e).context("rate limiter unavailable; failing closed")),
+        }
+    }
+
+    /// A stand-in for an identifier in rate-limit keys: a keyed hash, so the limiter's store
+    /// never holds an email address or phone number.
+    fn limit_tag(&self, key: &sesame_domain::ChallengeKey) -> String {
+        let id = format!("{}:{}", key.connection.as_str(), key.identifier.as_str());
+        hex::encode(&self.secrets().token_hash("limit", &id).as_bytes()[..16])
     }
 
     /// Records an audit event; a failure to record is logged, never passed on.

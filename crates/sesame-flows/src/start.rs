@@ -6,9 +6,10 @@ use sesame_domain::{
     AuthParams, ChallengeKey, Channel, Client, ConnectionName, Email, Identifier, IdentifierError, MessageId,
     NewChallenge, OutboxMessage, PhoneNumber, SealedMessage, Send, Strategy,
 };
-use sesame_ports::{AuditEvent, AuditKind, StoreError};
+use sesame_ports::{AuditEvent, AuditKind, LimitDecision, StoreError};
 
 use crate::crypto::{generate_code, generate_link_token, random_object_id};
+use crate::limits::Limited;
 use crate::messages::{MessageVars, magic_link, render_email, render_sms};
 use crate::{Sesame, delivery};
 
@@ -52,6 +53,10 @@ pub enum StartError {
     PhoneInvalid(IdentifierError),
     #[error("public signup is disabled")]
     SignupDisabled,
+    #[error("SMS to this country is not allowed")]
+    CountryNotAllowed,
+    #[error("rate limited")]
+    RateLimited,
     #[error("store unavailable")]
     Unavailable(#[source] anyhow::Error),
     #[error(transparent)]
@@ -78,7 +83,13 @@ impl Sesame {
     /// # Errors
     /// See `StartError`.
     #[tracing::instrument(skip_all, fields(client_id = %req.client.id.as_str(), connection = %req.connection.as_str()))]
-    pub async fn start(&self, req: StartRequest) -> Result<Started, StartError> {
+    pub async fn start(&self, req: StartRequest) -> Limited<Started, StartError> {
+        let mut limit = None;
+        let result = self.start_limited(req, &mut limit).await;
+        Limited::new(result, limit)
+    }
+
+    async fn start_limited(&self, req: StartRequest, limit: &mut Option<LimitDecision>) -> Result<Started, StartError> {
         let connection = self.ports.connections.find(&req.connection).await?.ok_or(StartError::ConnectionNotFound)?;
         if !req.client.connection_enabled(&connection.name) {
             return Err(StartError::ConnectionDisabled);
@@ -93,13 +104,37 @@ impl Sesame {
                 Identifier::Phone(PhoneNumber::parse(raw).map_err(StartError::PhoneInvalid)?)
             }
         };
-        if connection.disable_signup && self.ports.users.find(&connection.name, &identifier).await?.is_none() {
+        let limits = &self.settings.limits;
+        if let Identifier::Phone(p) = &identifier
+            && !limits.sms_country_allowed(p.country())
+        {
+            return Err(StartError::CountryNotAllowed);
+        }
+        let now = self.ports.clock.now();
+        let key = ChallengeKey { client_id: req.client.id.clone(), connection: connection.name.clone(), identifier };
+        let decision = self
+            .limit(
+                &limits.start_rules(&key, &self.limit_tag(&key), req.ip.as_deref()),
+                limits.fail_mode(connection.strategy),
+                now,
+            )
+            .await
+            .map_err(StartError::Unavailable)?;
+        limit.clone_from(&decision);
+        if decision.as_ref().is_some_and(|d| !d.allowed) {
+            let mut event = AuditEvent::new(AuditKind::RateLimited, now);
+            event.client_id = Some(key.client_id.0.clone());
+            event.identifier = Some(key.identifier.masked());
+            event.ip = req.ip;
+            event.detail = Some("passwordless/start".into());
+            self.audit(event).await;
+            return Err(StartError::RateLimited);
+        }
+        if connection.disable_signup && self.ports.users.find(&connection.name, &key.identifier).await?.is_none() {
             return Err(StartError::SignupDisabled);
         }
         let send = req.send.unwrap_or_else(|| Send::default_for(connection.strategy));
-        let now = self.ports.clock.now();
         let random = &*self.ports.random;
-        let key = ChallengeKey { client_id: req.client.id.clone(), connection: connection.name.clone(), identifier };
         let code = generate_code(random, connection.policy.length());
         let link_token = generate_link_token(random);
         let link = magic_link(&self.settings.issuer, &key, &req.auth_params, link_token.expose());

@@ -47,13 +47,26 @@ fn client(id: &str, app_type: AppType, auth: AuthMethod, secret: Option<&str>, c
 }
 
 pub async fn spawn_app() -> TestApp {
+    spawn_app_configured(|_| {}).await
+}
+
+/// As `spawn_app`, with settings changed by `configure` last.
+pub async fn spawn_app_configured(configure: impl FnOnce(&mut Settings)) -> TestApp {
     let db = if on_postgres() { Some(TestDatabase::new().await.expect("test database")) } else { None };
     let url = db.as_ref().map(|d| d.config().url);
-    spawn_app_with(url, db).await
+    spawn(url, db, configure).await
 }
 
 /// A Sesame whose Postgres store is at `database_url` (memory when `None`).
 pub async fn spawn_app_with(database_url: Option<String>, db: Option<TestDatabase>) -> TestApp {
+    spawn(database_url, db, |_| {}).await
+}
+
+async fn spawn(
+    database_url: Option<String>,
+    db: Option<TestDatabase>,
+    configure: impl FnOnce(&mut Settings),
+) -> TestApp {
     if std::env::var("TEST_LOG").is_ok() {
         sesame_api::telemetry::init(sesame_api::config::LogFormat::Compact);
     }
@@ -77,6 +90,7 @@ pub async fn spawn_app_with(database_url: Option<String>, db: Option<TestDatabas
         settings.database = Some(database_settings(url));
     }
     settings.apis = vec![sesame_flows::Api { identifier: API.into(), allow_offline_access: true }];
+    configure(&mut settings);
     let clock = Arc::new(ManualClock::new(time::OffsetDateTime::now_utc()));
     let app = Application::build_with(settings, Overrides { clock: Some(clock.clone()) }).await.expect("app builds");
     let port = app.port();
@@ -204,5 +218,50 @@ impl TestApp {
         v.set_issuer(&[ISSUER]);
         v.set_audience(&[audience]);
         jsonwebtoken::decode::<Value>(token, &key, &v).expect("token verifies").claims
+    }
+}
+
+/// Forwards a loopback port to `upstream` while up; while down it drops every connection.
+/// Tests use it to take Postgres or Redis away from Sesame and give them back.
+pub struct Proxy {
+    pub port: u16,
+    up: Arc<std::sync::atomic::AtomicBool>,
+    links: Arc<tokio::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl Proxy {
+    pub async fn start(upstream: &str) -> Self {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let up = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let links: Arc<tokio::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>> = Arc::default();
+        let (up2, links2, upstream) = (up.clone(), links.clone(), upstream.to_owned());
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                if !up2.load(Ordering::SeqCst) {
+                    continue;
+                }
+                let upstream = upstream.clone();
+                let link = tokio::spawn(async move {
+                    if let Ok(mut server) = tokio::net::TcpStream::connect(upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+                links2.lock().await.push(link);
+            }
+        });
+        Self { port, up, links }
+    }
+
+    pub async fn down(&self) {
+        self.up.store(false, std::sync::atomic::Ordering::SeqCst);
+        for link in self.links.lock().await.drain(..) {
+            link.abort();
+        }
+    }
+
+    pub fn up(&self) {
+        self.up.store(true, std::sync::atomic::Ordering::SeqCst);
     }
 }

@@ -2,6 +2,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used, reason = "tests fail loudly")]
 mod cli;
 mod helpers;
+mod limits;
 mod login;
 mod outage;
 mod start_errors;

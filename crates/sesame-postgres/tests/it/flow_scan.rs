@@ -91,6 +91,7 @@ async fn no_row_holds_a_code_link_token_or_bearer_token_in_the_clear() {
             ip: None,
         })
         .await
+        .result
         .unwrap();
 
     // Before delivery the sealed message waits in the outbox: scan it there too.
@@ -114,6 +115,7 @@ async fn no_row_holds_a_code_link_token_or_bearer_token_in_the_clear() {
             ip: None,
         })
         .await
+        .result
         .unwrap();
     let refresh = tokens.refresh_token.clone().expect("refresh token");
     let after = all_rows(&db).await;

@@ -1,0 +1,179 @@
+//! Rate limits of the two hot paths, as rules for the `RateLimiter` port: one call (one round
+//! trip) per request on the success path.
+
+use std::time::Duration;
+
+use sesame_domain::{ChallengeKey, Identifier, Strategy};
+use sesame_ports::{LimitDecision, LimitRule};
+
+/// A token bucket: `limit` requests per `window_secs`, refilled evenly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rate {
+    pub limit: u32,
+    pub window_secs: u64,
+}
+
+impl Rate {
+    pub const fn per_hour(limit: u32) -> Self {
+        Self { limit, window_secs: 3600 }
+    }
+
+    fn rule(self, key: String, cost: u32) -> LimitRule {
+        LimitRule { key, limit: self.limit, window: Duration::from_secs(self.window_secs.max(1)), cost }
+    }
+}
+
+/// What to do when the limiter's store cannot be reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailMode {
+    /// Refuse (503): nothing is sent. The default for SMS, where abuse costs money.
+    Closed,
+    /// Let the request through unlimited, with a warning.
+    Open,
+}
+
+/// Per-channel failure modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FailModes {
+    pub sms: FailMode,
+    pub email: FailMode,
+    pub exchange: FailMode,
+}
+
+impl Default for FailModes {
+    fn default() -> Self {
+        Self { sms: FailMode::Closed, email: FailMode::Open, exchange: FailMode::Open }
+    }
+}
+
+/// The limits, with safe defaults (docs/configuration.md lists them with their sources).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitSettings {
+    /// `/passwordless/start` per client IP: Auth0's 50 per hour.
+    pub start_per_ip: Rate,
+    /// Messages per identifier (email address or phone number).
+    pub start_per_identifier: Rate,
+    /// A ceiling per client, against one compromised app draining the budget.
+    pub start_per_client: Rate,
+    /// SMS per destination country, against SMS pumping.
+    pub sms_per_country: Rate,
+    /// Minimum seconds between two sends to one identifier; 0 = off (Auth0: a quick resend works).
+    pub send_cooldown_secs: u64,
+    /// Code exchanges per client IP.
+    pub exchange_per_ip: Rate,
+    /// Failed code tries per identifier, across all its codes; a new start does not reset it
+    /// (NIST 800-63B §5.2.2, ASVS 2.2.1: at most 100 per hour).
+    pub failed_per_identifier: Rate,
+    /// ISO 3166 countries SMS may go to; empty allows all.
+    pub sms_allowed_countries: Vec<String>,
+    pub fail: FailModes,
+}
+
+impl Default for LimitSettings {
+    fn default() -> Self {
+        Self {
+            start_per_ip: Rate::per_hour(50),
+            start_per_identifier: Rate::per_hour(10),
+            start_per_client: Rate::per_hour(100_000),
+            sms_per_country: Rate::per_hour(10_000),
+            send_cooldown_secs: 0,
+            exchange_per_ip: Rate { limit: 100, window_secs: 60 },
+            failed_per_identifier: Rate::per_hour(100),
+            sms_allowed_countries: Vec::new(),
+            fail: FailModes::default(),
+        }
+    }
+}
+
+impl LimitSettings {
+    /// The rules of one start. `id_tag` stands for the identifier (a keyed hash: no email
+    /// address or phone number goes into the limiter's keys).
+    pub fn start_rules(&self, key: &ChallengeKey, id_tag: &str, ip: Option<&str>) -> Vec<LimitRule> {
+        let mut rules = vec![
+            self.start_per_identifier.rule(format!("start:id:{id_tag}"), 1),
+            self.start_per_client.rule(format!("start:client:{}", key.client_id.as_str()), 1),
+        ];
+        if let Some(ip) = ip {
+            rules.insert(0, self.start_per_ip.rule(format!("start:ip:{ip}"), 1));
+        }
+        if self.send_cooldown_secs > 0 {
+            let cooldown = Rate { limit: 1, window_secs: self.send_cooldown_secs };
+            rules.push(cooldown.rule(format!("start:cooldown:{id_tag}"), 1));
+        }
+        if let Identifier::Phone(p) = &key.identifier {
+            rules.push(self.sms_per_country.rule(format!("sms:country:{}", p.country().unwrap_or("unknown")), 1));
+        }
+        rules
+    }
+
+    /// The rules checked before an exchange: the IP takes a token; failures are only looked at.
+    pub fn exchange_rules(&self, id_tag: &str, ip: Option<&str>) -> Vec<LimitRule> {
+        let mut rules = vec![self.failed_per_identifier.rule(format!("failed:id:{id_tag}"), 0)];
+        if let Some(ip) = ip {
+            rules.push(self.exchange_per_ip.rule(format!("exchange:ip:{ip}"), 1));
+        }
+        rules
+    }
+
+    /// The rule a failed try takes a token from.
+    pub fn failure_rule(&self, id_tag: &str) -> LimitRule {
+        self.failed_per_identifier.rule(format!("failed:id:{id_tag}"), 1)
+    }
+
+    pub fn fail_mode(&self, strategy: Strategy) -> FailMode {
+        match strategy {
+            Strategy::Email => self.fail.email,
+            Strategy::Sms => self.fail.sms,
+        }
+    }
+
+    /// Whether SMS may go to `country` (ISO 3166 alpha-2).
+    pub fn sms_country_allowed(&self, country: Option<&str>) -> bool {
+        self.sms_allowed_countries.is_empty()
+            || country.is_some_and(|c| self.sms_allowed_countries.iter().any(|a| a.eq_ignore_ascii_case(c)))
+    }
+}
+
+/// A use case's result together with the rate-limit state the response reports (the
+/// `X-RateLimit-*` headers go on every response of a limited route).
+#[derive(Debug)]
+pub struct Limited<T, E> {
+    pub result: Result<T, E>,
+    pub limit: Option<LimitDecision>,
+}
+
+impl<T, E> Limited<T, E> {
+    pub fn new(result: Result<T, E>, limit: Option<LimitDecision>) -> Self {
+        Self { result, limit }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sesame_domain::{ClientId, ConnectionName, PhoneNumber};
+
+    #[test]
+    fn sms_rules_add_a_country_bucket_and_the_allow_list_is_case_blind() {
+        let key = ChallengeKey {
+            client_id: ClientId::new("c"),
+            connection: ConnectionName::new("sms"),
+            identifier: Identifier::Phone(PhoneNumber::parse("+33612345678").unwrap_or_else(|_| unreachable!())),
+        };
+        let s =
+            LimitSettings { send_cooldown_secs: 60, sms_allowed_countries: vec!["fr".into()], ..Default::default() };
+        let keys: Vec<String> = s.start_rules(&key, "TAG", Some("10.0.0.1")).into_iter().map(|r| r.key).collect();
+        assert_eq!(
+            keys,
+            vec!["start:ip:10.0.0.1", "start:id:TAG", "start:client:c", "start:cooldown:TAG", "sms:country:FR"]
+        );
+        assert!(s.sms_country_allowed(Some("FR")));
+        assert!(!s.sms_country_allowed(Some("US")));
+        assert!(!s.sms_country_allowed(None));
+        assert!(LimitSettings::default().sms_country_allowed(None), "empty list allows all");
+    }
+}
