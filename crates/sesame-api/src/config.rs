@@ -61,6 +61,7 @@ pub struct Settings {
     /// Redis, for `rate_limit = "redis"`.
     #[serde(default)]
     pub redis: Option<sesame_redis::RedisConfig>,
+    pub magic_link: MagicLinkSettings,
     /// Rate limits (defaults: docs/configuration.md).
     #[serde(default)]
     pub limits: sesame_flows::limits::LimitSettings,
@@ -124,6 +125,14 @@ impl DatabaseSettings {
             connect_timeout_ms: self.connect_timeout_ms,
         }
     }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MagicLinkSettings {
+    /// Opening a link shows a confirmation page whose button completes the login, so mail
+    /// scanners that prefetch links burn nothing. `false`: the GET completes at once (Auth0).
+    pub confirm: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -208,7 +217,8 @@ fn default_connections() -> Vec<String> {
     vec!["email".into(), "sms".into()]
 }
 fn default_grants() -> Vec<sesame_domain::GrantType> {
-    vec![sesame_domain::GrantType::PasswordlessOtp]
+    use sesame_domain::GrantType;
+    vec![GrantType::PasswordlessOtp, GrantType::AuthorizationCode, GrantType::RefreshToken]
 }
 
 /// The compiled-in defaults: the embedded, zero-setup configuration.
@@ -224,6 +234,9 @@ sms = "mailbox"
 dev_mailbox = true
 log_format = "compact"
 max_body_bytes = 16384
+
+[magic_link]
+confirm = true
 
 [tokens]
 id_token_lifetime_secs = 36000

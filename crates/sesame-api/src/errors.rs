@@ -4,6 +4,7 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
 use sesame_domain::{IdentifierError, Strategy};
+use sesame_flows::authorize::GrantError;
 use sesame_flows::client_auth::ClientAuthError;
 use sesame_flows::exchange::ExchangeError;
 use sesame_flows::start::StartError;
@@ -168,6 +169,9 @@ pub fn start(err: StartError) -> ApiError {
             ApiError::bad_request("bad.phone_number", r"String does not match pattern: ^\+[0-9]{1,15}$")
         }
         StartError::SignupDisabled => ApiError::bad_request("bad.connection", "Public signup is disabled"),
+        StartError::BadAuthParams(why) => {
+            ApiError::bad_request("bad.authParams", format!("error in authParams - {why}"))
+        }
         StartError::CountryNotAllowed => {
             ApiError::bad_request("bad.phone_number", "SMS to this phone number's country is not allowed")
         }
@@ -220,5 +224,34 @@ pub fn exchange(err: ExchangeError) -> ApiError {
         ),
         ExchangeError::Unavailable(cause) => ApiError::unavailable(&cause),
         ExchangeError::Unexpected(cause) => ApiError::internal(&cause),
+    }
+}
+
+/// The legacy `/passwordless/verify` answers a wrong code as Auth0's `/oauth/ro` did.
+pub fn legacy_verify(err: ExchangeError) -> ApiError {
+    match err {
+        ExchangeError::WrongCode(Strategy::Email) => {
+            ApiError::new(StatusCode::UNAUTHORIZED, "invalid_user_password", "Wrong email or verification code.")
+        }
+        ExchangeError::WrongCode(Strategy::Sms) => {
+            ApiError::new(StatusCode::UNAUTHORIZED, "invalid_user_password", "Wrong phone number or verification code.")
+        }
+        other => exchange(other),
+    }
+}
+
+pub fn grant(err: GrantError) -> ApiError {
+    match err {
+        GrantError::GrantNotAllowed(g) => ApiError {
+            error_uri: Some(GRANT_TYPES_DOC),
+            ..ApiError::new(
+                StatusCode::FORBIDDEN,
+                "unauthorized_client",
+                format!("Grant type '{}' not allowed for the client.", g.as_str()),
+            )
+        },
+        GrantError::InvalidGrant(why) => ApiError::new(StatusCode::FORBIDDEN, "invalid_grant", why),
+        GrantError::Unavailable(cause) => ApiError::unavailable(&cause),
+        GrantError::Unexpected(cause) => ApiError::internal(&cause),
     }
 }

@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod config;
 pub mod errors;
+pub mod links;
 pub mod middleware;
 pub mod routes;
 pub mod startup;

@@ -70,12 +70,14 @@ pub async fn cors_and_errors(
 /// Replaces any error response that is not already JSON with Auth0's error shape.
 fn normalise_error(res: ServiceResponse<BoxBody>) -> ServiceResponse<BoxBody> {
     let status = res.status();
-    let is_json = res
+    // Only what actix answers by itself (plain text or nothing) is replaced; our JSON errors
+    // and HTML pages stay as they are.
+    let ours = res
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.starts_with("application/json"));
-    if status.as_u16() < 400 || is_json {
+        .is_some_and(|ct| ct.starts_with("application/json") || ct.starts_with("text/html"));
+    if status.as_u16() < 400 || ours {
         return res;
     }
     let (error, description) = match status {

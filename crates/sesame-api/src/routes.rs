@@ -23,6 +23,8 @@ pub struct AppState {
     pub mailbox: Option<Arc<Mailbox>>,
     /// Proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Magic links show a confirmation page before completing.
+    pub confirm_links: bool,
 }
 
 /// The end user's IP: the peer, or what trusted proxies forwarded; `auth0-forwarded-for` only
@@ -49,7 +51,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/.well-known/oauth-authorization-server", web::get().to(openid_configuration))
         .route("/.well-known/jwks.json", web::get().to(jwks))
         .route("/dev/mailbox", web::get().to(dev_mailbox))
-        .route("/health", web::get().to(health));
+        .route("/health", web::get().to(health))
+        .configure(crate::links::configure);
 }
 
 /// The top-level properties `/passwordless/start` accepts (spec §4.1); anything else is refused.
@@ -186,8 +189,32 @@ async fn oauth_token(state: web::Data<AppState>, req: HttpRequest, body: web::By
                 .insert_header((actix_web::http::header::PRAGMA, "no-cache"))
                 .json(tokens))
         }
+        Some(GrantType::AuthorizationCode) => {
+            let client =
+                sesame.authenticate_client(&creds).await.map_err(|e| errors::client_auth(e, Endpoint::Token))?;
+            let code = required("code")?;
+            let tokens = sesame
+                .exchange_code(&client, &code, field("redirect_uri")?.as_deref(), field("code_verifier")?.as_deref())
+                .await
+                .map_err(errors::grant)?;
+            Ok(token_response(&tokens))
+        }
+        Some(GrantType::RefreshToken) => {
+            let client =
+                sesame.authenticate_client(&creds).await.map_err(|e| errors::client_auth(e, Endpoint::Token))?;
+            let refresh_token = required("refresh_token")?;
+            let tokens = sesame.refresh(&client, &refresh_token).await.map_err(errors::grant)?;
+            Ok(token_response(&tokens))
+        }
         _ => Err(ApiError::bad_request("unsupported_grant_type", format!("Unsupported grant type: {grant_type}"))),
     }
+}
+
+fn token_response(tokens: &sesame_flows::tokens::TokenSet) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
+        .insert_header((actix_web::http::header::PRAGMA, "no-cache"))
+        .json(tokens)
 }
 
 fn bearer(req: &HttpRequest) -> Option<String> {
@@ -246,7 +273,8 @@ async fn openid_configuration(state: web::Data<AppState>) -> HttpResponse {
         "scopes_supported": ["openid", "profile", "email", "phone", "offline_access"],
         "response_types_supported": ["code", "token", "id_token", "token id_token"],
         "response_modes_supported": ["query", "fragment", "form_post"],
-        "grant_types_supported": [GrantType::PASSWORDLESS_OTP],
+        "grant_types_supported": [GrantType::PASSWORDLESS_OTP, "authorization_code", "refresh_token", "implicit"],
+        "code_challenge_methods_supported": ["S256"],
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": ["RS256"],
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],

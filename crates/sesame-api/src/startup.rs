@@ -71,6 +71,7 @@ impl Application {
             sesame: sesame.clone(),
             mailbox: (settings.dev_mailbox && mailbox_delivers).then(|| mailbox.clone()),
             trusted_proxies: settings.trusted_proxy_nets()?,
+            confirm_links: settings.magic_link.confirm,
         });
         let body_limit = settings.max_body_bytes;
         let server = HttpServer::new(move || {

@@ -81,11 +81,57 @@ impl Sesame {
         Limited::new(result, limit)
     }
 
+    /// The legacy `/passwordless/verify`: checks a code without consuming it (auth0.js then
+    /// sends the same code to `/passwordless/verify_redirect`). Wrong tries count as usual.
+    ///
+    /// # Errors
+    /// As `exchange_otp`.
+    pub async fn verify_otp(&self, req: OtpExchange) -> Limited<(), ExchangeError> {
+        let mut limit = None;
+        let result = self.check_otp(&req, false, &mut limit).await.map(|_| ());
+        Limited::new(result, limit)
+    }
+
     async fn exchange_limited(
         &self,
         req: OtpExchange,
         limit: &mut Option<LimitDecision>,
     ) -> Result<TokenSet, ExchangeError> {
+        let (connection, key) = self.check_otp(&req, true, limit).await?;
+        let now = self.ports.clock.now();
+        let strategy = connection.strategy;
+        let new_id = UserId(format!("{}|{}", strategy.as_str(), random_object_id(&*self.ports.random)));
+        let user = self.ports.users.record_login(&connection.name, &key.identifier, new_id, now).await?;
+        let tokens = self
+            .issue_tokens(TokenRequest {
+                client: &req.client,
+                user: &user,
+                scope: req.scope.as_deref().unwrap_or(""),
+                audience: req.audience.as_deref(),
+                nonce: None,
+                refresh_allowed: true,
+                implicit: false,
+                with_id_token: true,
+            })
+            .await?;
+        let mut event = AuditEvent::new(AuditKind::LoginSucceeded, now);
+        event.client_id = Some(key.client_id.0.clone());
+        event.connection = Some(key.connection.0.clone());
+        event.identifier = Some(key.identifier.masked());
+        event.ip = req.ip.clone();
+        event.user_id = Some(user.id.0.clone());
+        self.audit(event).await;
+        Ok(tokens)
+    }
+
+    /// Everything up to and including the code check: grant, realm, audience, limits, the
+    /// atomic check (consuming or not), and counting a failure.
+    async fn check_otp(
+        &self,
+        req: &OtpExchange,
+        consume: bool,
+        limit: &mut Option<LimitDecision>,
+    ) -> Result<(sesame_domain::Connection, ChallengeKey), ExchangeError> {
         if !req.client.may_use(GrantType::PasswordlessOtp) {
             return Err(ExchangeError::GrantNotAllowed);
         }
@@ -130,7 +176,7 @@ impl Sesame {
                 _ => ExchangeError::RateLimited,
             });
         }
-        let outcome = self.ports.challenges.check(&key, proof, true, now).await?;
+        let outcome = self.ports.challenges.check(&key, proof, consume, now).await?;
         let mut event = AuditEvent::new(AuditKind::LoginFailed, now);
         event.client_id = Some(key.client_id.0.clone());
         event.connection = Some(key.connection.0.clone());
@@ -151,21 +197,6 @@ impl Sesame {
             self.audit(event).await;
             return Err(err);
         }
-        let new_id = UserId(format!("{}|{}", strategy.as_str(), random_object_id(&*self.ports.random)));
-        let user = self.ports.users.record_login(&connection.name, &key.identifier, new_id, now).await?;
-        let tokens = self
-            .issue_tokens(TokenRequest {
-                client: &req.client,
-                user: &user,
-                scope: req.scope.as_deref().unwrap_or(""),
-                audience: req.audience.as_deref(),
-                nonce: None,
-                refresh_allowed: true,
-            })
-            .await?;
-        event.kind = AuditKind::LoginSucceeded;
-        event.user_id = Some(user.id.0.clone());
-        self.audit(event).await;
-        Ok(tokens)
+        Ok((connection, key))
     }
 }

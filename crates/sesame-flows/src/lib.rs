@@ -1,6 +1,7 @@
 //! Sesame's use cases, written only against the ports: authenticate a client, start a
 //! passwordless login, exchange a code for tokens, deliver the outbox. No HTTP, no SQL.
 
+pub mod authorize;
 pub mod client_auth;
 pub mod crypto;
 pub mod delivery;

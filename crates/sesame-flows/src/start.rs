@@ -55,6 +55,9 @@ pub enum StartError {
     SignupDisabled,
     #[error("SMS to this country is not allowed")]
     CountryNotAllowed,
+    /// The `authParams` of a link (or a `redirect_uri` anywhere) do not fit the client.
+    #[error("bad authParams: {0}")]
+    BadAuthParams(String),
     #[error("rate limited")]
     RateLimited,
     #[error("store unavailable")]
@@ -91,6 +94,11 @@ impl Sesame {
 
     async fn start_limited(&self, req: StartRequest, limit: &mut Option<LimitDecision>) -> Result<Started, StartError> {
         let connection = self.ports.connections.find(&req.connection).await?.ok_or(StartError::ConnectionNotFound)?;
+        check_auth_params(
+            &req.client,
+            &req.auth_params,
+            req.send.unwrap_or_else(|| Send::default_for(connection.strategy)),
+        )?;
         if !req.client.connection_enabled(&connection.name) {
             return Err(StartError::ConnectionDisabled);
         }
@@ -185,5 +193,41 @@ impl Sesame {
         self.audit(event).await;
         tracing::info!(to = %key.identifier.masked(), send = send.as_str(), "code issued");
         Ok(Started { id, identifier: key.identifier, request_language: req.language })
+    }
+}
+
+/// A link must carry an authorization request the client may make (exact callback, supported
+/// response type and mode, PKCE for public clients using codes). A code start only has its
+/// `redirect_uri` checked, if it has one (auth0.js sends its options along with every start).
+fn check_auth_params(client: &Client, params: &AuthParams, send: Send) -> Result<(), StartError> {
+    let get = |k: &str| params.get_str(k);
+    let request = crate::authorize::AuthorizeParams {
+        response_type: get("response_type"),
+        response_mode: get("response_mode"),
+        redirect_uri: get("redirect_uri"),
+        scope: get("scope"),
+        state: get("state"),
+        nonce: get("nonce"),
+        audience: get("audience"),
+        code_challenge: get("code_challenge"),
+        code_challenge_method: get("code_challenge_method"),
+    };
+    if !send.is_link() {
+        return match &request.redirect_uri {
+            Some(uri) if !client.callback_allowed(uri) => {
+                Err(StartError::BadAuthParams("redirect_uri is not an allowed callback URL of the client".into()))
+            }
+            _ => Ok(()),
+        };
+    }
+    match crate::authorize::check_authorization(client, &request) {
+        Ok(_) => Ok(()),
+        Err(crate::authorize::AuthorizeError::UntrustedRedirect) => Err(StartError::BadAuthParams(
+            "redirect_uri must be one of the client's callback URLs (exact match)".into(),
+        )),
+        Err(crate::authorize::AuthorizeError::Redirect(r, _)) => Err(StartError::BadAuthParams(r.description)),
+        Err(crate::authorize::AuthorizeError::Unavailable(e) | crate::authorize::AuthorizeError::Unexpected(e)) => {
+            Err(StartError::Unexpected(e))
+        }
     }
 }

@@ -32,6 +32,10 @@ pub struct TokenRequest<'a> {
     pub nonce: Option<&'a str>,
     /// False for the implicit magic-link response, which never carries a refresh token.
     pub refresh_allowed: bool,
+    /// The implicit response of a magic link: 7200 s access tokens (Auth0) and `at_hash`.
+    pub implicit: bool,
+    /// Whether an id_token is wanted (with `openid` in the scope).
+    pub with_id_token: bool,
 }
 
 fn has_scope(scope: &str, wanted: &str) -> bool {
@@ -81,7 +85,8 @@ impl Sesame {
         let random = &*self.ports.random;
         let scope = req.scope.split_whitespace().collect::<Vec<_>>().join(" ");
         let openid = has_scope(&scope, "openid");
-        let access_ttl = settings.access_token_lifetime;
+        let access_ttl =
+            if req.implicit { std::time::Duration::from_secs(7200) } else { settings.access_token_lifetime };
 
         let access_token = match req.audience {
             Some(aud) => {
@@ -115,7 +120,7 @@ impl Sesame {
             }
         };
 
-        let id_token = if openid {
+        let id_token = if openid && req.with_id_token {
             let mut claims = Map::new();
             claims.insert("iss".into(), json!(settings.issuer));
             claims.insert("sub".into(), json!(req.user.id.as_str()));
@@ -128,6 +133,9 @@ impl Sesame {
             claims.insert("sid".into(), json!(random_b64(random, 16)));
             if let Some(nonce) = req.nonce {
                 claims.insert("nonce".into(), json!(nonce));
+            }
+            if req.implicit {
+                claims.insert("at_hash".into(), json!(crate::authorize::at_hash(&access_token)));
             }
             claims.extend(profile_claims(req.user, &scope));
             Some(self.ports.tokens.sign(TokenKind::IdToken, &Value::Object(claims)).await?)

@@ -302,7 +302,8 @@ impl GrantStore for MemoryStore {
     async fn rotate_refresh(
         &self,
         presented: &SecretHash,
-        next: RefreshToken,
+        next_hash: SecretHash,
+        next_expires_at: OffsetDateTime,
         now: OffsetDateTime,
     ) -> Result<RefreshOutcome, StoreError> {
         let mut state = self.state();
@@ -321,7 +322,8 @@ impl GrantStore for MemoryStore {
         if let Some(row) = state.refresh.get_mut(presented) {
             row.spent = true;
         }
-        state.refresh.insert(next.token_hash, RefreshRow { token: next, spent: false });
+        let next = RefreshToken { token_hash: next_hash, expires_at: next_expires_at, ..current.clone() };
+        state.refresh.insert(next_hash, RefreshRow { token: next, spent: false });
         Ok(RefreshOutcome::Rotated(current))
     }
 }

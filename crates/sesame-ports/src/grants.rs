@@ -44,7 +44,8 @@ pub struct RefreshToken {
 /// What presenting a refresh token did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RefreshOutcome {
-    /// The token was current: it is now spent and `next` is current.
+    /// The token was current: it is now spent and the new one is current. Carries the
+    /// presented token's record.
     Rotated(RefreshToken),
     /// The token was already spent: the whole family is revoked.
     Reused,
@@ -64,11 +65,13 @@ pub trait GrantStore: Send + Sync + std::fmt::Debug {
     async fn save_opaque(&self, token: OpaqueToken) -> Result<(), StoreError>;
     async fn find_opaque(&self, hash: &SecretHash, now: OffsetDateTime) -> Result<Option<OpaqueToken>, StoreError>;
     async fn save_refresh(&self, token: RefreshToken) -> Result<(), StoreError>;
-    /// Spends `presented` and makes `next` (same family) current, atomically.
+    /// Spends `presented` and makes a new token current, atomically: `next_hash`, expiring at
+    /// `next_expires_at`, with the family, client, user, scope and audience of `presented`.
     async fn rotate_refresh(
         &self,
         presented: &SecretHash,
-        next: RefreshToken,
+        next_hash: SecretHash,
+        next_expires_at: OffsetDateTime,
         now: OffsetDateTime,
     ) -> Result<RefreshOutcome, StoreError>;
 }

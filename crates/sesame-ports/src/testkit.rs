@@ -458,17 +458,35 @@ pub async fn grant_store<S: GrantStore + 'static>(store: Arc<S>) {
     };
     let (r1, r2, r3) = (rt(unique_hash()), rt(unique_hash()), rt(unique_hash()));
     store.save_refresh(r1.clone()).await.unwrap();
+    let exp = r2.expires_at;
     assert_eq!(
-        store.rotate_refresh(&r1.token_hash, r2.clone(), now).await.unwrap(),
+        store.rotate_refresh(&r1.token_hash, r2.token_hash, exp, now).await.unwrap(),
         RefreshOutcome::Rotated(r1.clone())
     );
-    assert_eq!(store.rotate_refresh(&r1.token_hash, r3.clone(), now).await.unwrap(), RefreshOutcome::Reused);
+    // The new token inherits the family, user and scope of the one it replaced.
+    let r4 = rt(unique_hash());
     assert_eq!(
-        store.rotate_refresh(&r2.token_hash, r3.clone(), now).await.unwrap(),
+        store.rotate_refresh(&r2.token_hash, r4.token_hash, exp, now).await.unwrap(),
+        RefreshOutcome::Rotated(r2.clone())
+    );
+    assert_eq!(store.rotate_refresh(&r1.token_hash, r3.token_hash, exp, now).await.unwrap(), RefreshOutcome::Reused);
+    assert_eq!(
+        store.rotate_refresh(&r4.token_hash, r3.token_hash, exp, now).await.unwrap(),
         RefreshOutcome::Invalid,
         "reuse revoked the family, the current token included"
     );
-    assert_eq!(store.rotate_refresh(&unique_hash(), r3, now).await.unwrap(), RefreshOutcome::Invalid);
+    assert_eq!(store.rotate_refresh(&unique_hash(), r3.token_hash, exp, now).await.unwrap(), RefreshOutcome::Invalid);
+    // Concurrent rotations of one token: one succeeds, the others see reuse.
+    let r5 = RefreshToken { family_id: unique("fam"), ..rt(unique_hash()) };
+    store.save_refresh(r5.clone()).await.unwrap();
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let (store, h) = (Arc::clone(&store), r5.token_hash);
+            tokio::spawn(async move { store.rotate_refresh(&h, unique_hash(), exp, now).await.unwrap() })
+        })
+        .collect();
+    let outcomes: Vec<_> = futures::future::join_all(tasks).await.into_iter().map(Result::unwrap).collect();
+    assert_eq!(outcomes.iter().filter(|o| matches!(o, RefreshOutcome::Rotated(_))).count(), 1, "{outcomes:?}");
 }
 
 fn key_record(kid: &str) -> SigningKeyRecord {

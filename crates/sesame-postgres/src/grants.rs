@@ -192,7 +192,8 @@ impl GrantStore for PgStore {
     async fn rotate_refresh(
         &self,
         presented: &SecretHash,
-        next: RefreshToken,
+        next_hash: SecretHash,
+        next_expires_at: OffsetDateTime,
         now: OffsetDateTime,
     ) -> Result<RefreshOutcome, StoreError> {
         let presented = presented.0.to_vec();
@@ -231,13 +232,13 @@ impl GrantStore for PgStore {
                 "INSERT INTO refresh_tokens (token_hash, family_id, client_id, user_id, scope, audience, expires_at) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7)",
             )
-            .bind::<Bytea, _>(next.token_hash.0.to_vec())
+            .bind::<Bytea, _>(next_hash.0.to_vec())
             .bind::<Text, _>(&row.family_id)
-            .bind::<Text, _>(next.client_id.as_str())
-            .bind::<Text, _>(&next.user_id.0)
-            .bind::<Text, _>(&next.scope)
-            .bind::<Nullable<Text>, _>(next.audience.clone())
-            .bind::<Timestamptz, _>(next.expires_at)
+            .bind::<Text, _>(&row.client_id)
+            .bind::<Text, _>(&row.user_id)
+            .bind::<Text, _>(&row.scope)
+            .bind::<Nullable<Text>, _>(row.audience.clone())
+            .bind::<Timestamptz, _>(next_expires_at)
             .execute(conn)
             .await?;
             Ok(Ok(row))

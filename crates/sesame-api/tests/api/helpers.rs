@@ -42,7 +42,8 @@ fn client(id: &str, app_type: AppType, auth: AuthMethod, secret: Option<&str>, c
     c.connections = connections.iter().map(|s| (*s).to_owned()).collect();
     c.callbacks = vec!["https://app.example.com/callback".into()];
     c.allowed_origins = vec![format!("https://{id}.example")];
-    c.grant_types = vec![GrantType::PasswordlessOtp, GrantType::RefreshToken];
+    c.grant_types =
+        vec![GrantType::PasswordlessOtp, GrantType::RefreshToken, GrantType::AuthorizationCode, GrantType::Implicit];
     c
 }
 

@@ -316,7 +316,7 @@ async fn an_email_start_without_send_carries_a_magic_link_next_to_the_code() {
     let reply = app
         .post_start(&json!({
             "client_id": "public-app", "connection": "email", "email": to,
-            "authParams": {"scope": "openid email", "response_type": "code", "redirect_uri": "https://app.example.com/callback", "state": "s 1"}
+            "authParams": {"scope": "openid email", "response_type": "code", "redirect_uri": "https://app.example.com/callback", "state": "s 1", "code_challenge": "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"}
         }))
         .await;
     assert_eq!(reply.status, 200);
@@ -324,7 +324,7 @@ async fn an_email_start_without_send_carries_a_magic_link_next_to_the_code() {
     let link = msg["link"].as_str().expect("link in the message");
     let code = msg["code"].as_str().expect("code next to the link");
     let prefix = format!(
-        "{ISSUER}passwordless/verify_redirect?scope=openid%20email&response_type=code&redirect_uri=https%3A%2F%2Fapp.example.com%2Fcallback&state=s%201&verification_code="
+        "{ISSUER}passwordless/verify_redirect?scope=openid%20email&response_type=code&redirect_uri=https%3A%2F%2Fapp.example.com%2Fcallback&state=s%201&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&verification_code="
     );
     assert!(link.starts_with(&prefix), "{link}");
     assert!(link.ends_with("&connection=email&client_id=public-app&email=link%2Bx%40example.com"), "{link}");

@@ -3,6 +3,7 @@
 mod cli;
 mod helpers;
 mod limits;
+mod links;
 mod login;
 mod outage;
 mod start_errors;

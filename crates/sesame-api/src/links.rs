@@ -1,0 +1,272 @@
+//! `GET|POST /passwordless/verify_redirect` (the magic link) and the legacy
+//! `POST /passwordless/verify` (spec §6.1, §7).
+//!
+//! By default a GET only shows a confirmation page: mail scanners that prefetch links burn
+//! nothing, and the secret leaves the URL (POST) before anything else happens. With
+//! `magic_link.confirm = false` the GET completes at once, as Auth0 does.
+
+use std::collections::HashMap;
+
+use actix_web::http::StatusCode;
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use serde_json::json;
+use sesame_domain::ClientId;
+use sesame_flows::authorize::{
+    AuthorizationResponse, AuthorizeError, AuthorizeParams, LinkCompletion, ResponseMode, check_authorization,
+};
+use sesame_flows::crypto::random_b64;
+use sesame_flows::exchange::OtpExchange;
+
+use crate::errors::{self, ApiError};
+use crate::routes::AppState;
+use crate::wire;
+
+const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/passwordless/verify_redirect", web::get().to(open_link))
+        .route("/passwordless/verify_redirect", web::post().to(confirm_link))
+        .route("/passwordless/verify", web::post().to(legacy_verify));
+}
+
+fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+fn origin_of(uri: &str) -> String {
+    url_origin(uri).unwrap_or_else(|| "'none'".into())
+}
+
+fn url_origin(uri: &str) -> Option<String> {
+    let (scheme, rest) = uri.split_once("://")?;
+    let host = rest.split(['/', '?', '#']).next()?;
+    // CSP source expressions cannot carry quotes, spaces or semicolons.
+    (!host.is_empty() && !host.contains(['\'', ' ', ';', ',']) && !scheme.contains(['\'', ' ', ';']))
+        .then(|| format!("{scheme}://{host}"))
+}
+
+/// A page of ours: no third-party anything, no referrer, never cached, never framed.
+fn page(status: StatusCode, csp: &str, body: &str) -> HttpResponse {
+    let html = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><title>Sign in</title><style>body{{font-family:system-ui,sans-serif;max-width:28rem;margin:4rem auto;padding:0 1rem;color:#222}}button{{font-size:1.1rem;padding:.7rem 1.4rem;border:0;border-radius:.4rem;background:#1d4ed8;color:#fff;cursor:pointer}}</style></head><body>{body}</body></html>"
+    );
+    HttpResponse::build(status)
+        .insert_header((header::CONTENT_TYPE, "text/html; charset=utf-8"))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header(("Referrer-Policy", "no-referrer"))
+        .insert_header(("X-Frame-Options", "DENY"))
+        .insert_header(("X-Content-Type-Options", "nosniff"))
+        .insert_header(("Content-Security-Policy", csp))
+        .body(html)
+}
+
+fn error_page(message: &str) -> HttpResponse {
+    page(
+        StatusCode::BAD_REQUEST,
+        "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+        &format!("<h1>This link cannot be used</h1><p>{}</p>", escape(message)),
+    )
+}
+
+/// Sends the browser on: query or fragment redirect, or an auto-posting form.
+fn respond(resp: &AuthorizationResponse) -> HttpResponse {
+    let encoded = resp
+        .params
+        .iter()
+        .map(|(k, v)| format!("{}={}", utf8_percent_encode(k, COMPONENT), utf8_percent_encode(v, COMPONENT)))
+        .collect::<Vec<_>>()
+        .join("&");
+    let uri = &resp.redirect_uri;
+    let location = match resp.mode {
+        ResponseMode::Query => format!("{uri}{}{encoded}", if uri.contains('?') { '&' } else { '?' }),
+        ResponseMode::Fragment => format!("{uri}#{encoded}"),
+        ResponseMode::FormPost => {
+            let nonce = random_b64(&sesame_flows::OsRandom, 16);
+            let fields: String = resp
+                .params
+                .iter()
+                .map(|(k, v)| format!("<input type=\"hidden\" name=\"{}\" value=\"{}\">", escape(k), escape(v)))
+                .collect();
+            let csp = format!(
+                "default-src 'none'; script-src 'nonce-{nonce}'; style-src 'unsafe-inline'; form-action {}; frame-ancestors 'none'; base-uri 'none'",
+                origin_of(uri)
+            );
+            return page(
+                StatusCode::OK,
+                &csp,
+                &format!(
+                    "<form method=\"post\" action=\"{}\">{fields}<noscript><button type=\"submit\">Continue</button></noscript></form><script nonce=\"{nonce}\">document.forms[0].submit()</script>",
+                    escape(uri)
+                ),
+            );
+        }
+    };
+    HttpResponse::Found()
+        .insert_header((header::LOCATION, location))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header(("Referrer-Policy", "no-referrer"))
+        .finish()
+}
+
+fn params_of(map: &HashMap<String, String>) -> AuthorizeParams {
+    let get = |k: &str| map.get(k).cloned().filter(|v| !v.is_empty());
+    AuthorizeParams {
+        response_type: get("response_type"),
+        response_mode: get("response_mode"),
+        redirect_uri: get("redirect_uri"),
+        scope: get("scope"),
+        state: get("state"),
+        nonce: get("nonce"),
+        audience: get("audience"),
+        code_challenge: get("code_challenge"),
+        code_challenge_method: get("code_challenge_method"),
+    }
+}
+
+/// Checks the request enough to know where errors may go. `Err` is the page to show.
+async fn prepare(
+    state: &AppState,
+    map: &HashMap<String, String>,
+) -> Result<(sesame_domain::Client, sesame_flows::authorize::Authorization), HttpResponse> {
+    let Some(client_id) = map.get("client_id") else {
+        return Err(error_page("The link is incomplete (client_id is missing)."));
+    };
+    let client = match state.sesame.ports.clients.find(&ClientId::new(client_id.clone())).await {
+        Ok(Some(c)) => c,
+        Ok(None) => return Err(error_page("The link names an unknown application.")),
+        Err(e) => {
+            tracing::warn!(error = ?e, "client lookup failed");
+            return Err(error_page("The service is temporarily unavailable. Please try again later."));
+        }
+    };
+    match check_authorization(&client, &params_of(map)) {
+        Ok(auth) => Ok((client, auth)),
+        Err(AuthorizeError::UntrustedRedirect) => {
+            Err(error_page("The link's redirect_uri is not a registered callback of the application."))
+        }
+        Err(AuthorizeError::Redirect(r, auth)) => Err(respond(&AuthorizationResponse::error(&auth, &r))),
+        Err(AuthorizeError::Unavailable(_) | AuthorizeError::Unexpected(_)) => {
+            Err(error_page("The service is temporarily unavailable. Please try again later."))
+        }
+    }
+}
+
+async fn complete(state: &AppState, req: &HttpRequest, map: HashMap<String, String>) -> HttpResponse {
+    let (client, auth) = match prepare(state, &map).await {
+        Ok(ok) => ok,
+        Err(page) => return page,
+    };
+    let completion = LinkCompletion {
+        client,
+        connection: map.get("connection").cloned().unwrap_or_else(|| "email".into()),
+        email: map.get("email").cloned(),
+        phone_number: map.get("phone_number").cloned(),
+        verification_code: map.get("verification_code").cloned().unwrap_or_default(),
+        authorization: auth,
+        ip: wire::client_ip(req, &state.trusted_proxies),
+    };
+    match state.sesame.complete_link(completion).await {
+        Ok(resp) => respond(&resp),
+        Err(AuthorizeError::Redirect(r, auth)) => respond(&AuthorizationResponse::error(&auth, &r)),
+        Err(AuthorizeError::UntrustedRedirect) => {
+            error_page("The link's redirect_uri is not a registered callback of the application.")
+        }
+        Err(AuthorizeError::Unavailable(e) | AuthorizeError::Unexpected(e)) => {
+            tracing::warn!(error = ?e, "magic link completion failed");
+            error_page("The service is temporarily unavailable. Please try again later.")
+        }
+    }
+}
+
+async fn open_link(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    query: web::Query<HashMap<String, String>>,
+) -> HttpResponse {
+    let map = query.into_inner();
+    if !state.confirm_links {
+        return complete(&state, &req, map).await;
+    }
+    // Nothing is consumed on GET: show where the login goes and ask for a click.
+    let (client, auth) = match prepare(&state, &map).await {
+        Ok(ok) => ok,
+        Err(page) => return page,
+    };
+    let fields: String = map
+        .iter()
+        .map(|(k, v)| format!("<input type=\"hidden\" name=\"{}\" value=\"{}\">", escape(k), escape(v)))
+        .collect();
+    let csp = format!(
+        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self' {}; frame-ancestors 'none'; base-uri 'none'",
+        origin_of(&auth.redirect_uri)
+    );
+    page(
+        StatusCode::OK,
+        &csp,
+        &format!(
+            "<h1>Sign in to {}</h1><p>Continue to sign in on this device.</p><form method=\"post\" action=\"/passwordless/verify_redirect\">{fields}<button type=\"submit\" id=\"confirm\">Sign in</button></form>",
+            escape(&client.name)
+        ),
+    )
+}
+
+async fn confirm_link(state: web::Data<AppState>, req: HttpRequest, form: web::Bytes) -> HttpResponse {
+    let Ok(pairs) = serde_urlencoded::from_bytes::<Vec<(String, String)>>(&form) else {
+        return error_page("The form could not be read.");
+    };
+    complete(&state, &req, pairs.into_iter().collect()).await
+}
+
+/// auth0.js: `{connection, verification_code, email|phone_number, client_id}`; checks the code
+/// without consuming it.
+async fn legacy_verify(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let map = wire::object(&req, &body)
+        .ok_or_else(|| ApiError::bad_request("bad.request", "The request body must be a JSON object"))?;
+    let field = |name: &str, error: &'static str| wire::string(&map, name, error);
+    let client_id = field("client_id", "bad.client_id")?
+        .ok_or_else(|| ApiError::bad_request("bad.client_id", "Missing required property: client_id"))?;
+    let connection = field("connection", "bad.connection")?
+        .ok_or_else(|| ApiError::bad_request("bad.connection", "Missing required property: connection"))?;
+    let code = field("verification_code", "bad.verification_code")?.ok_or_else(|| {
+        ApiError::bad_request("bad.verification_code", "Missing required property: verification_code")
+    })?;
+    let username = field("email", "bad.email")?.or(field("phone_number", "bad.phone_number")?).unwrap_or_default();
+    let sesame = &state.sesame;
+    let client = sesame
+        .ports
+        .clients
+        .find(&ClientId::new(client_id))
+        .await
+        .map_err(|e| ApiError::internal(&anyhow::Error::new(e)))?
+        .ok_or_else(|| ApiError::bad_request("bad.client_id", "Unknown client"))?;
+    let ip = wire::client_ip(&req, &state.trusted_proxies);
+    let outcome = sesame
+        .verify_otp(OtpExchange { client, realm: connection, username, otp: code, scope: None, audience: None, ip })
+        .await;
+    let limit = outcome.limit;
+    match outcome.result {
+        Ok(()) => {
+            let mut resp = HttpResponse::Ok();
+            errors::limit_headers(&mut resp, limit.as_ref());
+            Ok(resp.json(json!({})))
+        }
+        Err(e) => Err(errors::legacy_verify(e).with_limit(limit.as_ref())),
+    }
+}
