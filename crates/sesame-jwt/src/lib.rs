@@ -1,6 +1,14 @@
 //! Token signing for Sesame: RS256 keys (from a PEM file or generated at start), the JWKS,
 //! and verification of the tokens Sesame signed. Built on `jsonwebtoken` with the aws-lc-rs
 //! backend; `aws-lc-rs` itself generates keys and reads the RSA public components.
+//! [`assertion`] verifies the `private_key_jwt` client assertions confidential clients send.
+
+pub mod assertion;
+
+pub use assertion::{
+    AssertionError, AssertionRules, ClientKeyType, ClientPublicKey, KeyError, VerifiedAssertion,
+    verify_client_assertion,
+};
 
 use std::sync::RwLock;
 
