@@ -84,6 +84,9 @@ pub struct CreateArgs {
     /// Enabled connection (repeatable; default: email and sms).
     #[arg(long = "connection")]
     pub connections: Vec<String>,
+    /// A file with a public key (PEM, X.509 certificate or JWK) for private_key_jwt (repeatable).
+    #[arg(long = "public-key")]
+    pub public_keys: Vec<std::path::PathBuf>,
     #[command(flatten)]
     pub json: JsonFlag,
 }
@@ -120,6 +123,7 @@ fn client_json(c: &Client, secret: Option<&str>) -> serde_json::Value {
         "callbacks": c.callbacks,
         "allowed_origins": c.allowed_origins,
         "grant_types": c.grant_types.iter().map(|g| g.as_str()).collect::<Vec<_>>(),
+        "public_keys": c.public_keys.len(),
     });
     if let Some(s) = secret {
         v["client_secret"] = json!(s);
@@ -174,6 +178,18 @@ pub async fn client(settings: &Settings, command: ClientCommand) -> anyhow::Resu
             if app_type != AppType::RegularWeb && auth_method != AuthMethod::None {
                 bail!("a {} client is public: it cannot keep a secret (use --type regular-web)", app_type.as_str());
             }
+            let mut public_keys = Vec::new();
+            for path in &args.public_keys {
+                let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+                sesame_jwt::ClientPublicKey::parse_all(&text)
+                    .map_err(|e| anyhow::anyhow!("{}: not a usable public key: {e}", path.display()))?;
+                public_keys.push(text);
+            }
+            match (auth_method, public_keys.is_empty()) {
+                (AuthMethod::PrivateKeyJwt, true) => bail!("private_key_jwt needs at least one --public-key"),
+                (AuthMethod::PrivateKeyJwt, false) | (_, true) => {}
+                (_, false) => bail!("--public-key is only for --auth-method private-key-jwt"),
+            }
             let secret = matches!(auth_method, AuthMethod::ClientSecretPost | AuthMethod::ClientSecretBasic)
                 .then(|| random_b64(random, 48));
             let id = args.client_id.unwrap_or_else(|| random_b64(random, 24));
@@ -194,7 +210,7 @@ pub async fn client(settings: &Settings, command: ClientCommand) -> anyhow::Resu
                 callbacks: args.callbacks,
                 allowed_origins: args.origins,
                 grant_types,
-                public_keys: vec![],
+                public_keys,
             };
             if clients.find(&client.id).await?.is_some() {
                 bail!("a client with id {id} exists already");

@@ -202,6 +202,7 @@ pub async fn wire(settings: &Settings, overrides: Overrides) -> anyhow::Result<W
         grants: stores.grants,
         audit: stores.audit,
         tokens,
+        assertions: Arc::new(sesame_jwt::AssertionVerifier),
         limiter,
         replay,
         email: mailbox.clone(),

@@ -178,7 +178,10 @@ pub fn check_authorization(client: &Client, p: &AuthorizeParams) -> Result<Autho
             }
             Some(m) => m,
             None => {
-                return fail(redirectable("invalid_request", format!("Unsupported response mode: {raw}")), default_mode);
+                return fail(
+                    redirectable("invalid_request", format!("Unsupported response mode: {raw}")),
+                    default_mode,
+                );
             }
         },
     };

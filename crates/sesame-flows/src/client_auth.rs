@@ -1,7 +1,10 @@
 //! Client authentication (spec §3): none, `client_secret_post`, `client_secret_basic`.
 
 use sesame_domain::{AuthMethod, Client, ClientId};
-use sesame_ports::StoreError;
+use sesame_ports::{AssertionCheck, StoreError};
+
+/// RFC 7523's `client_assertion_type`.
+pub const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
 use crate::Sesame;
 
@@ -79,12 +82,42 @@ impl Sesame {
                 }
             }
             AuthMethod::PrivateKeyJwt => {
-                if creds.client_assertion.is_none() {
-                    return Err(ClientAuthError::AuthenticationRequired);
+                let Some(assertion) = &creds.client_assertion else {
+                    return Err(if presented.is_some() {
+                        ClientAuthError::InvalidCredentials
+                    } else {
+                        ClientAuthError::AuthenticationRequired
+                    });
+                };
+                if creds.client_assertion_type.as_deref() != Some(JWT_BEARER) {
+                    return Err(ClientAuthError::Malformed(
+                        "client_assertion_type must be urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                    ));
                 }
-                // Assertion verification arrives with private_key_jwt support; until then no
-                // assertion is accepted.
-                Err(ClientAuthError::InvalidCredentials)
+                let issuer = &self.settings.issuer;
+                let audiences = [issuer.clone(), format!("{issuer}oauth/token")];
+                let now = self.ports.clock.now();
+                let check = AssertionCheck {
+                    client_id: client.id.as_str(),
+                    public_keys: &client.public_keys,
+                    audiences: &audiences,
+                    now,
+                };
+                let verified = self.ports.assertions.verify(assertion, &check).map_err(|e| {
+                    tracing::info!(client_id = client.id.as_str(), reason = %e, "client assertion refused");
+                    ClientAuthError::InvalidCredentials
+                })?;
+                // Single use: the jti is remembered until the assertion could no longer pass.
+                let key = format!("jti:{}:{}", client.id.as_str(), verified.jti);
+                match self.ports.replay.first_use(&key, verified.remember_until, now).await {
+                    Ok(true) => Ok(client),
+                    Ok(false) => {
+                        tracing::info!(client_id = client.id.as_str(), "client assertion replayed");
+                        Err(ClientAuthError::InvalidCredentials)
+                    }
+                    // Without the replay guard an assertion could be replayed: fail closed.
+                    Err(e) => Err(ClientAuthError::Store(StoreError::Unavailable(anyhow::Error::new(e)))),
+                }
             }
         }
     }

@@ -15,8 +15,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sesame_ports::{
-    AuditEvent, AuditLog, ChallengeStore, ClientStore, Clock, ConnectionStore, EmailSender, GrantStore, Outbox, Random,
-    RateLimiter, ReplayGuard, SmsSender, TokenIssuer, UserStore,
+    AuditEvent, AuditLog, ChallengeStore, ClientAssertionVerifier, ClientStore, Clock, ConnectionStore, EmailSender,
+    GrantStore, Outbox, Random, RateLimiter, ReplayGuard, SmsSender, TokenIssuer, UserStore,
 };
 
 pub use crypto::{OsRandom, Secrets};
@@ -33,6 +33,7 @@ pub struct Ports {
     pub grants: Arc<dyn GrantStore>,
     pub audit: Arc<dyn AuditLog>,
     pub tokens: Arc<dyn TokenIssuer>,
+    pub assertions: Arc<dyn ClientAssertionVerifier>,
     pub limiter: Arc<dyn RateLimiter>,
     pub replay: Arc<dyn ReplayGuard>,
     pub email: Arc<dyn EmailSender>,

@@ -204,3 +204,30 @@ mod tests {
         assert!(issuer.verify(&none).await.is_err());
     }
 }
+
+/// The `ClientAssertionVerifier` port over `assertion::verify_client_assertion`.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct AssertionVerifier;
+
+impl sesame_ports::ClientAssertionVerifier for AssertionVerifier {
+    fn verify(
+        &self,
+        assertion: &str,
+        check: &sesame_ports::AssertionCheck<'_>,
+    ) -> Result<sesame_ports::VerifiedClientAssertion, sesame_ports::AssertionRejected> {
+        let mut keys = Vec::new();
+        for text in check.public_keys {
+            match ClientPublicKey::parse_all(text) {
+                Ok(parsed) => keys.extend(parsed),
+                // A bad registered key is a configuration error: skip it, say so, keep the rest.
+                Err(e) => tracing::warn!(client_id = check.client_id, error = %e, "unusable public key registered"),
+            }
+        }
+        let rules = AssertionRules::new(check.client_id, check.audiences, check.now.unix_timestamp());
+        let verified = verify_client_assertion(assertion, &keys, &rules)
+            .map_err(|e| sesame_ports::AssertionRejected(e.to_string()))?;
+        let remember_until = time::OffsetDateTime::from_unix_timestamp(verified.remember_until)
+            .map_err(|_| sesame_ports::AssertionRejected("exp out of range".into()))?;
+        Ok(sesame_ports::VerifiedClientAssertion { jti: verified.jti, remember_until })
+    }
+}

@@ -22,4 +22,7 @@ pub use grants::{AuthorizationCode, GrantStore, OpaqueToken, RefreshOutcome, Ref
 pub use keys::{KeyState, KeyStore, SigningKeyRecord};
 pub use limits::{LimitDecision, LimitError, LimitRule, RateLimiter, ReplayGuard};
 pub use stores::{ChallengeStore, ClaimedMessage, ClientStore, ConnectionStore, DeliveryState, Outbox, UserStore};
-pub use tokens::{TokenError, TokenIssuer, TokenKind};
+pub use tokens::{
+    AssertionCheck, AssertionRejected, ClientAssertionVerifier, TokenError, TokenIssuer, TokenKind,
+    VerifiedClientAssertion,
+};

@@ -28,3 +28,34 @@ pub trait TokenIssuer: Send + Sync + std::fmt::Debug {
     /// The JWKS document: `{"keys": [...]}`.
     async fn jwks(&self) -> Result<serde_json::Value, TokenError>;
 }
+
+/// What a client assertion must satisfy (RFC 7523 §3, Auth0's private_key_jwt rules).
+#[derive(Debug, Clone)]
+pub struct AssertionCheck<'a> {
+    pub client_id: &'a str,
+    /// The client's registered public keys (PEM, certificate or JWK text).
+    pub public_keys: &'a [String],
+    /// Accepted `aud` values: the issuer (trailing slash) and the token endpoint URL.
+    pub audiences: &'a [String],
+    pub now: time::OffsetDateTime,
+}
+
+/// A verified assertion: its `jti` must now be remembered until `remember_until`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedClientAssertion {
+    pub jti: String,
+    pub remember_until: time::OffsetDateTime,
+}
+
+/// Why an assertion was refused (the text never repeats the token).
+#[derive(Debug, thiserror::Error)]
+#[error("client assertion refused: {0}")]
+pub struct AssertionRejected(pub String);
+
+/// Verifies `private_key_jwt` client assertions against the client's registered keys only.
+pub trait ClientAssertionVerifier: Send + Sync + std::fmt::Debug {
+    /// # Errors
+    /// When the assertion breaks any rule: size, algorithm, key, signature, claims, lifetime.
+    fn verify(&self, assertion: &str, check: &AssertionCheck<'_>)
+    -> Result<VerifiedClientAssertion, AssertionRejected>;
+}

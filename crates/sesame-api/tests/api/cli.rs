@@ -99,6 +99,55 @@ async fn clients_are_managed_from_the_command_line() {
     assert!(ok && out.contains("deleted"));
     let (ok, _, err) = sesame(&config, &["client", "show", &web_id]);
     assert!(!ok && err.contains("no client"), "{err}");
+    // private_key_jwt: a key file is required, checked, and stored.
+    let pair = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).expect("keygen");
+    let spki = aws_lc_rs::encoding::AsDer::<aws_lc_rs::encoding::PublicKeyX509Der>::as_der(
+        aws_lc_rs::signature::KeyPair::public_key(&pair),
+    )
+    .expect("spki");
+    let key_file = dir.join("client.pem");
+    std::fs::write(&key_file, pem::encode(&pem::Pem::new("PUBLIC KEY", spki.as_ref().to_vec()))).expect("key file");
+    let key_path = key_file.to_str().expect("utf-8 path");
+    let jwt = json_of(sesame(
+        &config,
+        &[
+            "client",
+            "create",
+            "--name",
+            "Backend",
+            "--type",
+            "regular-web",
+            "--auth-method",
+            "private-key-jwt",
+            "--public-key",
+            key_path,
+            "--json",
+        ],
+    ));
+    assert_eq!(
+        (jwt["token_endpoint_auth_method"].as_str(), jwt["public_keys"].as_u64()),
+        (Some("private_key_jwt"), Some(1))
+    );
+    assert!(jwt.get("client_secret").is_none());
+    let garbage = dir.join("garbage.pem");
+    std::fs::write(&garbage, "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n").expect("file");
+    let (ok, _, err) = sesame(
+        &config,
+        &[
+            "client",
+            "create",
+            "--name",
+            "Bad key",
+            "--type",
+            "regular-web",
+            "--auth-method",
+            "private-key-jwt",
+            "--public-key",
+            garbage.to_str().expect("path"),
+        ],
+    );
+    assert!(!ok && err.contains("not a usable public key"), "{err}");
+
     let memory = dir.join("memory.toml");
     std::fs::write(&memory, "store = \"memory\"\n").expect("config");
     let (ok, _, err) = sesame(&memory, &["client", "list"]);

@@ -1,5 +1,6 @@
 //! The HTTP API over real HTTP: each test starts its own Sesame on port 0.
 #![allow(clippy::expect_used, clippy::unwrap_used, reason = "tests fail loudly")]
+mod assertions;
 mod cli;
 mod helpers;
 mod limits;

@@ -45,6 +45,7 @@ async fn no_row_holds_a_code_link_token_or_bearer_token_in_the_clear() {
         grants: store.clone(),
         audit: store.clone(),
         tokens: Arc::new(sesame_jwt::JwtIssuer::new(sesame_jwt::RsaSigningKey::generate().unwrap())),
+        assertions: Arc::new(sesame_jwt::AssertionVerifier),
         limiter: limiter.clone(),
         replay: limiter,
         email: mailbox.clone(),
