@@ -103,6 +103,43 @@ async fn durable(settings: &Settings) -> anyhow::Result<Sesame> {
     Ok(wire(settings, Overrides::default()).await?.sesame)
 }
 
+/// `sesame worker`: delivers the outbox until SIGINT/SIGTERM; a batch in flight is finished.
+///
+/// # Errors
+/// When the adapters cannot be set up.
+pub async fn worker(settings: &Settings) -> anyhow::Result<()> {
+    if settings.store == StoreKind::Memory {
+        bail!("a separate worker needs a shared store: set store = \"postgres\"");
+    }
+    let sesame = wire(settings, Overrides::default()).await?.sesame;
+    tracing::info!("delivery worker running");
+    let poll = std::time::Duration::from_millis(settings.delivery.poll_ms.max(10));
+    sesame.run_delivery(poll, shutdown_signal()).await;
+    tracing::info!("delivery worker stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}
+
 /// `sesame migrate`: applies pending migrations.
 ///
 /// # Errors

@@ -25,6 +25,8 @@ pub enum LimiterKind {
 #[serde(rename_all = "snake_case")]
 pub enum SenderKind {
     Mailbox,
+    Ses,
+    Sns,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
@@ -58,6 +60,15 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// Largest accepted request body, in bytes.
     pub max_body_bytes: usize,
+    /// Amazon SES, for `email = "ses"`.
+    #[serde(default)]
+    pub ses: Option<sesame_ses::SesConfig>,
+    /// Amazon SNS, for `sms = "sns"`.
+    #[serde(default)]
+    pub sns: Option<sesame_sns::SnsConfig>,
+    /// Message templates per connection, client and language (built-in: en, fr, de, es).
+    #[serde(default)]
+    pub templates: sesame_flows::templates::TemplateSettings,
     /// Redis, for `rate_limit = "redis"`.
     #[serde(default)]
     pub redis: Option<sesame_redis::RedisConfig>,
@@ -152,6 +163,9 @@ pub struct DeliverySettings {
     pub lease_secs: u64,
     /// How often the worker looks for retries when nothing wakes it.
     pub poll_ms: u64,
+    /// SMS starts wait for the first delivery attempt, so a permanent refusal by the provider
+    /// answers the start with Auth0's `sms_provider_error`. Email never waits.
+    pub sms_wait_first_attempt: bool,
 }
 
 /// A passwordless connection.
@@ -249,6 +263,7 @@ base_backoff_ms = 2000
 max_backoff_ms = 60000
 lease_secs = 30
 poll_ms = 1000
+sms_wait_first_attempt = true
 "#;
 
 impl Settings {
@@ -307,6 +322,18 @@ impl Settings {
             "rate_limit = \"redis\" needs a [redis] section with a url"
         );
         self.trusted_proxy_nets()?;
+        anyhow::ensure!(
+            matches!(self.email, SenderKind::Mailbox | SenderKind::Ses),
+            "email must be \"mailbox\" or \"ses\""
+        );
+        anyhow::ensure!(
+            matches!(self.sms, SenderKind::Mailbox | SenderKind::Sns),
+            "sms must be \"mailbox\" or \"sns\""
+        );
+        anyhow::ensure!(self.email != SenderKind::Ses || self.ses.is_some(), "email = \"ses\" needs a [ses] section");
+        anyhow::ensure!(self.sms != SenderKind::Sns || self.sns.is_some(), "sms = \"sns\" needs a [sns] section");
+        // Templates compile now: a broken one stops the start-up, never a login.
+        self.compiled_templates()?;
         if self.store == StoreKind::Postgres {
             anyhow::ensure!(self.database.is_some(), "store = \"postgres\" needs a [database] section with a url");
             // Hashes written by one process must verify in every other: a per-process secret
@@ -331,6 +358,19 @@ impl Settings {
             );
         }
         Ok(())
+    }
+
+    /// The message templates, compiled and test-rendered.
+    ///
+    /// # Errors
+    /// When a template does not parse or uses an unknown variable.
+    pub fn compiled_templates(&self) -> anyhow::Result<sesame_flows::templates::Templates> {
+        sesame_flows::templates::Templates::compile(&self.templates).context("templates")
+    }
+
+    /// Whether the development mailbox delivers anything (then `/dev/mailbox` may be served).
+    pub fn mailbox_delivers(&self) -> bool {
+        self.email == SenderKind::Mailbox || self.sms == SenderKind::Mailbox
     }
 
     /// `trusted_proxies` parsed; a bare IP is a /32 (or /128).

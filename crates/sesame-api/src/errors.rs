@@ -172,6 +172,7 @@ pub fn start(err: StartError) -> ApiError {
         StartError::BadAuthParams(why) => {
             ApiError::bad_request("bad.authParams", format!("error in authParams - {why}"))
         }
+        StartError::SmsProviderError(reason) => ApiError::bad_request("sms_provider_error", reason),
         StartError::CountryNotAllowed => {
             ApiError::bad_request("bad.phone_number", "SMS to this phone number's country is not allowed")
         }

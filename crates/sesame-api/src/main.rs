@@ -26,6 +26,8 @@ enum Command {
         #[arg(long)]
         listen: Option<String>,
     },
+    /// Deliver the outbox only, without serving HTTP (for deployments that run delivery apart).
+    Worker,
     /// Apply pending database migrations (store = "postgres").
     Migrate,
     /// Manage applications (store = "postgres").
@@ -52,6 +54,7 @@ async fn main() -> anyhow::Result<()> {
             tracing::info!(port = app.port(), "sesame listening");
             app.run_until_stopped().await?;
         }
+        Command::Worker => admin::worker(&settings).await?,
         Command::Migrate => admin::migrate(&settings).await?,
         Command::Client(command) => admin::client(&settings, command).await?,
         Command::CheckConfig => {

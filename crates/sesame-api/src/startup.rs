@@ -17,8 +17,11 @@ use sesame_ports::{
     AuditLog, ChallengeStore, ClientStore, Clock, ConnectionStore, GrantStore, Outbox, Random, RateLimiter,
     ReplayGuard, SystemClock, UserStore,
 };
+use sesame_ports::{EmailSender, SmsSender};
 use sesame_postgres::PgStore;
 use sesame_redis::RedisLimiter;
+use sesame_ses::SesEmailSender;
+use sesame_sns::SnsSmsSender;
 
 use crate::config::{LimiterKind, SenderKind, Settings, StoreKind};
 use crate::routes::{self, AppState};
@@ -30,6 +33,10 @@ pub const DEV_CLIENT_ID: &str = "sesame-dev";
 #[derive(Debug, Default)]
 pub struct Overrides {
     pub clock: Option<Arc<dyn Clock>>,
+    /// A sender to use instead of the one the settings name (tests build the real SES/SNS
+    /// adapters with static credentials for the local emulator).
+    pub email: Option<Arc<dyn EmailSender>>,
+    pub sms: Option<Arc<dyn SmsSender>>,
 }
 
 /// A bound, ready-to-run Sesame.
@@ -191,8 +198,26 @@ pub async fn wire(settings: &Settings, overrides: Overrides) -> anyhow::Result<W
         }
     };
     let mailbox = Arc::new(Mailbox::new(Arc::clone(&clock)));
-    let SenderKind::Mailbox = settings.email;
-    let SenderKind::Mailbox = settings.sms;
+    let email: Arc<dyn EmailSender> = match (overrides.email, settings.email) {
+        (Some(e), _) => e,
+        (None, kind) => match kind {
+            SenderKind::Ses => {
+                let cfg = settings.ses.as_ref().context("email = \"ses\" needs [ses]")?;
+                Arc::new(SesEmailSender::connect(cfg).await.context("Amazon SES settings")?)
+            }
+            _ => mailbox.clone(),
+        },
+    };
+    let sms: Arc<dyn SmsSender> = match (overrides.sms, settings.sms) {
+        (Some(s), _) => s,
+        (None, kind) => match kind {
+            SenderKind::Sns => {
+                let cfg = settings.sns.as_ref().context("sms = \"sns\" needs [sns]")?;
+                Arc::new(SnsSmsSender::connect(cfg).await.context("Amazon SNS settings")?)
+            }
+            _ => mailbox.clone(),
+        },
+    };
     let ports = Ports {
         clients: stores.clients,
         connections: stores.connections,
@@ -205,13 +230,13 @@ pub async fn wire(settings: &Settings, overrides: Overrides) -> anyhow::Result<W
         assertions: Arc::new(sesame_jwt::AssertionVerifier),
         limiter,
         replay,
-        email: mailbox.clone(),
-        sms: mailbox.clone(),
+        email,
+        sms,
         clock,
         random,
     };
-    let sesame = Sesame::new(ports, secrets, flow_settings(settings));
-    Ok(Wired { sesame, mailbox, mailbox_delivers: true })
+    let sesame = Sesame::new(ports, secrets, flow_settings(settings)?);
+    Ok(Wired { sesame, mailbox, mailbox_delivers: settings.mailbox_delivers() })
 }
 
 fn server_secrets(settings: &Settings, random: &dyn Random) -> anyhow::Result<Secrets> {
@@ -245,13 +270,15 @@ fn signing_key(settings: &Settings) -> anyhow::Result<RsaSigningKey> {
     }
 }
 
-fn flow_settings(settings: &Settings) -> FlowSettings {
+fn flow_settings(settings: &Settings) -> anyhow::Result<FlowSettings> {
     let mut flow = FlowSettings::new(settings.issuer.clone());
     flow.id_token_lifetime = Duration::from_secs(settings.tokens.id_token_lifetime_secs);
     flow.access_token_lifetime = Duration::from_secs(settings.tokens.access_token_lifetime_secs);
     flow.refresh_token_lifetime = Duration::from_secs(settings.tokens.refresh_token_lifetime_secs);
     flow.apis.clone_from(&settings.apis);
     flow.limits = settings.limits.clone();
+    flow.templates = Arc::new(settings.compiled_templates()?);
+    flow.sms_wait_first_attempt = settings.delivery.sms_wait_first_attempt;
     let d = &settings.delivery;
     flow.delivery = RetryPolicy {
         max_attempts: d.max_attempts.max(1),
@@ -260,7 +287,7 @@ fn flow_settings(settings: &Settings) -> FlowSettings {
         lease: Duration::from_secs(d.lease_secs.max(1)),
         ..RetryPolicy::default()
     };
-    flow
+    Ok(flow)
 }
 
 /// Puts the configured connections and clients into the stores; the embedded default gets the

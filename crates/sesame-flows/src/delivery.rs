@@ -7,8 +7,8 @@ use sesame_domain::{Channel, Email, PhoneNumber};
 use sesame_ports::{AuditEvent, AuditKind, ClaimedMessage, DeliveryState, OutgoingEmail, OutgoingSms, SendError};
 
 use crate::Sesame;
-use crate::messages::Rendered;
 use crate::start::seal_context;
+use crate::templates::Rendered;
 
 /// How the worker retries.
 #[derive(Debug, Clone)]
@@ -77,7 +77,7 @@ impl Sesame {
         Ok(n)
     }
 
-    async fn deliver_one(&self, claimed: ClaimedMessage) -> anyhow::Result<Delivered> {
+    pub(crate) async fn deliver_one(&self, claimed: ClaimedMessage) -> anyhow::Result<Delivered> {
         let outbox = &self.ports.outbox;
         let msg = &claimed.message;
         let now = self.ports.clock.now();

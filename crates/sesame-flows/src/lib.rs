@@ -9,6 +9,7 @@ pub mod exchange;
 pub mod limits;
 pub mod messages;
 pub mod start;
+pub mod templates;
 pub mod tokens;
 
 use std::sync::Arc;
@@ -62,6 +63,11 @@ pub struct FlowSettings {
     pub apis: Vec<Api>,
     pub delivery: delivery::RetryPolicy,
     pub limits: limits::LimitSettings,
+    /// Compiled at load, so a broken template stops the start-up, not a login.
+    pub templates: Arc<templates::Templates>,
+    /// For SMS, wait for the first delivery attempt so that a permanent refusal by the provider
+    /// reaches the caller as Auth0's `sms_provider_error`.
+    pub sms_wait_first_attempt: bool,
 }
 
 impl FlowSettings {
@@ -78,6 +84,8 @@ impl FlowSettings {
             apis: Vec::new(),
             delivery: delivery::RetryPolicy::default(),
             limits: limits::LimitSettings::default(),
+            templates: Arc::new(templates::Templates::builtin()),
+            sms_wait_first_attempt: true,
         }
     }
 }

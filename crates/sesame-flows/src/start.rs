@@ -10,7 +10,8 @@ use sesame_ports::{AuditEvent, AuditKind, LimitDecision, StoreError};
 
 use crate::crypto::{generate_code, generate_link_token, random_object_id};
 use crate::limits::Limited;
-use crate::messages::{MessageVars, magic_link, render_email, render_sms};
+use crate::messages::magic_link;
+use crate::templates::MessageContext;
 use crate::{Sesame, delivery};
 
 /// A start, after the client is authenticated and the body is well-formed.
@@ -55,6 +56,9 @@ pub enum StartError {
     SignupDisabled,
     #[error("SMS to this country is not allowed")]
     CountryNotAllowed,
+    /// The SMS provider refused the message for good on the first attempt.
+    #[error("SMS provider refused the message: {0}")]
+    SmsProviderError(String),
     /// The `authParams` of a link (or a `redirect_uri` anywhere) do not fit the client.
     #[error("bad authParams: {0}")]
     BadAuthParams(String),
@@ -147,16 +151,27 @@ impl Sesame {
         let link_token = generate_link_token(random);
         let link = magic_link(&self.settings.issuer, &key, &req.auth_params, link_token.expose());
         let lifetime = connection.policy.lifetime();
-        let vars = MessageVars {
+        let ctx = MessageContext {
             code: code.expose(),
             link: &link,
-            send,
-            application_name: &req.client.name,
+            send: send.as_str(),
+            request_language: req.language.as_deref(),
+            connection: connection.name.as_str(),
+            application: &req.client.name,
+            email: match &key.identifier {
+                Identifier::Email(e) => Some(e.as_str()),
+                Identifier::Phone(_) => None,
+            },
+            phone_number: match &key.identifier {
+                Identifier::Phone(p) => Some(p.e164()),
+                Identifier::Email(_) => None,
+            },
             minutes: lifetime.as_secs().div_ceil(60),
         };
+        let templates = &self.settings.templates;
         let (channel, rendered) = match connection.strategy {
-            Strategy::Email => (Channel::Email, render_email(&vars)),
-            Strategy::Sms => (Channel::Sms, render_sms(&vars)),
+            Strategy::Email => (Channel::Email, templates.render_email(req.client.id.as_str(), &ctx)?),
+            Strategy::Sms => (Channel::Sms, templates.render_sms(req.client.id.as_str(), &ctx)?),
         };
         let message_id = MessageId(random_object_id(random));
         let plain = serde_json::to_vec(&rendered).context("serialising the message")?;
@@ -182,8 +197,19 @@ impl Sesame {
             expires_at,
         };
         let id = challenge.id.clone();
+        let message_id = message.id.clone();
         self.ports.challenges.start(challenge, message).await?;
-        delivery::wake(self);
+        if channel == Channel::Sms && self.settings.sms_wait_first_attempt {
+            // Auth0 reports a provider's refusal of an SMS to the caller: try once, now.
+            let lease = self.settings.delivery.lease;
+            if let Some(claimed) = self.ports.outbox.claim(&message_id, now, lease).await?
+                && let delivery::Delivered::Failed(reason) = self.deliver_one(claimed).await?
+            {
+                return Err(StartError::SmsProviderError(reason));
+            }
+        } else {
+            delivery::wake(self);
+        }
         let mut event = AuditEvent::new(AuditKind::CodeLinkSent, now);
         event.client_id = Some(key.client_id.0.clone());
         event.connection = Some(key.connection.0.clone());

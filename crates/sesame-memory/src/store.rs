@@ -234,6 +234,24 @@ impl Outbox for MemoryStore {
             .collect())
     }
 
+    async fn claim(
+        &self,
+        id: &MessageId,
+        now: OffsetDateTime,
+        lease: Duration,
+    ) -> Result<Option<ClaimedMessage>, StoreError> {
+        let mut state = self.state();
+        let Some(row) = state.outbox.get_mut(id) else {
+            return Ok(None);
+        };
+        if row.state != DeliveryState::Pending || row.due_at > now || row.lease_until.is_some_and(|l| l > now) {
+            return Ok(None);
+        }
+        row.attempts += 1;
+        row.lease_until = Some(now + lease);
+        Ok(Some(ClaimedMessage { message: row.message.clone(), attempt: row.attempts }))
+    }
+
     async fn mark_sent(&self, id: &MessageId, _now: OffsetDateTime) -> Result<(), StoreError> {
         if let Some(row) = self.state().outbox.get_mut(id) {
             row.state = DeliveryState::Sent;

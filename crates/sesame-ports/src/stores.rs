@@ -109,6 +109,14 @@ pub trait Outbox: Send + Sync + std::fmt::Debug {
         max: usize,
         lease: Duration,
     ) -> Result<Vec<ClaimedMessage>, StoreError>;
+    /// Claims the message `id` if it is pending, due and not leased (the start path delivers its
+    /// own SMS at once); `None` otherwise.
+    async fn claim(
+        &self,
+        id: &MessageId,
+        now: OffsetDateTime,
+        lease: Duration,
+    ) -> Result<Option<ClaimedMessage>, StoreError>;
     async fn mark_sent(&self, id: &MessageId, now: OffsetDateTime) -> Result<(), StoreError>;
     /// Releases the lease and makes the message due again at `at`.
     async fn retry_at(&self, id: &MessageId, at: OffsetDateTime, error: &str) -> Result<(), StoreError>;

@@ -1,6 +1,6 @@
 //! Contract tests every adapter runs against itself. Each function takes one adapter instance
 //! and works with names no other test uses, so suites may share a store and run in parallel.
-#![expect(clippy::unwrap_used, reason = "contract tests fail loudly on any error")]
+#![expect(clippy::unwrap_used, clippy::expect_used, reason = "contract tests fail loudly on any error")]
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -239,7 +239,9 @@ where
     assert_eq!(mine(&reclaimed), 1, "a lapsed lease makes the message due again");
     assert_eq!(reclaimed.iter().find(|c| c.message.id == msg.id).unwrap().attempt, 2);
 
+    assert!(store.claim(&msg.id, now + secs(32), Duration::from_secs(30)).await.unwrap().is_none(), "leased");
     store.retry_at(&msg.id, now + secs(100), "throttled").await.unwrap();
+    assert!(store.claim(&msg.id, now + secs(99), Duration::from_secs(30)).await.unwrap().is_none(), "not due");
     assert_eq!(mine(&store.claim_due(now + secs(99), 1000, Duration::from_secs(30)).await.unwrap()), 0);
     assert_eq!(mine(&store.claim_due(now + secs(100), 1000, Duration::from_secs(30)).await.unwrap()), 1);
     store.mark_sent(&msg.id, now + secs(101)).await.unwrap();
@@ -249,6 +251,15 @@ where
         0,
         "sent is final"
     );
+
+    let key = email_key(&unique("client"));
+    let own = message(&key, now);
+    store.start(challenge(&key, hash(1), None, now), own.clone()).await.unwrap();
+    let claimed = store.claim(&own.id, now, Duration::from_secs(30)).await.unwrap().expect("its own message");
+    assert_eq!((claimed.message.id, claimed.attempt), (own.id.clone(), 1));
+    assert!(store.claim(&own.id, now, Duration::from_secs(30)).await.unwrap().is_none(), "claimed once");
+    assert_eq!(mine_count(&store.claim_due(now, 1000, Duration::from_secs(30)).await.unwrap(), &own.id), 0);
+    store.mark_sent(&own.id, now).await.unwrap();
 
     let key = email_key(&unique("client"));
     let failed = message(&key, now);
@@ -286,6 +297,10 @@ where
     all.dedup();
     assert_eq!(total, all.len(), "no message claimed twice");
     assert_eq!(all.len(), ids.len(), "every message claimed");
+}
+
+fn mine_count(claimed: &[crate::ClaimedMessage], id: &MessageId) -> usize {
+    claimed.iter().filter(|c| &c.message.id == id).count()
 }
 
 /// Users: one per identifier under concurrency; logins counted.

@@ -288,6 +288,43 @@ impl Outbox for PgStore {
             .collect()
     }
 
+    async fn claim(
+        &self,
+        id: &MessageId,
+        now: OffsetDateTime,
+        lease: Duration,
+    ) -> Result<Option<ClaimedMessage>, StoreError> {
+        let mut conn = self.conn().await?;
+        let rows: Vec<OutboxRow> = sql_query(
+            "UPDATE outbox SET attempts = attempts + 1, lease_until = $3 \
+             WHERE id = $1 AND status = 'pending' AND due_at <= $2 AND (lease_until IS NULL OR lease_until <= $2) \
+             RETURNING id, channel, recipient, sealed, created_at, expires_at, attempts",
+        )
+        .bind::<Text, _>(&id.0)
+        .bind::<Timestamptz, _>(now)
+        .bind::<Timestamptz, _>(now + lease)
+        .load(&mut conn)
+        .await
+        .map_err(db_err("claiming an outbox message"))?;
+        rows.into_iter()
+            .next()
+            .map(|r| {
+                let channel: Channel = from_name(&r.channel)?;
+                Ok(ClaimedMessage {
+                    message: OutboxMessage {
+                        id: MessageId(r.id),
+                        channel,
+                        recipient: r.recipient,
+                        sealed: SealedMessage(r.sealed),
+                        created_at: r.created_at,
+                        expires_at: r.expires_at,
+                    },
+                    attempt: u32::try_from(r.attempts).unwrap_or(0),
+                })
+            })
+            .transpose()
+    }
+
     async fn mark_sent(&self, id: &MessageId, now: OffsetDateTime) -> Result<(), StoreError> {
         self.finish(id, DeliveryState::Sent, now).await
     }

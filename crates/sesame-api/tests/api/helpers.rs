@@ -53,20 +53,32 @@ pub async fn spawn_app() -> TestApp {
 
 /// As `spawn_app`, with settings changed by `configure` last.
 pub async fn spawn_app_configured(configure: impl FnOnce(&mut Settings)) -> TestApp {
+    spawn_app_with_senders(configure, Senders::default()).await
+}
+
+/// Senders to use instead of the settings' (the real SES/SNS adapters, built for the emulator).
+#[derive(Default)]
+pub struct Senders {
+    pub email: Option<Arc<dyn sesame_ports::EmailSender>>,
+    pub sms: Option<Arc<dyn sesame_ports::SmsSender>>,
+}
+
+pub async fn spawn_app_with_senders(configure: impl FnOnce(&mut Settings), senders: Senders) -> TestApp {
     let db = if on_postgres() { Some(TestDatabase::new().await.expect("test database")) } else { None };
     let url = db.as_ref().map(|d| d.config().url);
-    spawn(url, db, configure).await
+    spawn(url, db, configure, senders).await
 }
 
 /// A Sesame whose Postgres store is at `database_url` (memory when `None`).
 pub async fn spawn_app_with(database_url: Option<String>, db: Option<TestDatabase>) -> TestApp {
-    spawn(database_url, db, |_| {}).await
+    spawn(database_url, db, |_| {}, Senders::default()).await
 }
 
 async fn spawn(
     database_url: Option<String>,
     db: Option<TestDatabase>,
     configure: impl FnOnce(&mut Settings),
+    senders: Senders,
 ) -> TestApp {
     if std::env::var("TEST_LOG").is_ok() {
         sesame_api::telemetry::init(sesame_api::config::LogFormat::Compact);
@@ -93,7 +105,12 @@ async fn spawn(
     settings.apis = vec![sesame_flows::Api { identifier: API.into(), allow_offline_access: true }];
     configure(&mut settings);
     let clock = Arc::new(ManualClock::new(time::OffsetDateTime::now_utc()));
-    let app = Application::build_with(settings, Overrides { clock: Some(clock.clone()) }).await.expect("app builds");
+    let app = Application::build_with(
+        settings,
+        Overrides { clock: Some(clock.clone()), email: senders.email, sms: senders.sms },
+    )
+    .await
+    .expect("app builds");
     let port = app.port();
     tokio::spawn(app.run_until_stopped());
     TestApp {

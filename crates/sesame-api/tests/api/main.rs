@@ -2,10 +2,14 @@
 #![allow(clippy::expect_used, clippy::unwrap_used, reason = "tests fail loudly")]
 mod assertions;
 mod cli;
+mod delivery;
 mod helpers;
 mod limits;
 mod links;
 mod login;
+#[path = "../../../../tests/aws/moto.rs"]
+#[allow(dead_code, reason = "shared with the adapter tests; not every helper is used here")]
+mod moto;
 mod outage;
 mod start_errors;
 mod token_errors;

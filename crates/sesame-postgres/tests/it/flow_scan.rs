@@ -71,9 +71,9 @@ async fn no_row_holds_a_code_link_token_or_bearer_token_in_the_clear() {
         auth_method: AuthMethod::None,
         secret_hash: None,
         connections: vec![ConnectionName::new("email")],
-        callbacks: vec![],
+        callbacks: vec!["https://app.test/cb".into()],
         allowed_origins: vec![],
-        grant_types: vec![GrantType::PasswordlessOtp],
+        grant_types: vec![GrantType::PasswordlessOtp, GrantType::Implicit],
         public_keys: vec![],
     };
     ClientStore::save(&*store, &client).await.unwrap();
