@@ -6,7 +6,6 @@ use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::json;
 use sesame_domain::{AppType, AuthMethod, Client, ClientId, ConnectionName, GrantType};
-use sesame_flows::Sesame;
 use sesame_flows::crypto::random_b64;
 
 use crate::config::{Settings, StoreKind};
@@ -35,6 +34,28 @@ pub enum ClientCommand {
     /// Make a new secret for a confidential application; the old one stops working at once.
     RotateSecret {
         client_id: String,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+}
+
+/// `sesame keys …`
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// The keys in the JWKS: the active one and those still retiring.
+    List(JsonFlag),
+    /// Make a new signing key active at once, on every replica within `signing_keys.refresh_secs`.
+    /// The current key keeps verifying until every token it signed has expired.
+    Rotate {
+        /// How long the current key stays in the JWKS (default: the longest token lifetime + 5 min).
+        #[arg(long)]
+        retire_after_secs: Option<u64>,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Take a retiring key out of the JWKS now (tokens it signed stop verifying).
+    Retire {
+        kid: String,
         #[command(flatten)]
         json: JsonFlag,
     },
@@ -96,11 +117,46 @@ fn out(text: &str) -> anyhow::Result<()> {
     writeln!(stdout, "{text}").context("writing to stdout")
 }
 
-async fn durable(settings: &Settings) -> anyhow::Result<Sesame> {
+async fn durable(settings: &Settings) -> anyhow::Result<crate::startup::Wired> {
     if settings.store == StoreKind::Memory {
-        bail!("client commands need a durable store: set store = \"postgres\" and [database] in the config");
+        bail!("client and key commands need a durable store: set store = \"postgres\" and [database] in the config");
     }
-    Ok(wire(settings, Overrides::default()).await?.sesame)
+    wire(settings, Overrides::default()).await
+}
+
+/// Runs one `sesame keys …` command.
+///
+/// # Errors
+/// When the store is not durable or unreachable, or the key does not exist.
+pub async fn keys(settings: &Settings, command: KeysCommand) -> anyhow::Result<()> {
+    let keys = durable(settings).await?.keys;
+    match command {
+        KeysCommand::List(flag) => {
+            let all = keys.list().await?;
+            if flag.json {
+                return out(&serde_json::to_string(&all)?);
+            }
+            for k in &all {
+                let until = k.retire_at.map(|t| format!("  retires {t}")).unwrap_or_default();
+                out(&format!("{}  {}  {}{until}", k.kid, k.alg, k.state))?;
+            }
+            Ok(())
+        }
+        KeysCommand::Rotate { retire_after_secs, json } => {
+            let t = &settings.tokens;
+            let default = t.id_token_lifetime_secs.max(t.access_token_lifetime_secs) + 300;
+            let secs = i64::try_from(retire_after_secs.unwrap_or(default)).unwrap_or(i64::MAX / 2);
+            let until = time::OffsetDateTime::now_utc() + time::Duration::seconds(secs);
+            let kid = keys.rotate(until).await?;
+            if json.json { out(&json!({"active": kid}).to_string()) } else { out(&format!("active key: {kid}")) }
+        }
+        KeysCommand::Retire { kid, json } => {
+            if !keys.retire(&kid).await? {
+                bail!("no retiring key {kid} (the active key cannot be retired; rotate first)");
+            }
+            if json.json { out(&json!({"retired": kid}).to_string()) } else { out(&format!("retired {kid}")) }
+        }
+    }
 }
 
 /// `sesame worker`: delivers the outbox until SIGINT/SIGTERM; a batch in flight is finished.
@@ -196,7 +252,7 @@ fn show(c: &Client, secret: Option<&str>, json: bool) -> anyhow::Result<()> {
 /// # Errors
 /// When the store is not durable or unreachable, or the client does not exist.
 pub async fn client(settings: &Settings, command: ClientCommand) -> anyhow::Result<()> {
-    let sesame = durable(settings).await?;
+    let sesame = durable(settings).await?.sesame;
     let clients = &sesame.ports.clients;
     let random = &*sesame.ports.random;
     match command {

@@ -73,6 +73,7 @@ pub struct Settings {
     #[serde(default)]
     pub redis: Option<sesame_redis::RedisConfig>,
     pub magic_link: MagicLinkSettings,
+    pub signing_keys: SigningKeySettings,
     /// Rate limits (defaults: docs/configuration.md).
     #[serde(default)]
     pub limits: sesame_flows::limits::LimitSettings,
@@ -135,6 +136,23 @@ impl DatabaseSettings {
             statement_timeout_ms: self.statement_timeout_ms,
             connect_timeout_ms: self.connect_timeout_ms,
         }
+    }
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SigningKeySettings {
+    /// Base64 of 32 random bytes that encrypt private keys in the store. Empty: derived from
+    /// `server_secret`.
+    #[serde(default)]
+    pub kek: String,
+    /// How often each replica reloads the keys (a rotation reaches every replica within it).
+    pub refresh_secs: u64,
+}
+
+impl std::fmt::Debug for SigningKeySettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigningKeySettings").field("refresh_secs", &self.refresh_secs).finish_non_exhaustive()
     }
 }
 
@@ -251,6 +269,10 @@ max_body_bytes = 16384
 
 [magic_link]
 confirm = true
+
+[signing_keys]
+kek = ""
+refresh_secs = 30
 
 [tokens]
 id_token_lifetime_secs = 36000

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use sesame_api::admin::{self, ClientCommand};
+use sesame_api::admin::{self, ClientCommand, KeysCommand};
 use sesame_api::config::Settings;
 use sesame_api::startup::Application;
 
@@ -33,6 +33,9 @@ enum Command {
     /// Manage applications (store = "postgres").
     #[command(subcommand)]
     Client(ClientCommand),
+    /// Manage signing keys (store = "postgres").
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// Check the settings.
     CheckConfig,
 }
@@ -57,6 +60,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Worker => admin::worker(&settings).await?,
         Command::Migrate => admin::migrate(&settings).await?,
         Command::Client(command) => admin::client(&settings, command).await?,
+        Command::Keys(command) => admin::keys(&settings, command).await?,
         Command::CheckConfig => {
             tracing::info!(issuer = settings.issuer, listen = settings.listen, store = ?settings.store, "settings are valid");
         }

@@ -11,13 +11,14 @@ use sesame_domain::{
 };
 use sesame_flows::delivery::RetryPolicy;
 use sesame_flows::{FlowSettings, OsRandom, Ports, Secrets, Sesame};
-use sesame_jwt::{JwtIssuer, RsaSigningKey};
+use sesame_jwt::RsaSigningKey;
+use sesame_jwt::keyring::{KeyEncryptionKey, KeyRing};
 use sesame_memory::{Mailbox, MemoryRateLimiter, MemoryStore};
 use sesame_ports::{
     AuditLog, ChallengeStore, ClientStore, Clock, ConnectionStore, GrantStore, Outbox, Random, RateLimiter,
     ReplayGuard, SystemClock, UserStore,
 };
-use sesame_ports::{EmailSender, SmsSender};
+use sesame_ports::{EmailSender, KeyStore, SmsSender};
 use sesame_postgres::PgStore;
 use sesame_redis::RedisLimiter;
 use sesame_ses::SesEmailSender;
@@ -69,7 +70,7 @@ impl Application {
     /// # Errors
     /// As `build`.
     pub async fn build_with(settings: Settings, overrides: Overrides) -> anyhow::Result<Self> {
-        let Wired { sesame, mailbox, mailbox_delivers } = wire(&settings, overrides).await?;
+        let Wired { sesame, mailbox, mailbox_delivers, .. } = wire(&settings, overrides).await?;
         seed(&sesame, &settings).await.context("loading clients and connections")?;
 
         let listener = TcpListener::bind(&settings.listen).with_context(|| format!("binding {}", settings.listen))?;
@@ -134,6 +135,8 @@ impl Application {
 #[derive(Debug)]
 pub struct Wired {
     pub sesame: Sesame,
+    /// The signing keys (also `sesame.ports.tokens`).
+    pub keys: Arc<KeyRing>,
     pub mailbox: Arc<Mailbox>,
     /// Whether the mailbox is what delivers (so `/dev/mailbox` may be served).
     pub mailbox_delivers: bool,
@@ -147,11 +150,12 @@ struct StorePorts {
     outbox: Arc<dyn Outbox>,
     grants: Arc<dyn GrantStore>,
     audit: Arc<dyn AuditLog>,
+    keys: Arc<dyn KeyStore>,
 }
 
 fn store_ports<S>(store: Arc<S>) -> StorePorts
 where
-    S: ClientStore + ConnectionStore + ChallengeStore + UserStore + Outbox + GrantStore + AuditLog + 'static,
+    S: ClientStore + ConnectionStore + ChallengeStore + UserStore + Outbox + GrantStore + AuditLog + KeyStore + 'static,
 {
     StorePorts {
         clients: store.clone(),
@@ -160,7 +164,8 @@ where
         users: store.clone(),
         outbox: store.clone(),
         grants: store.clone(),
-        audit: store,
+        audit: store.clone(),
+        keys: store,
     }
 }
 
@@ -171,8 +176,8 @@ where
 pub async fn wire(settings: &Settings, overrides: Overrides) -> anyhow::Result<Wired> {
     let clock = overrides.clock.unwrap_or_else(|| Arc::new(SystemClock));
     let random: Arc<dyn Random> = Arc::new(OsRandom);
-    let secrets = server_secrets(settings, &*random)?;
-    let tokens = Arc::new(JwtIssuer::new(signing_key(settings)?));
+    let secret = server_secret(settings, &*random);
+    let secrets = Secrets::new(&secret)?;
     let stores = match settings.store {
         StoreKind::Memory => store_ports(Arc::new(MemoryStore::new())),
         StoreKind::Postgres => {
@@ -185,6 +190,12 @@ pub async fn wire(settings: &Settings, overrides: Overrides) -> anyhow::Result<W
             store_ports(pg)
         }
     };
+    let kek = key_encryption_key(settings, &secret)?;
+    let initial = configured_signing_key(settings)?;
+    let refresh = Duration::from_secs(settings.signing_keys.refresh_secs);
+    let keys = Arc::new(
+        KeyRing::open(stores.keys.clone(), kek, Arc::clone(&clock), refresh, initial).await.context("signing keys")?,
+    );
     let (limiter, replay): (Arc<dyn RateLimiter>, Arc<dyn ReplayGuard>) = match settings.rate_limit {
         LimiterKind::Memory => {
             let l = Arc::new(MemoryRateLimiter::new());
@@ -226,7 +237,7 @@ pub async fn wire(settings: &Settings, overrides: Overrides) -> anyhow::Result<W
         outbox: stores.outbox,
         grants: stores.grants,
         audit: stores.audit,
-        tokens,
+        tokens: keys.clone(),
         assertions: Arc::new(sesame_jwt::AssertionVerifier),
         limiter,
         replay,
@@ -236,38 +247,46 @@ pub async fn wire(settings: &Settings, overrides: Overrides) -> anyhow::Result<W
         random,
     };
     let sesame = Sesame::new(ports, secrets, flow_settings(settings)?);
-    Ok(Wired { sesame, mailbox, mailbox_delivers: settings.mailbox_delivers() })
+    Ok(Wired { sesame, keys, mailbox, mailbox_delivers: settings.mailbox_delivers() })
 }
 
-fn server_secrets(settings: &Settings, random: &dyn Random) -> anyhow::Result<Secrets> {
+fn server_secret(settings: &Settings, random: &dyn Random) -> Vec<u8> {
     if settings.server_secret.is_empty() {
-        let mut secret = [0u8; 32];
+        let mut secret = vec![0u8; 32];
         random.fill(&mut secret);
         tracing::warn!(
             "no server_secret configured: generated one for this process; codes and tokens do not survive a restart"
         );
-        Secrets::new(&secret)
+        secret
     } else {
-        Secrets::new(settings.server_secret.as_bytes())
+        settings.server_secret.as_bytes().to_vec()
     }
 }
 
-fn signing_key(settings: &Settings) -> anyhow::Result<RsaSigningKey> {
-    if settings.signing_key_path.is_empty() {
-        let key = RsaSigningKey::generate()?;
-        tracing::warn!(
-            kid = key.kid(),
-            "no signing_key_path configured: generated an RS256 signing key for this process"
-        );
-        Ok(key)
+/// The configured key-encryption key, or one derived from the server secret.
+fn key_encryption_key(settings: &Settings, server_secret: &[u8]) -> anyhow::Result<KeyEncryptionKey> {
+    use base64::Engine as _;
+    if settings.signing_keys.kek.is_empty() {
+        let root = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, server_secret);
+        KeyEncryptionKey::new(aws_lc_rs::hmac::sign(&root, b"sesame/kek/v1").as_ref())
     } else {
-        let pem = std::fs::read_to_string(&settings.signing_key_path)
-            .with_context(|| format!("reading signing key {}", settings.signing_key_path))?;
-        let key =
-            RsaSigningKey::from_pem(&pem).with_context(|| format!("signing key {}", settings.signing_key_path))?;
-        tracing::info!(kid = key.kid(), "signing key loaded");
-        Ok(key)
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(settings.signing_keys.kek.trim())
+            .context("signing_keys.kek is not base64")?;
+        KeyEncryptionKey::new(&bytes).context("signing_keys.kek")
     }
+}
+
+/// The key of `signing_key_path`, which becomes the active key of an empty store.
+fn configured_signing_key(settings: &Settings) -> anyhow::Result<Option<RsaSigningKey>> {
+    if settings.signing_key_path.is_empty() {
+        return Ok(None);
+    }
+    let pem = std::fs::read_to_string(&settings.signing_key_path)
+        .with_context(|| format!("reading signing key {}", settings.signing_key_path))?;
+    let key = RsaSigningKey::from_pem(&pem).with_context(|| format!("signing key {}", settings.signing_key_path))?;
+    tracing::info!(kid = key.kid(), "signing key loaded from signing_key_path");
+    Ok(Some(key))
 }
 
 fn flow_settings(settings: &Settings) -> anyhow::Result<FlowSettings> {

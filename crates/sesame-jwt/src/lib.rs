@@ -4,6 +4,7 @@
 //! [`assertion`] verifies the `private_key_jwt` client assertions confidential clients send.
 
 pub mod assertion;
+pub mod keyring;
 
 pub use assertion::{
     AssertionError, AssertionRules, ClientKeyType, ClientPublicKey, KeyError, VerifiedAssertion,
@@ -82,6 +83,14 @@ impl RsaSigningKey {
 
     pub fn public_jwk(&self) -> &Value {
         &self.jwk
+    }
+
+    pub(crate) fn encoding(&self) -> &EncodingKey {
+        &self.encoding
+    }
+
+    pub(crate) fn decoding(&self) -> &DecodingKey {
+        &self.decoding
     }
 
     /// The private key as PEM, for storing (sealed) in a key store.

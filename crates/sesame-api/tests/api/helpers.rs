@@ -74,6 +74,11 @@ pub async fn spawn_app_with(database_url: Option<String>, db: Option<TestDatabas
     spawn(database_url, db, |_| {}, Senders::default()).await
 }
 
+/// As `spawn_app_with`, with settings changed by `configure`.
+pub async fn spawn_app_on(database_url: String, configure: impl FnOnce(&mut Settings)) -> TestApp {
+    spawn(Some(database_url), None, configure, Senders::default()).await
+}
+
 async fn spawn(
     database_url: Option<String>,
     db: Option<TestDatabase>,

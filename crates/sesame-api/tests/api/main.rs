@@ -4,6 +4,7 @@ mod assertions;
 mod cli;
 mod delivery;
 mod helpers;
+mod keys;
 mod limits;
 mod links;
 mod login;
