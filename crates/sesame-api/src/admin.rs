@@ -39,6 +39,34 @@ pub enum ClientCommand {
     },
 }
 
+/// `sesame connection …`
+#[derive(Debug, Subcommand)]
+pub enum ConnectionCommand {
+    /// List the passwordless connections.
+    List(JsonFlag),
+    /// Show one connection's settings.
+    Show {
+        name: String,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Change a connection's settings (every replica sees them on its next start request).
+    Update {
+        name: String,
+        /// Digits per code, 4–40.
+        #[arg(long)]
+        code_length: Option<u32>,
+        /// Seconds a code lives, 60–600.
+        #[arg(long)]
+        code_lifetime_secs: Option<u64>,
+        /// Only existing users may log in.
+        #[arg(long)]
+        disable_signup: Option<bool>,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+}
+
 /// `sesame keys …`
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
@@ -122,6 +150,67 @@ async fn durable(settings: &Settings) -> anyhow::Result<crate::startup::Wired> {
         bail!("client and key commands need a durable store: set store = \"postgres\" and [database] in the config");
     }
     wire(settings, Overrides::default()).await
+}
+
+fn connection_json(c: &sesame_domain::Connection) -> serde_json::Value {
+    json!({
+        "name": c.name.as_str(),
+        "strategy": c.strategy.as_str(),
+        "code_length": c.policy.length(),
+        "code_lifetime_secs": c.policy.lifetime().as_secs(),
+        "disable_signup": c.disable_signup,
+    })
+}
+
+fn show_connection(c: &sesame_domain::Connection, json: bool) -> anyhow::Result<()> {
+    if json {
+        return out(&connection_json(c).to_string());
+    }
+    out(&format!(
+        "name:               {}\nstrategy:           {}\ncode_length:        {}\ncode_lifetime_secs: {}\ndisable_signup:     {}",
+        c.name.as_str(),
+        c.strategy.as_str(),
+        c.policy.length(),
+        c.policy.lifetime().as_secs(),
+        c.disable_signup
+    ))
+}
+
+/// Runs one `sesame connection …` command.
+///
+/// # Errors
+/// When the store is not durable or unreachable, the connection does not exist, or a value is
+/// out of range.
+pub async fn connection(settings: &Settings, command: ConnectionCommand) -> anyhow::Result<()> {
+    let sesame = durable(settings).await?.sesame;
+    let store = &sesame.ports.connections;
+    let find = async |name: &str| {
+        store.find(&ConnectionName::new(name)).await?.with_context(|| format!("no connection {name}"))
+    };
+    match command {
+        ConnectionCommand::List(flag) => {
+            let all = store.list().await?;
+            if flag.json {
+                return out(&serde_json::Value::Array(all.iter().map(connection_json).collect()).to_string());
+            }
+            for c in &all {
+                out(&format!("{}  {}", c.name.as_str(), c.strategy.as_str()))?;
+            }
+            Ok(())
+        }
+        ConnectionCommand::Show { name, json } => show_connection(&find(&name).await?, json.json),
+        ConnectionCommand::Update { name, code_length, code_lifetime_secs, disable_signup, json } => {
+            let mut c = find(&name).await?;
+            let length = code_length.unwrap_or(u32::try_from(c.policy.length()).unwrap_or(6));
+            let lifetime = code_lifetime_secs.unwrap_or(c.policy.lifetime().as_secs());
+            c.policy = sesame_domain::CodePolicy::new(length, lifetime)?;
+            if let Some(d) = disable_signup {
+                c.disable_signup = d;
+            }
+            store.save(&c).await?;
+            show_connection(&c, json.json)
+        }
+    }
 }
 
 /// Runs one `sesame keys …` command.

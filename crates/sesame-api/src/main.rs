@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use sesame_api::admin::{self, ClientCommand, KeysCommand};
+use sesame_api::admin::{self, ClientCommand, ConnectionCommand, KeysCommand};
 use sesame_api::config::Settings;
 use sesame_api::startup::Application;
 
@@ -33,6 +33,9 @@ enum Command {
     /// Manage applications (store = "postgres").
     #[command(subcommand)]
     Client(ClientCommand),
+    /// Manage connection settings (store = "postgres").
+    #[command(subcommand)]
+    Connection(ConnectionCommand),
     /// Manage signing keys (store = "postgres").
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -61,6 +64,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Migrate => admin::migrate(&settings).await?,
         Command::Client(command) => admin::client(&settings, command).await?,
         Command::Keys(command) => admin::keys(&settings, command).await?,
+        Command::Connection(command) => admin::connection(&settings, command).await?,
         Command::CheckConfig => {
             tracing::info!(issuer = settings.issuer, listen = settings.listen, store = ?settings.store, "settings are valid");
         }

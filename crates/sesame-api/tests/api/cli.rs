@@ -148,6 +148,22 @@ async fn clients_are_managed_from_the_command_line() {
     );
     assert!(!ok && err.contains("not a usable public key"), "{err}");
 
+    // Connection settings: shown, updated, refused out of range.
+    let email = json_of(sesame(&config, &["connection", "show", "email", "--json"]));
+    assert_eq!((email["code_length"].as_u64(), email["disable_signup"].as_bool()), (Some(6), Some(false)));
+    let updated = json_of(sesame(
+        &config,
+        &["connection", "update", "email", "--code-length", "8", "--disable-signup", "true", "--json"],
+    ));
+    assert_eq!((updated["code_length"].as_u64(), updated["disable_signup"].as_bool()), (Some(8), Some(true)));
+    let (ok, _, err) = sesame(&config, &["connection", "update", "email", "--code-lifetime-secs", "3600"]);
+    assert!(!ok && err.contains("lifetime"), "{err}");
+    let native_id = native["client_id"].as_str().expect("id");
+    let signup = app
+        .post_start(&json!({"client_id": native_id, "connection": "email", "email": "new@example.com", "send": "code"}))
+        .await;
+    signup.assert_error(400, "bad.connection", "Public signup is disabled");
+
     let memory = dir.join("memory.toml");
     std::fs::write(&memory, "store = \"memory\"\n").expect("config");
     let (ok, _, err) = sesame(&memory, &["client", "list"]);

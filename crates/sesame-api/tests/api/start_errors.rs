@@ -155,3 +155,27 @@ async fn unknown_and_known_identifiers_get_the_same_answer() {
     assert_eq!(keys(&known.body), keys(&unknown.body));
     assert_eq!(known.body["email_verified"], unknown.body["email_verified"], "verification state does not leak");
 }
+
+#[tokio::test]
+async fn with_signup_disabled_only_existing_users_get_a_message() {
+    let app = crate::helpers::spawn_app_configured(|s| {
+        s.connections = vec![
+            serde_json::from_value(json!({"name": "email", "strategy": "email"})).expect("connection"),
+            serde_json::from_value(json!({"name": "sms", "strategy": "sms", "disable_signup": true}))
+                .expect("connection"),
+        ];
+    })
+    .await;
+    let start = |phone: &str| json!({"client_id": "public-app", "connection": "sms", "phone_number": phone});
+    app.post_start(&start("+14155552671")).await.assert_error(400, "bad.connection", "Public signup is disabled");
+    let list: Vec<Value> =
+        app.http.get(format!("{}/dev/mailbox", app.base)).send().await.expect("mailbox").json().await.expect("json");
+    assert!(list.is_empty(), "nothing was sent");
+    // An existing user (made while signup was on, by another connection setting) still gets codes.
+    let open = crate::helpers::spawn_app_configured(|_| {}).await;
+    let code = open.start_and_read_code("public-app", "sms", "+14155552671").await;
+    assert_eq!(
+        open.post_token(&crate::helpers::TestApp::otp_body("public-app", "sms", "+14155552671", &code)).await.status,
+        200
+    );
+}
