@@ -28,7 +28,9 @@ const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/passwordless/verify_redirect", web::get().to(open_link))
         .route("/passwordless/verify_redirect", web::post().to(confirm_link))
-        .route("/passwordless/verify", web::post().to(legacy_verify));
+        .route("/passwordless/verify", web::post().to(legacy_verify))
+        .route("/co/authenticate", web::post().to(co_authenticate))
+        .route("/authorize", web::get().to(authorize));
 }
 
 fn escape(s: &str) -> String {
@@ -268,5 +270,99 @@ async fn legacy_verify(
             Ok(resp.json(json!({})))
         }
         Err(e) => Err(errors::legacy_verify(e).with_limit(limit.as_ref())),
+    }
+}
+
+/// auth0.js `passwordlessLogin` from a page on another origin:
+/// `{client_id, credential_type, realm, username, otp}` → `{login_ticket, co_verifier, co_id}`.
+async fn co_authenticate(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let map = wire::object(&req, &body)
+        .ok_or_else(|| ApiError::bad_request("invalid_request", "The request body must be a JSON object"))?;
+    let field = |name: &str| wire::string(&map, name, "invalid_request");
+    let required = |name: &str| {
+        field(name)?
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| ApiError::bad_request("invalid_request", format!("Missing required parameter: {name}")))
+    };
+    let client_id = required("client_id")?;
+    let credential_type = required("credential_type")?;
+    if credential_type != sesame_domain::GrantType::PASSWORDLESS_OTP {
+        return Err(ApiError::bad_request(
+            "unsupported_credential_type",
+            format!("Unsupported credential type: {credential_type}"),
+        ));
+    }
+    let sesame = &state.sesame;
+    let client = sesame
+        .ports
+        .clients
+        .find(&ClientId::new(client_id))
+        .await
+        .map_err(|e| ApiError::internal(&anyhow::Error::new(e)))?
+        .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "invalid_client", "Unknown client"))?;
+    let exchange = OtpExchange {
+        ip: wire::client_ip(&req, &state.trusted_proxies),
+        client,
+        realm: required("realm")?,
+        username: required("username")?,
+        otp: required("otp")?,
+        scope: None,
+        audience: None,
+    };
+    let outcome = sesame.cross_origin_authenticate(exchange).await;
+    let limit = outcome.limit;
+    match outcome.result {
+        Ok(ticket) => {
+            let random = &*sesame.ports.random;
+            let mut resp = HttpResponse::Ok();
+            errors::limit_headers(&mut resp, limit.as_ref());
+            // auth0.js keeps co_verifier/co_id for its cross-origin fallback; the ticket alone
+            // (single use, 60 s, bound to the client) is what /authorize checks.
+            Ok(resp.insert_header((header::CACHE_CONTROL, "no-store")).json(json!({
+                "login_ticket": ticket,
+                "co_verifier": random_b64(random, 24),
+                "co_id": random_b64(random, 12),
+            })))
+        }
+        Err(e) => {
+            let mut err = errors::exchange(e);
+            // auth0.js reports a wrong code from here as access_denied (tenant log `fcoa`).
+            if err.error == "invalid_grant" {
+                err.error = "access_denied";
+            }
+            Err(err.with_limit(limit.as_ref()))
+        }
+    }
+}
+
+/// `GET /authorize` with a `login_ticket` from `/co/authenticate`. Sesame has no hosted login
+/// page: without a ticket the request cannot be completed.
+async fn authorize(state: web::Data<AppState>, query: web::Query<HashMap<String, String>>) -> HttpResponse {
+    let map = query.into_inner();
+    let (client, auth) = match prepare(&state, &map).await {
+        Ok(ok) => ok,
+        Err(page) => return page,
+    };
+    let Some(ticket) = map.get("login_ticket").filter(|t| !t.is_empty()) else {
+        let r = sesame_flows::authorize::Redirectable {
+            error: "login_required",
+            description: "Sesame has no hosted login page: start with /passwordless/start".into(),
+        };
+        return respond(&AuthorizationResponse::error(&auth, &r));
+    };
+    match state.sesame.authorize_with_ticket(&client, ticket, auth).await {
+        Ok(resp) => respond(&resp),
+        Err(AuthorizeError::Redirect(r, auth)) => respond(&AuthorizationResponse::error(&auth, &r)),
+        Err(AuthorizeError::UntrustedRedirect) => {
+            error_page("The redirect_uri is not a registered callback of the application.")
+        }
+        Err(AuthorizeError::Unavailable(e) | AuthorizeError::Unexpected(e)) => {
+            tracing::warn!(error = ?e, "authorize failed");
+            error_page("The service is temporarily unavailable. Please try again later.")
+        }
     }
 }

@@ -380,6 +380,48 @@ impl Sesame {
         event.detail = Some("magic link".into());
         self.audit(event).await;
 
+        self.authorization_response(&req.client, &user, &auth, now).await
+    }
+
+    /// `GET /authorize?login_ticket=…` (auth0.js after `/co/authenticate`): the ticket is single
+    /// use, lives 60 s and is bound to its client.
+    ///
+    /// # Errors
+    /// A redirectable `access_denied` for an unknown, used, expired or foreign ticket.
+    pub async fn authorize_with_ticket(
+        &self,
+        client: &Client,
+        ticket: &str,
+        auth: Authorization,
+    ) -> Result<AuthorizationResponse, AuthorizeError> {
+        let now = self.ports.clock.now();
+        let denied = |auth: &Authorization| {
+            AuthorizeError::Redirect(
+                redirectable("access_denied", "Invalid or expired login ticket"),
+                Box::new(auth.clone()),
+            )
+        };
+        let hash = self.secrets().token_hash("login_ticket", ticket);
+        let Some(grant) = self.ports.grants.take_code(&hash, now).await? else {
+            return Err(denied(&auth));
+        };
+        if grant.client_id != client.id {
+            return Err(denied(&auth));
+        }
+        let Some(user) = self.ports.users.find_by_id(&grant.user_id).await? else {
+            return Err(denied(&auth));
+        };
+        self.authorization_response(client, &user, &auth, now).await
+    }
+
+    /// The authorization response for a user who just proved a code or link (or a login ticket).
+    async fn authorization_response(
+        &self,
+        client: &Client,
+        user: &sesame_domain::User,
+        auth: &Authorization,
+        now: time::OffsetDateTime,
+    ) -> Result<AuthorizationResponse, AuthorizeError> {
         let mut params: Vec<(String, String)> = Vec::new();
         if auth.response_type == ResponseType::Code {
             let code = random_b64(&*self.ports.random, 32);
@@ -387,7 +429,7 @@ impl Sesame {
                 .grants
                 .save_code(AuthorizationCode {
                     code_hash: self.secrets().token_hash("authorization_code", &code),
-                    client_id: req.client.id.clone(),
+                    client_id: client.id.clone(),
                     user_id: user.id.clone(),
                     redirect_uri: auth.redirect_uri.clone(),
                     scope: auth.scope.clone(),
@@ -402,8 +444,8 @@ impl Sesame {
         } else {
             let tokens = self
                 .issue_tokens(TokenRequest {
-                    client: &req.client,
-                    user: &user,
+                    client,
+                    user,
                     scope: &auth.scope,
                     audience: auth.audience.as_deref(),
                     nonce: auth.nonce.as_deref(),

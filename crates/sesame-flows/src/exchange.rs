@@ -92,6 +92,48 @@ impl Sesame {
         Limited::new(result, limit)
     }
 
+    /// `POST /co/authenticate` (auth0.js `passwordlessLogin` from a page on another origin):
+    /// checks the code like the OTP grant and answers a login ticket — single use, 60 s, bound
+    /// to the client — that `GET /authorize` turns into the authorization response.
+    ///
+    /// # Errors
+    /// As `exchange_otp`.
+    pub async fn cross_origin_authenticate(&self, req: OtpExchange) -> Limited<String, ExchangeError> {
+        let mut limit = None;
+        let result = self.ticket_for(&req, &mut limit).await;
+        Limited::new(result, limit)
+    }
+
+    async fn ticket_for(&self, req: &OtpExchange, limit: &mut Option<LimitDecision>) -> Result<String, ExchangeError> {
+        let (connection, key) = self.check_otp(req, true, limit).await?;
+        let now = self.ports.clock.now();
+        let random = &*self.ports.random;
+        let new_id = UserId(format!("{}|{}", connection.strategy.as_str(), random_object_id(random)));
+        let user = self.ports.users.record_login(&connection.name, &key.identifier, new_id, now).await?;
+        let ticket = crate::crypto::random_b64(random, 32);
+        self.ports
+            .grants
+            .save_code(sesame_ports::AuthorizationCode {
+                code_hash: self.secrets().token_hash("login_ticket", &ticket),
+                client_id: req.client.id.clone(),
+                user_id: user.id.clone(),
+                redirect_uri: String::new(),
+                scope: String::new(),
+                audience: None,
+                nonce: None,
+                code_challenge: None,
+                expires_at: now + time::Duration::seconds(60),
+            })
+            .await?;
+        let mut event = AuditEvent::new(AuditKind::LoginSucceeded, now);
+        event.client_id = Some(key.client_id.0.clone());
+        event.identifier = Some(key.identifier.masked());
+        event.user_id = Some(user.id.0.clone());
+        event.detail = Some("co/authenticate".into());
+        self.audit(event).await;
+        Ok(ticket)
+    }
+
     async fn exchange_limited(
         &self,
         req: OtpExchange,

@@ -324,3 +324,60 @@ async fn refresh_tokens_rotate_and_a_reused_one_revokes_the_family() {
     app.post_token(&refresh(&r2)).await.assert_error(403, "invalid_grant", "Unknown or invalid refresh token.");
     let _ = OTP_GRANT;
 }
+
+#[tokio::test]
+async fn auth0_js_cross_origin_login_trades_a_code_for_a_ticket_and_the_ticket_for_tokens() {
+    let app = spawn_app().await;
+    let to = "co@example.com";
+    let code = app.start_and_read_code("public-app", "email", to).await;
+    let co = |otp: &str| {
+        app.http
+            .post(format!("{}/co/authenticate", app.base))
+            .header("origin", "https://public-app.example")
+            .json(&json!({"client_id": "public-app", "credential_type": OTP_GRANT, "realm": "email", "username": to, "otp": otp}))
+            .send()
+    };
+    let wrong = co("000000x").await.expect("co");
+    assert_eq!(wrong.status(), 403);
+    let body: Value = wrong.json().await.expect("json");
+    assert_eq!(
+        (body["error"].as_str(), body["error_description"].as_str()),
+        (Some("access_denied"), Some("Wrong email or verification code."))
+    );
+    let ok = co(&code).await.expect("co");
+    assert_eq!(ok.status(), 200);
+    assert_eq!(ok.headers()["access-control-allow-origin"], "https://public-app.example");
+    assert_eq!(ok.headers()["access-control-allow-credentials"], "true");
+    let body: Value = ok.json().await.expect("json");
+    let ticket = body["login_ticket"].as_str().expect("login_ticket").to_owned();
+    assert!(body["co_verifier"].is_string() && body["co_id"].is_string());
+
+    let authorize = |ticket: &str| {
+        let q: String = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs([
+                ("client_id", "public-app"),
+                ("response_type", "token id_token"),
+                ("redirect_uri", CALLBACK),
+                ("scope", "openid email"),
+                ("realm", "email"),
+                ("state", "co-state"),
+                ("nonce", "co-nonce"),
+                ("login_ticket", ticket),
+            ])
+            .finish();
+        app.http.get(format!("{}/authorize?{q}", app.base)).send()
+    };
+    let done = authorize(&ticket).await.expect("authorize");
+    let p = params_after(&location(&done), '#');
+    assert_eq!(p["state"], "co-state");
+    let claims = app.verify_jwt(&p["id_token"], "public-app").await;
+    assert_eq!((claims["nonce"].as_str(), claims["email"].as_str()), (Some("co-nonce"), Some(to)));
+    let again = params_after(&location(&authorize(&ticket).await.expect("authorize")), '#');
+    assert_eq!(
+        (again["error"].as_str(), again["state"].as_str()),
+        ("access_denied", "co-state"),
+        "a ticket works once"
+    );
+    let none = params_after(&location(&authorize("").await.expect("authorize")), '#');
+    assert_eq!(none["error"], "login_required");
+}
