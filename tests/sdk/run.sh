@@ -12,6 +12,12 @@
 # https://127.0.0.1:<port>/ (the SDKs require iss == https://{domain}/ even over plain http), and
 # is stopped on exit. Exit status is non-zero if the server fails to start or any test fails.
 #
+# Each run also makes fresh key pairs for the private_key_jwt clients (an RSA 2048 key for
+# `sdk-pkjwt`, a P-256 key for `sdk-pkjwt-ec`) in the temporary work dir: the public keys go into
+# the config, the PKCS#8 PEM private keys' paths are exported as SESAME_PKJWT_RSA_KEY and
+# SESAME_PKJWT_EC_KEY. With `openssl` when it is on the PATH, else with the `cryptography` package
+# of the test venv (an auth0-python dependency).
+#
 # Needs: python3 (3.11, with venv + pip) and node 20 + npm. Network only for the package registries
 # (PyPI, npm) on the first run.
 
@@ -113,6 +119,57 @@ trap 'exit 143' TERM
 while IFS= read -r name; do unset "$name"; done < <(env | sed -n 's/^\(SESAME__[A-Za-z0-9_]*\)=.*/\1/p')
 unset SESAME_CONFIG || true
 
+# --- private_key_jwt key pairs (fresh per run) --------------------------------------------------
+
+RSA_KEY="$WORK/pkjwt-rsa.key.pem"
+RSA_PUB="$WORK/pkjwt-rsa.pub.pem"
+EC_KEY="$WORK/pkjwt-ec.key.pem"
+EC_PUB="$WORK/pkjwt-ec.pub.pem"
+
+gen_keys_openssl() {
+  openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$RSA_KEY" &&
+    openssl pkey -in "$RSA_KEY" -pubout -out "$RSA_PUB" &&
+    openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$EC_KEY" &&
+    openssl pkey -in "$EC_KEY" -pubout -out "$EC_PUB"
+}
+
+gen_keys_python() {
+  "$VENV/bin/python" - "$RSA_KEY" "$RSA_PUB" "$EC_KEY" "$EC_PUB" <<'EOF'
+import sys
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+def write(key, private_path, public_path):
+    with open(private_path, "wb") as f:
+        f.write(key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ))
+    with open(public_path, "wb") as f:
+        f.write(key.public_key().public_bytes(
+            serialization.Encoding.PEM,
+            serialization.PublicFormat.SubjectPublicKeyInfo,
+        ))
+
+rsa_key, rsa_pub, ec_key, ec_pub = sys.argv[1:]
+write(rsa.generate_private_key(public_exponent=65537, key_size=2048), rsa_key, rsa_pub)
+write(ec.generate_private_key(ec.SECP256R1()), ec_key, ec_pub)
+EOF
+}
+
+if command -v openssl >/dev/null 2>&1 && gen_keys_openssl 2>"$WORK/openssl.log"; then
+  echo "private_key_jwt keys: RSA 2048 + P-256 (openssl)"
+else
+  if command -v openssl >/dev/null 2>&1; then
+    echo "openssl failed, falling back to python cryptography:" >&2
+    cat "$WORK/openssl.log" >&2 || true
+  fi
+  gen_keys_python
+  echo "private_key_jwt keys: RSA 2048 + P-256 (python cryptography)"
+fi
+chmod 600 "$RSA_KEY" "$EC_KEY"
+
 free_port() {
   "$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
 }
@@ -144,6 +201,24 @@ app_type = "regular_web"
 auth_method = "client_secret_post"
 client_secret = "sdk-web-secret-0123456789"
 callbacks = ["http://localhost:3000/callback"]
+
+[[clients]]
+client_id = "sdk-pkjwt"
+name = "SDK private key JWT"
+app_type = "regular_web"
+auth_method = "private_key_jwt"
+public_keys = ["""
+$(cat "$RSA_PUB")
+"""]
+
+[[clients]]
+client_id = "sdk-pkjwt-ec"
+name = "SDK private key JWT (EC)"
+app_type = "regular_web"
+auth_method = "private_key_jwt"
+public_keys = ["""
+$(cat "$EC_PUB")
+"""]
 EOF
 }
 
@@ -188,6 +263,8 @@ echo "sesame is up: GET /health -> 200"
 export SESAME_URL="http://127.0.0.1:$PORT"
 export SESAME_DOMAIN="127.0.0.1:$PORT"
 export SESAME_ISSUER="https://127.0.0.1:$PORT/"
+export SESAME_PKJWT_RSA_KEY="$RSA_KEY"
+export SESAME_PKJWT_EC_KEY="$EC_KEY"
 
 # --- Tests ------------------------------------------------------------------------------------
 

@@ -3,11 +3,14 @@
 // (npm `auth0` 7.1.0, `require('auth0/legacy')`, a bundled auth0@4.37.1).
 //
 // tests/sdk/run.sh exports SESAME_URL (http://127.0.0.1:<port>), SESAME_DOMAIN (127.0.0.1:<port>)
-// and SESAME_ISSUER (https://127.0.0.1:<port>/).
+// and SESAME_ISSUER (https://127.0.0.1:<port>/), plus the paths of the private_key_jwt clients'
+// PKCS#8 PEM private keys: SESAME_PKJWT_RSA_KEY (RSA 2048, client `sdk-pkjwt`) and
+// SESAME_PKJWT_EC_KEY (P-256, client `sdk-pkjwt-ec`), made fresh by each run.
 
 const https = require('node:https');
 const net = require('node:net');
 const crypto = require('node:crypto');
+const fs = require('node:fs');
 const { AuthenticationClient, UserInfoClient } = require('auth0/legacy');
 
 const env = (name) => {
@@ -22,6 +25,15 @@ const ISSUER = env('SESAME_ISSUER');
 
 const WEB_CLIENT_ID = 'sdk-web';
 const WEB_CLIENT_SECRET = 'sdk-web-secret-0123456789';
+const PKJWT_RSA_CLIENT_ID = 'sdk-pkjwt';
+const PKJWT_EC_CLIENT_ID = 'sdk-pkjwt-ec';
+
+/** A private_key_jwt client's PKCS#8 PEM private key (read lazily: only those tests need it). */
+function pkjwtPrivateKey(kind) {
+  const name = { rsa: 'SESAME_PKJWT_RSA_KEY', ec: 'SESAME_PKJWT_EC_KEY' }[kind];
+  if (!name) throw new Error(`unknown key kind ${kind}`);
+  return fs.readFileSync(env(name), 'ascii');
+}
 
 // Auth0's exact strings (spec 5.3).
 const WRONG_EMAIL_CODE = 'Wrong email or verification code.';
@@ -64,6 +76,23 @@ function authClient({ clientId = WEB_CLIENT_ID, clientSecret = WEB_CLIENT_SECRET
     agent,
   });
   return { client, agent };
+}
+
+/**
+ * An AuthenticationClient for a private_key_jwt client: no secret, `clientAssertionSigningKey`
+ * (PKCS#8 PEM), so the SDK signs a fresh assertion (jose SignJWT) for every request.
+ */
+function privateKeyJwtAuthClient({ clientId, signingKey, signingAlg } = {}) {
+  const agent = new PlainHttpAgent();
+  const options = {
+    domain: DOMAIN,
+    clientId,
+    clientAssertionSigningKey: signingKey,
+    fetch: plainHttpFetch,
+    agent,
+  };
+  if (signingAlg) options.clientAssertionSigningAlg = signingAlg;
+  return { client: new AuthenticationClient(options), agent };
 }
 
 function userInfoClient() {
@@ -129,6 +158,8 @@ module.exports = {
   AuthenticationClient,
   DOMAIN,
   ISSUER,
+  PKJWT_EC_CLIENT_ID,
+  PKJWT_RSA_CLIENT_ID,
   SERVER_URL,
   WEB_CLIENT_ID,
   WEB_CLIENT_SECRET,
@@ -140,7 +171,9 @@ module.exports = {
   freshEmail,
   freshPhone,
   otherCode,
+  pkjwtPrivateKey,
   plainHttpFetch,
+  privateKeyJwtAuthClient,
   userInfoClient,
   waitForMessage,
 };

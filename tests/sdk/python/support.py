@@ -12,6 +12,10 @@ from dataclasses import dataclass
 NATIVE_CLIENT_ID = "sdk-native"
 WEB_CLIENT_ID = "sdk-web"
 WEB_CLIENT_SECRET = "sdk-web-secret-0123456789"
+# private_key_jwt clients; run.sh makes their key pairs per run (SESAME_PKJWT_RSA_KEY / _EC_KEY).
+PKJWT_RSA_CLIENT_ID = "sdk-pkjwt"
+PKJWT_EC_CLIENT_ID = "sdk-pkjwt-ec"
+CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
 # Auth0's exact strings (spec 5.3); the mobile SDKs compare them byte for byte.
 WRONG_EMAIL_CODE = "Wrong email or verification code."

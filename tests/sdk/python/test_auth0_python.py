@@ -4,11 +4,17 @@ Every call to the server goes through the SDK's classes and transport: `Password
 `/passwordless/start`, `GetToken.passwordless_login` for `/oauth/token`, `Users.userinfo` for
 `/userinfo`, and the SDK's `TokenVerifier` + `AsymmetricSignatureVerifier` (which fetches the JWKS
 itself) for the id_token. Only the dev mailbox is read directly.
+
+The private_key_jwt clients (`sdk-pkjwt`, RSA; `sdk-pkjwt-ec`, P-256) authenticate with the SDK's
+own `client_assertion_signing_key=` / `client_assertion_signing_alg=`: a fresh PyJWT assertion per
+call (iss = sub = client_id, aud = https://{domain}/, exp = iat + 180 s, uuid4 jti, no kid).
 """
 
 from __future__ import annotations
 
+import datetime
 import re
+import uuid
 
 import jwt
 import pytest
@@ -20,7 +26,10 @@ from auth0.authentication.token_verifier import (
 from auth0.authentication.exceptions import Auth0Error
 
 from support import (
+    CLIENT_ASSERTION_TYPE,
     NATIVE_CLIENT_ID,
+    PKJWT_EC_CLIENT_ID,
+    PKJWT_RSA_CLIENT_ID,
     WEB_CLIENT_ID,
     WEB_CLIENT_SECRET,
     WRONG_EMAIL_CODE,
@@ -382,3 +391,142 @@ def test_email_start_with_auth_params_is_accepted(server, email):
     )
     assert resp["email"] == email
     assert re.fullmatch(r"\d{6}", code_of(wait_for_message(server, email)))
+
+
+# --- private_key_jwt -----------------------------------------------------------------------
+
+
+def pkjwt_passwordless(server, client_id, key, alg=None) -> Passwordless:
+    return Passwordless(
+        server.domain,
+        client_id,
+        client_assertion_signing_key=key,
+        client_assertion_signing_alg=alg,
+        protocol="http",
+    )
+
+
+def pkjwt_get_token(server, client_id, key, alg=None) -> GetToken:
+    return GetToken(
+        server.domain,
+        client_id,
+        client_assertion_signing_key=key,
+        client_assertion_signing_alg=alg,
+        protocol="http",
+    )
+
+
+def client_assertion_like_the_sdk(server, client_id: str, key: str, alg: str = "RS256") -> str:
+    """One client assertion built the way auth0-python's create_client_assertion_jwt does."""
+    now = datetime.datetime.now(datetime.timezone.utc)
+    return jwt.encode(
+        {
+            "iss": client_id,
+            "sub": client_id,
+            "aud": f"https://{server.domain}/",
+            "iat": now,
+            "exp": now + datetime.timedelta(seconds=180),
+            "jti": str(uuid.uuid4()),
+        },
+        key,
+        alg,
+    )
+
+
+def test_private_key_jwt_rs256_email_login(server, email, rsa_private_key):
+    start = pkjwt_passwordless(server, PKJWT_RSA_CLIENT_ID, rsa_private_key)
+    code = start_email_and_get_code(server, start, email)
+
+    tokens = pkjwt_get_token(server, PKJWT_RSA_CLIENT_ID, rsa_private_key).passwordless_login(
+        username=email, otp=code, realm="email", scope=FULL_SCOPE, audience=None
+    )
+    assert_token_response(tokens, id_token=True)
+    claims = verify_id_token(server, tokens["id_token"], PKJWT_RSA_CLIENT_ID)
+    assert claims["iss"] == server.issuer
+    assert claims["aud"] == PKJWT_RSA_CLIENT_ID or claims["aud"] == [PKJWT_RSA_CLIENT_ID]
+    assert claims["sub"].startswith("email|"), claims["sub"]
+    assert claims["email"] == email
+    assert claims["email_verified"] is True
+
+    profile = Users(server.domain, protocol="http").userinfo(tokens["access_token"])
+    assert profile["sub"] == claims["sub"]
+    assert profile["email"] == email
+
+
+def test_private_key_jwt_es256_email_login(server, email, ec_private_key):
+    start = pkjwt_passwordless(server, PKJWT_EC_CLIENT_ID, ec_private_key, "ES256")
+    code = start_email_and_get_code(server, start, email)
+
+    tokens = pkjwt_get_token(server, PKJWT_EC_CLIENT_ID, ec_private_key, "ES256").passwordless_login(
+        username=email, otp=code, realm="email", scope=FULL_SCOPE, audience=None
+    )
+    assert_token_response(tokens, id_token=True)
+    claims = verify_id_token(server, tokens["id_token"], PKJWT_EC_CLIENT_ID)
+    assert claims["aud"] == PKJWT_EC_CLIENT_ID or claims["aud"] == [PKJWT_EC_CLIENT_ID]
+    assert claims["sub"].startswith("email|"), claims["sub"]
+    assert claims["email"] == email
+
+
+def test_private_key_jwt_replayed_assertion_is_refused(server, email, rsa_private_key):
+    assertion = client_assertion_like_the_sdk(server, PKJWT_RSA_CLIENT_ID, rsa_private_key)
+    header = jwt.get_unverified_header(assertion)
+    assert header == {"alg": "RS256", "typ": "JWT"}  # what the SDK sends: no kid
+
+    # No key given to the SDK object: authenticated_post sends the body as is, through the
+    # SDK's own transport.
+    client = Passwordless(server.domain, PKJWT_RSA_CLIENT_ID, protocol="http")
+    body = {
+        "client_id": PKJWT_RSA_CLIENT_ID,
+        "connection": "email",
+        "email": email,
+        "send": "code",
+        "client_assertion": assertion,
+        "client_assertion_type": CLIENT_ASSERTION_TYPE,
+    }
+    first = client.authenticated_post(start_url(server), data=dict(body))
+    assert first["email"] == email
+    code = code_of(wait_for_message(server, email))
+
+    with pytest.raises(Auth0Error) as excinfo:
+        client.authenticated_post(start_url(server), data=dict(body))
+    assert_auth0_error(excinfo, 401, "invalid_client", "Invalid client credentials")
+
+    # Single use means single use: the token endpoint refuses the same assertion too.
+    token_client = GetToken(server.domain, PKJWT_RSA_CLIENT_ID, protocol="http")
+    with pytest.raises(Auth0Error) as excinfo:
+        token_client.authenticated_post(
+            f"http://{server.domain}/oauth/token",
+            data={
+                "client_id": PKJWT_RSA_CLIENT_ID,
+                "username": email,
+                "otp": code,
+                "realm": "email",
+                "scope": FULL_SCOPE,
+                "audience": None,
+                "grant_type": "http://auth0.com/oauth/grant-type/passwordless/otp",
+                "client_assertion": assertion,
+                "client_assertion_type": CLIENT_ASSERTION_TYPE,
+            },
+        )
+    assert_auth0_error(excinfo, 401, "invalid_client", "Invalid client credentials")
+
+    # The code was not spent by the refused exchange: a fresh SDK assertion still logs in.
+    tokens = pkjwt_get_token(server, PKJWT_RSA_CLIENT_ID, rsa_private_key).passwordless_login(
+        username=email, otp=code, realm="email", scope=FULL_SCOPE, audience=None
+    )
+    assert_token_response(tokens, id_token=True)
+
+
+def test_private_key_jwt_client_without_assertion_is_refused(server, email):
+    with pytest.raises(Auth0Error) as excinfo:
+        Passwordless(server.domain, PKJWT_RSA_CLIENT_ID, protocol="http").email(email, send="code")
+    assert_auth0_error(excinfo, 403, "unauthorized_client", "Client authentication is required")
+
+
+def test_private_key_jwt_signed_with_another_key_is_refused(server, email, ec_private_key):
+    # The RSA client's assertion signed with the EC client's key.
+    with pytest.raises(Auth0Error) as excinfo:
+        pkjwt_passwordless(server, PKJWT_RSA_CLIENT_ID, ec_private_key, "ES256").email(
+            email, send="code"
+        )
+    assert_auth0_error(excinfo, 401, "invalid_client")
