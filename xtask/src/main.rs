@@ -3,6 +3,9 @@
 //! - `test`: everything CI checks — fmt, clippy, the whole test suite against the real
 //!   services, and the Auth0 SDK compatibility tests.
 //! - `lint`: fmt and clippy only.
+//! - `bench`: load on the hot paths over loopback against a release build (docs/benchmarks.md).
+
+mod bench;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -14,9 +17,10 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("test") => test(&args[1..]),
         Some("lint") => lint(),
+        Some("bench") => bench::bench(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <test|lint>\n  test [--no-sdk]  fmt, clippy, all tests, Auth0 SDK tests\n  lint             fmt and clippy"
+                "usage: cargo xtask <test|lint|bench>\n  test [--no-sdk]  fmt, clippy, all tests, Auth0 SDK tests\n  lint             fmt and clippy\n  bench [--quick] [--codes N] [--config extra.toml]\n                   wrk load on /passwordless/start and /oauth/token vs /health (release build)"
             );
             return ExitCode::from(2);
         }
@@ -32,6 +36,11 @@ fn main() -> ExitCode {
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+}
+
+/// `CARGO_TARGET_DIR`, else `target/` at the workspace root.
+fn target_dir() -> PathBuf {
+    std::env::var("CARGO_TARGET_DIR").map_or_else(|_| root().join("target"), PathBuf::from)
 }
 
 fn run(cmd: &mut Command) -> anyhow::Result<()> {
@@ -70,8 +79,7 @@ fn test(args: &[String]) -> anyhow::Result<()> {
     run(cargo().args(["test", "--workspace", "--all-targets"]))?;
     if sdk {
         run(cargo().args(["build", "--package", "sesame-api", "--bin", "sesame"]))?;
-        let target = std::env::var("CARGO_TARGET_DIR").map_or_else(|_| root().join("target"), PathBuf::from);
-        let binary = target.join("debug").join("sesame");
+        let binary = target_dir().join("debug").join("sesame");
         run(Command::new("bash").arg("tests/sdk/run.sh").arg(binary))?;
     }
     Ok(())

@@ -1,0 +1,947 @@
+//! `cargo xtask bench`: load on the two hot paths over loopback, against a release build.
+//!
+//! Phases, all in one run, each against a fresh `sesame serve` on a free 127.0.0.1 port
+//! (temp config, `RUST_LOG=warn`):
+//!
+//! 1. `GET /health`: the ceiling of the HTTP stack (and of wrk) on this machine: the baseline.
+//! 2. `POST /passwordless/start` at full load, one distinct email per request.
+//! 3. The same path paced to half of the rate phase 2 measured (wrk `delay()`, calibrated by a
+//!    short probe), for its p99 below saturation.
+//! 4. `POST /oauth/token` (OTP grant), one exchange per code generated just before the phase
+//!    (start + dev mailbox, from Rust).
+//!
+//! Figures are reported as ratios against the baseline of the same run (docs/benchmarks.md).
+//! A store or other setting goes in through `--config extra.toml`, added to the temp config.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt::Write as _;
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context as _, bail, ensure};
+
+use crate::{root, run, target_dir};
+
+const USAGE: &str = "usage: cargo xtask bench [--quick] [--codes N] [--config extra.toml]
+  --quick              short phases (a smoke run of the bench itself; figures are not comparable)
+  --codes N            codes generated for the token phase (default 60000; 15000 with --quick)
+  --config FILE        TOML added to the bench's server config (e.g. a store or a limiter); it
+                       must not set `listen`, `log_format`, `dev_mailbox` or `[limits]`, which
+                       the bench owns";
+
+/// The top-level settings the bench owns; `--config` may not repeat them.
+const OWNED_KEYS: &[&str] = &["listen", "log_format", "dev_mailbox"];
+
+/// All load comes from one address (127.0.0.1) and one client, so the per-IP and per-client
+/// buckets are opened wide: every request still goes through the limiter (same work), none is
+/// refused. The per-identifier buckets keep their defaults: each email is used once.
+const LIMITS: &str = "
+# The bench's load all comes from 127.0.0.1 and one client: those buckets are opened wide
+# (the limiter still runs on every request).
+[limits]
+start_per_ip = { limit = 4000000000, window_secs = 1 }
+start_per_client = { limit = 4000000000, window_secs = 1 }
+exchange_per_ip = { limit = 4000000000, window_secs = 1 }
+";
+
+#[derive(Debug)]
+struct Options {
+    quick: bool,
+    codes: Option<usize>,
+    extra_config: Option<PathBuf>,
+}
+
+impl Options {
+    fn parse(args: &[String]) -> anyhow::Result<Self> {
+        let mut opts = Self { quick: false, codes: None, extra_config: None };
+        let mut it = args.iter();
+        while let Some(arg) = it.next() {
+            match arg.as_str() {
+                "--quick" => opts.quick = true,
+                "--codes" => {
+                    let n = it.next().context("--codes needs a number")?;
+                    opts.codes = Some(n.parse().with_context(|| format!("--codes {n:?}"))?);
+                }
+                "--config" => opts.extra_config = Some(PathBuf::from(it.next().context("--config needs a file")?)),
+                "-h" | "--help" => bail!("{USAGE}"),
+                other => bail!("unknown option {other:?}\n{USAGE}"),
+            }
+        }
+        Ok(opts)
+    }
+}
+
+/// Load shape and phase lengths.
+#[derive(Debug, Clone, Copy)]
+struct Plan {
+    threads: u32,
+    connections: u32,
+    health: Duration,
+    start: Duration,
+    /// Phase 2 runs as this many back-to-back wrk runs on one server, to show drift.
+    start_segments: u32,
+    probe: Duration,
+    half: Duration,
+    token: Duration,
+    codes: usize,
+}
+
+impl Plan {
+    fn new(opts: &Options) -> Self {
+        let secs = Duration::from_secs;
+        let mut plan = if opts.quick {
+            Self {
+                threads: 2,
+                connections: 64,
+                health: secs(3),
+                start: secs(3),
+                start_segments: 1,
+                probe: secs(2),
+                half: secs(3),
+                token: secs(3),
+                codes: 15_000,
+            }
+        } else {
+            Self {
+                threads: 2,
+                connections: 64,
+                health: secs(10),
+                start: secs(15),
+                start_segments: 3,
+                probe: secs(3),
+                half: secs(10),
+                token: secs(10),
+                codes: 60_000,
+            }
+        };
+        if let Some(n) = opts.codes {
+            plan.codes = n;
+        }
+        plan
+    }
+
+    fn shape(&self) -> String {
+        format!("{}×{}", self.threads, self.connections / self.threads)
+    }
+}
+
+pub(crate) fn bench(args: &[String]) -> anyhow::Result<()> {
+    let opts = Options::parse(args)?;
+    let plan = Plan::new(&opts);
+    ensure!(plan.codes >= 1000, "--codes must be at least 1000");
+    let extra = match &opts.extra_config {
+        Some(path) => Some(read_extra_config(path)?),
+        None => None,
+    };
+    let wrk_version = ensure_wrk()?;
+    run(crate::cargo().args(["build", "--release", "--package", "sesame-api", "--bin", "sesame"]))?;
+    let binary = target_dir().join("release").join("sesame");
+    ensure!(binary.is_file(), "no release binary at {}", binary.display());
+
+    let work = std::env::temp_dir().join(format!("sesame-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
+    let ctx = Ctx {
+        binary,
+        work: work.clone(),
+        extra,
+        lua: root().join("xtask").join("bench"),
+        run_id: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default(),
+        plan,
+    };
+    let began = Instant::now();
+    let report =
+        ctx.all_phases().with_context(|| format!("bench failed; configs and logs are in {}", work.display()))?;
+    let text = report.render(&opts, &plan, &wrk_version, began.elapsed());
+    std::io::stdout().lock().write_all(text.as_bytes())?;
+    // The logs are only interesting when something failed; then the directory stays.
+    let _ = std::fs::remove_dir_all(&work);
+    Ok(())
+}
+
+/// Finds wrk, installs it with apt-get when it is missing and we are root, else says what to do.
+fn ensure_wrk() -> anyhow::Result<String> {
+    if let Some(v) = wrk_version() {
+        return Ok(v);
+    }
+    let root_user = Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.trim_ascii() == b"0");
+    let apt = Command::new("apt-get").arg("--version").output().is_ok_and(|o| o.status.success());
+    if !(root_user && apt) {
+        bail!(
+            "the bench needs `wrk` on PATH and it is missing; install it (Debian/Ubuntu: `sudo apt-get install -y wrk`, \
+             macOS: `brew install wrk`) and run again"
+        );
+    }
+    eprintln!("xtask: wrk is missing; installing it with apt-get");
+    let install = || Command::new("apt-get").args(["install", "-y", "--no-install-recommends", "wrk"]).status();
+    if !install().is_ok_and(|s| s.success()) {
+        run(Command::new("apt-get").arg("update"))?;
+        let status = install().context("running apt-get install wrk")?;
+        ensure!(status.success(), "`apt-get install -y wrk` failed ({status}); install wrk by hand and run again");
+    }
+    wrk_version().context("wrk was installed but `wrk --version` does not run")
+}
+
+fn wrk_version() -> Option<String> {
+    // `wrk --version` prints its banner and exits with 1.
+    let out = Command::new("wrk").arg("--version").output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().next()?.trim();
+    line.starts_with("wrk").then(|| line.split(" Copyright").next().unwrap_or(line).to_owned())
+}
+
+fn read_extra_config(path: &Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading --config {}", path.display()))?;
+    for line in text.lines() {
+        let key = line.split('=').next().unwrap_or("").trim();
+        if line.contains('=') && OWNED_KEYS.contains(&key) {
+            bail!("--config {} sets `{key}`, which the bench sets itself; remove it", path.display());
+        }
+        if line.trim_start().starts_with("[limits") || key.starts_with("limits.") {
+            bail!("--config {} sets `limits`, which the bench sets itself; remove it", path.display());
+        }
+    }
+    Ok(text)
+}
+
+#[derive(Debug)]
+struct Ctx {
+    binary: PathBuf,
+    work: PathBuf,
+    extra: Option<String>,
+    lua: PathBuf,
+    run_id: u64,
+    plan: Plan,
+}
+
+/// One line of the table.
+#[derive(Debug)]
+struct Row {
+    phase: String,
+    path: &'static str,
+    load: String,
+    kind: RowKind,
+    result: WrkResult,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RowKind {
+    /// As much load as the connections give.
+    Peak,
+    /// Held to a set rate: its req/s is the target's, not a capacity.
+    Paced,
+    /// The sum of the segments above it: requests and req/s only (percentiles do not add up).
+    Total,
+}
+
+#[derive(Debug)]
+struct Report {
+    rows: Vec<Row>,
+    half_target: f64,
+    codes_made: usize,
+    codes_secs: f64,
+    /// Share of CPU time other processes used in the second before the load.
+    busy_before: Option<f64>,
+}
+
+impl Ctx {
+    fn all_phases(&self) -> anyhow::Result<Report> {
+        let plan = &self.plan;
+        let shape = plan.shape();
+        let mut rows = Vec::new();
+        let busy_before = cpu_busy(Duration::from_secs(1));
+        if let Some(busy) = busy_before.filter(|b| *b > 0.2) {
+            eprintln!(
+                "xtask: warning: other processes keep {:.0} % of the CPUs busy; the figures will be noisy",
+                busy * 100.0
+            );
+        }
+
+        eprintln!("xtask: phase 1/4: baseline GET /health for {}s", plan.health.as_secs());
+        let server = self.server("health")?;
+        let health = self.wrk("health.lua", &server, plan.connections, plan.health, &[])?;
+        drop(server);
+        rows.push(Row {
+            phase: "baseline".into(),
+            path: "GET /health",
+            load: shape.clone(),
+            kind: RowKind::Peak,
+            result: health,
+        });
+
+        let segments = plan.start_segments.max(1);
+        let segment = plan.start / segments;
+        eprintln!(
+            "xtask: phase 2/4: POST /passwordless/start at full load for {}s ({segments} × {}s on one server)",
+            plan.start.as_secs(),
+            segment.as_secs()
+        );
+        let server = self.server("start")?;
+        check_start(&server, &format!("bench-{}-check@example.com", self.run_id))?;
+        let mut total = WrkResult::default();
+        for i in 0..segments {
+            let prefix = format!("peak{i}");
+            let seg = self.wrk("start.lua", &server, plan.connections, segment, &[("BENCH_PREFIX", prefix)])?;
+            total.add(&seg);
+            let (from, to) = (segment.as_secs() * u64::from(i), segment.as_secs() * u64::from(i + 1));
+            rows.push(Row {
+                phase: format!("start, peak, {from}–{to} s"),
+                path: "POST /passwordless/start",
+                load: shape.clone(),
+                kind: RowKind::Peak,
+                result: seg,
+            });
+        }
+        drop(server);
+        let peak = total.rps();
+        if segments > 1 {
+            rows.push(Row {
+                phase: format!("start, peak, all {} s", plan.start.as_secs()),
+                path: "POST /passwordless/start",
+                load: shape.clone(),
+                kind: RowKind::Total,
+                result: total,
+            });
+        }
+
+        let target = peak / 2.0;
+        eprintln!("xtask: phase 3/4: POST /passwordless/start paced to {target:.0} req/s (half the peak)");
+        let server = self.server("start-half")?;
+        let half = self.paced_start(&server, target)?;
+        drop(server);
+        rows.push(Row {
+            phase: "start, ½ peak rate".into(),
+            path: "POST /passwordless/start",
+            load: format!("{shape}, paced to {target:.0}/s"),
+            kind: RowKind::Paced,
+            result: half,
+        });
+
+        eprintln!("xtask: phase 4/4: POST /oauth/token; generating {} codes first", plan.codes);
+        let server = self.server("token")?;
+        check_token(&server, &format!("bench-{}-check@example.com", self.run_id))?;
+        let codes_file = self.work.join("codes.txt");
+        let began = Instant::now();
+        let codes_made = generate_codes(&server, plan.codes, &format!("bench-{}-code", self.run_id), &codes_file)?;
+        let codes_secs = began.elapsed().as_secs_f64();
+        eprintln!("xtask: {codes_made} codes in {codes_secs:.1}s; exchanging them for {}s", plan.token.as_secs());
+        let token = self.wrk(
+            "token.lua",
+            &server,
+            plan.connections,
+            plan.token,
+            &[("BENCH_CODES", codes_file.display().to_string())],
+        )?;
+        drop(server);
+        rows.push(Row {
+            phase: "token exchange".into(),
+            path: "POST /oauth/token",
+            load: shape,
+            kind: RowKind::Peak,
+            result: token,
+        });
+
+        Ok(Report { rows, half_target: target, codes_made, codes_secs, busy_before })
+    }
+
+    /// A probe at the naive delay (connections / rate) measures what each request adds on top
+    /// of the delay; the measured run subtracts it.
+    fn paced_start(&self, server: &Server, target: f64) -> anyhow::Result<WrkResult> {
+        let conns = f64::from(self.plan.connections);
+        let naive_ms = conns / target * 1000.0;
+        let probe = self.wrk(
+            "start.lua",
+            server,
+            self.plan.connections,
+            self.plan.probe,
+            &[("BENCH_PREFIX", "probe".into()), ("BENCH_DELAY_MS", format!("{naive_ms:.3}"))],
+        )?;
+        let cycle_ms = conns / probe.rps().max(1.0) * 1000.0;
+        let overhead_ms = (cycle_ms - naive_ms).max(0.0);
+        let delay_ms = (naive_ms - overhead_ms).max(0.0);
+        eprintln!(
+            "xtask: probe at delay {naive_ms:.2} ms gave {:.0} req/s; measuring at delay {delay_ms:.2} ms",
+            probe.rps()
+        );
+        self.wrk(
+            "start.lua",
+            server,
+            self.plan.connections,
+            self.plan.half,
+            &[("BENCH_PREFIX", "half".into()), ("BENCH_DELAY_MS", format!("{delay_ms:.3}"))],
+        )
+    }
+
+    fn server(&self, name: &str) -> anyhow::Result<Server> {
+        let port = free_port()?;
+        let config = self.work.join(format!("{name}.toml"));
+        let mut text = format!(
+            "# Written by `cargo xtask bench`.\nlisten = \"127.0.0.1:{port}\"\nlog_format = \"compact\"\ndev_mailbox = true\n"
+        );
+        if let Some(extra) = &self.extra {
+            text.push_str("\n# From --config.\n");
+            text.push_str(extra);
+        }
+        // Last: a table header here cannot capture the keys of --config.
+        text.push_str(LIMITS);
+        std::fs::write(&config, text).with_context(|| format!("writing {}", config.display()))?;
+        let log = self.work.join(format!("{name}.log"));
+        let log_file = std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
+        let child = Command::new(&self.binary)
+            .arg("--config")
+            .arg(&config)
+            .arg("serve")
+            .env("RUST_LOG", "warn")
+            .env_remove("SESAME_CONFIG")
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone()?)
+            .stderr(log_file)
+            .spawn()
+            .with_context(|| format!("starting {}", self.binary.display()))?;
+        let mut server = Server { child, addr: SocketAddr::from(([127, 0, 0, 1], port)), log };
+        server.wait_ready()?;
+        Ok(server)
+    }
+
+    fn wrk(
+        &self,
+        script: &str,
+        server: &Server,
+        connections: u32,
+        duration: Duration,
+        env: &[(&str, String)],
+    ) -> anyhow::Result<WrkResult> {
+        let mut cmd = Command::new("wrk");
+        cmd.arg(format!("-t{}", self.plan.threads))
+            .arg(format!("-c{connections}"))
+            .arg(format!("-d{}s", duration.as_secs()))
+            .args(["--timeout", "5s", "--latency", "-s"])
+            .arg(self.lua.join(script))
+            .arg(format!("http://{}/", server.addr))
+            .env("BENCH_LUA_DIR", &self.lua)
+            .env("BENCH_THREADS", self.plan.threads.to_string())
+            .env("BENCH_RUN", self.run_id.to_string())
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())));
+        let before = CpuSnapshot::take(server.child.id());
+        let out = cmd.output().context("running wrk")?;
+        let after = CpuSnapshot::take(server.child.id());
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        for line in stdout.lines().filter(|l| !l.starts_with("BENCH ")) {
+            eprintln!("  | {line}");
+        }
+        if !out.status.success() {
+            bail!("{cmd:?} failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr));
+        }
+        let line = stdout.lines().find(|l| l.starts_with("BENCH ")).context("wrk printed no BENCH result line")?;
+        server.check_alive()?;
+        let mut result = WrkResult::parse(line)?;
+        result.other_cpu = before.zip(after).and_then(|(b, a)| a.others_since(&b));
+        Ok(result)
+    }
+}
+
+/// The share of CPU time spent busy over `window`, from /proc/stat (Linux); the bench is idle
+/// meanwhile, so it is what other processes use.
+fn cpu_busy(window: Duration) -> Option<f64> {
+    fn sample() -> Option<(u64, u64)> {
+        let stat = std::fs::read_to_string("/proc/stat").ok()?;
+        let fields: Vec<u64> = stat.lines().next()?.split_whitespace().skip(1).filter_map(|f| f.parse().ok()).collect();
+        let idle = fields.get(3)? + fields.get(4).copied().unwrap_or(0);
+        Some((fields.iter().sum(), idle))
+    }
+    let (total0, idle0) = sample()?;
+    std::thread::sleep(window);
+    let (total1, idle1) = sample()?;
+    let total = total1.checked_sub(total0)?.max(1);
+    Some(1.0 - idle1.saturating_sub(idle0) as f64 / total as f64)
+}
+
+/// CPU time counters (clock ticks) from /proc (Linux), to tell how much of the machine other
+/// processes took during a run.
+#[derive(Debug, Clone, Copy)]
+struct CpuSnapshot {
+    /// All CPUs: every state, and the idle ones.
+    total: u64,
+    idle: u64,
+    /// The server (all its threads).
+    server: u64,
+    /// This process and its reaped children (wrk, once `output()` has waited for it).
+    ours: u64,
+}
+
+impl CpuSnapshot {
+    fn take(server_pid: u32) -> Option<Self> {
+        let stat = std::fs::read_to_string("/proc/stat").ok()?;
+        let cpu: Vec<u64> = stat.lines().next()?.split_whitespace().skip(1).filter_map(|f| f.parse().ok()).collect();
+        // user nice system idle iowait irq softirq steal (guest time is already in user).
+        let total = cpu.iter().take(8).sum();
+        let idle = cpu.get(3)? + cpu.get(4).copied().unwrap_or(0);
+        let server = proc_ticks(&format!("/proc/{server_pid}/stat"), false)?;
+        let ours = proc_ticks("/proc/self/stat", true)?;
+        Some(Self { total, idle, server, ours })
+    }
+
+    fn others_since(&self, before: &Self) -> Option<f64> {
+        let total = self.total.checked_sub(before.total)?;
+        let busy = total.checked_sub(self.idle.checked_sub(before.idle)?)?;
+        let ours = self.server.saturating_sub(before.server) + self.ours.saturating_sub(before.ours);
+        (total > 0).then(|| busy.saturating_sub(ours) as f64 / total as f64)
+    }
+}
+
+/// utime + stime of a process (+ cutime + cstime: its waited-for children).
+fn proc_ticks(path: &str, children: bool) -> Option<u64> {
+    let text = std::fs::read_to_string(path).ok()?;
+    // The fields after the command name (which may hold spaces) start at field 3 (state).
+    let fields: Vec<u64> =
+        text.rsplit_once(')')?.1.split_whitespace().skip(1).map(|f| f.parse().unwrap_or(0)).collect();
+    // utime is field 14 → index 10 here; stime 15, cutime 16, cstime 17.
+    let own = fields.get(10)? + fields.get(11)?;
+    Some(if children { own + fields.get(12)? + fields.get(13)? } else { own })
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    let listener = TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// A `sesame serve` child; killed when dropped.
+#[derive(Debug)]
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+    log: PathBuf,
+}
+
+impl Server {
+    fn wait_ready(&mut self) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                bail!("sesame exited at start ({status}); log:\n{}", self.log_tail());
+            }
+            if Http::new(self.addr).call("GET", "/health", None).is_ok_and(|(status, _)| status == 200) {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("sesame did not answer /health on {} within 30s; log:\n{}", self.addr, self.log_tail());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn check_alive(&self) -> anyhow::Result<()> {
+        if Http::new(self.addr).call("GET", "/health", None).is_ok_and(|(status, _)| status == 200) {
+            Ok(())
+        } else {
+            bail!("sesame stopped answering during the phase; log:\n{}", self.log_tail())
+        }
+    }
+
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        format!("({})\n{}", self.log.display(), lines[lines.len().saturating_sub(30)..].join("\n"))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What the scripts' `done()` prints (xtask/bench/common.lua).
+#[derive(Debug, Clone, Copy, Default)]
+struct WrkResult {
+    requests: u64,
+    duration_us: u64,
+    /// HTTP statuses ≥ 400 (wrk's "Non-2xx or 3xx responses"); none of these paths redirects.
+    non_2xx: u64,
+    /// Connect, read, write errors and timeouts.
+    socket_errors: u64,
+    p50_us: u64,
+    p99_us: u64,
+    /// Token phase: exchanges sent after a thread ran out of codes.
+    exhausted: u64,
+    /// Share of all CPU time that processes other than the server, wrk and the xtask used
+    /// during the run: above a few percent, the figures are noisy.
+    other_cpu: Option<f64>,
+}
+
+impl WrkResult {
+    fn parse(line: &str) -> anyhow::Result<Self> {
+        let fields: HashMap<&str, u64> = line
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| Ok((k, v.parse::<f64>().with_context(|| format!("{k}={v} in {line:?}"))? as u64)))
+            .collect::<anyhow::Result<_>>()?;
+        let get = |k: &str| fields.get(k).copied().with_context(|| format!("no {k} in {line:?}"));
+        Ok(Self {
+            requests: get("requests")?,
+            duration_us: get("duration_us")?,
+            non_2xx: get("status_errors")?,
+            socket_errors: get("connect")? + get("read")? + get("write")? + get("timeout")?,
+            p50_us: get("p50_us")?,
+            p99_us: get("p99_us")?,
+            exhausted: get("exhausted")?,
+            other_cpu: None,
+        })
+    }
+
+    /// Adds a later run on the same server (counts and time only).
+    fn add(&mut self, other: &Self) {
+        self.requests += other.requests;
+        self.duration_us += other.duration_us;
+        self.non_2xx += other.non_2xx;
+        self.socket_errors += other.socket_errors;
+        self.exhausted += other.exhausted;
+        self.other_cpu = match (self.other_cpu, other.other_cpu) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+    }
+
+    fn rps(&self) -> f64 {
+        self.requests as f64 / (self.duration_us.max(1) as f64 / 1e6)
+    }
+}
+
+/// A one-off start; fails clearly when the config breaks the path before any load.
+fn check_start(server: &Server, email: &str) -> anyhow::Result<()> {
+    let (status, body) = Http::new(server.addr).call("POST", "/passwordless/start", Some(&start_body(email)))?;
+    ensure!(status == 200, "POST /passwordless/start answered {status}: {body}");
+    Ok(())
+}
+
+/// One start → mailbox → token round, before spending codes under load.
+fn check_token(server: &Server, email: &str) -> anyhow::Result<()> {
+    let mut http = Http::new(server.addr);
+    let codes = {
+        let mut codes = HashMap::new();
+        let (status, body) = http.call("POST", "/passwordless/start", Some(&start_body(email)))?;
+        ensure!(status == 200, "POST /passwordless/start answered {status}: {body}");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while codes.is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+            read_mailbox(&mut http, &mut codes, &HashSet::from([email.to_owned()]))?;
+        }
+        codes
+    };
+    let code = codes.get(email).with_context(|| format!("no code reached /dev/mailbox for {email} in 5s"))?;
+    let (status, body) = http.call("POST", "/oauth/token", Some(&token_body(email, code)))?;
+    ensure!(status == 200 && body.contains("access_token"), "POST /oauth/token answered {status}: {body}");
+    Ok(())
+}
+
+fn start_body(email: &str) -> String {
+    format!(r#"{{"client_id":"sesame-dev","connection":"email","email":"{email}","send":"code"}}"#)
+}
+
+fn token_body(email: &str, code: &str) -> String {
+    format!(
+        r#"{{"grant_type":"http://auth0.com/oauth/grant-type/passwordless/otp","client_id":"sesame-dev","realm":"email","username":"{email}","otp":"{code}","scope":"openid profile email"}}"#
+    )
+}
+
+/// Starts `n` distinct emails and collects their codes from `/dev/mailbox`, in batches that fit
+/// the mailbox (it keeps the newest 10 000 messages), then writes "email code" lines to `out`.
+fn generate_codes(server: &Server, n: usize, prefix: &str, out: &Path) -> anyhow::Result<usize> {
+    const BATCH: usize = 4000;
+    const WORKERS: usize = 4;
+    let mut lines = String::with_capacity(n * 48);
+    let mut reader = Http::new(server.addr);
+    let mut made = 0;
+    while made < n {
+        let emails: Vec<String> = (made..n.min(made + BATCH)).map(|i| format!("{prefix}-{i}@example.com")).collect();
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = emails
+                .chunks(emails.len().div_ceil(WORKERS))
+                .map(|chunk| {
+                    scope.spawn(move || -> anyhow::Result<()> {
+                        let mut http = Http::new(server.addr);
+                        for email in chunk {
+                            let (status, body) = http.call("POST", "/passwordless/start", Some(&start_body(email)))?;
+                            ensure!(status == 200, "generating codes: start for {email} answered {status}: {body}");
+                        }
+                        Ok(())
+                    })
+                })
+                .collect();
+            handles.into_iter().try_for_each(|h| h.join().map_err(|_| anyhow::anyhow!("a code worker panicked"))?)
+        })?;
+        // Delivery is asynchronous (the outbox worker): read until every code of the batch is in.
+        let wanted: HashSet<String> = emails.iter().cloned().collect();
+        let mut codes = HashMap::new();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            read_mailbox(&mut reader, &mut codes, &wanted)?;
+            if codes.len() == wanted.len() {
+                break;
+            }
+            ensure!(
+                Instant::now() < deadline,
+                "generating codes: only {} of {} codes reached /dev/mailbox in 20s",
+                codes.len(),
+                wanted.len()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        for email in &emails {
+            if let Some(code) = codes.get(email) {
+                let _ = writeln!(lines, "{email} {code}");
+            }
+        }
+        made += emails.len();
+    }
+    std::fs::write(out, lines).with_context(|| format!("writing {}", out.display()))?;
+    Ok(made)
+}
+
+/// Adds the newest code of each wanted recipient found in the whole mailbox to `codes`.
+fn read_mailbox(http: &mut Http, codes: &mut HashMap<String, String>, wanted: &HashSet<String>) -> anyhow::Result<()> {
+    let (status, body) = http.call("GET", "/dev/mailbox", None)?;
+    ensure!(status == 200, "GET /dev/mailbox answered {status}: {body}");
+    let entries: Vec<serde_json::Value> = serde_json::from_str(&body).context("parsing /dev/mailbox")?;
+    // Newest first: the first entry for a recipient holds its live code.
+    for entry in entries {
+        let (Some(to), Some(code)) = (entry["to"].as_str(), entry["code"].as_str()) else { continue };
+        if wanted.contains(to) && !codes.contains_key(to) {
+            codes.insert(to.to_owned(), code.to_owned());
+        }
+    }
+    Ok(())
+}
+
+/// A minimal HTTP/1.1 keep-alive client over std (JSON bodies, Content-Length or chunked).
+#[derive(Debug)]
+struct Http {
+    addr: SocketAddr,
+    conn: Option<BufReader<TcpStream>>,
+}
+
+impl Http {
+    fn new(addr: SocketAddr) -> Self {
+        Self { addr, conn: None }
+    }
+
+    /// One request; on a connection the server closed meanwhile, retries once on a new one.
+    fn call(&mut self, method: &str, path: &str, json: Option<&str>) -> anyhow::Result<(u16, String)> {
+        let reused = self.conn.is_some();
+        match self.try_call(method, path, json) {
+            Ok(r) => Ok(r),
+            Err(_) if reused => {
+                self.conn = None;
+                self.try_call(method, path, json)
+            }
+            Err(e) => Err(e),
+        }
+        .with_context(|| format!("{method} http://{}{path}", self.addr))
+    }
+
+    fn try_call(&mut self, method: &str, path: &str, json: Option<&str>) -> anyhow::Result<(u16, String)> {
+        let conn = match &mut self.conn {
+            Some(c) => c,
+            None => {
+                let stream = TcpStream::connect_timeout(&self.addr, Duration::from_secs(2))?;
+                stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+                stream.set_nodelay(true)?;
+                self.conn.insert(BufReader::new(stream))
+            }
+        };
+        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\n", self.addr);
+        if let Some(body) = json {
+            let _ = write!(req, "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+        } else {
+            req.push_str("\r\n");
+        }
+        conn.get_mut().write_all(req.as_bytes())?;
+
+        let mut line = String::new();
+        ensure!(conn.read_line(&mut line)? > 0, "connection closed");
+        let status: u16 = line.split_whitespace().nth(1).context("bad status line")?.parse()?;
+        let (mut length, mut chunked, mut close) = (None, false, false);
+        loop {
+            line.clear();
+            ensure!(conn.read_line(&mut line)? > 0, "connection closed in headers");
+            let header = line.trim_end();
+            if header.is_empty() {
+                break;
+            }
+            let (name, value) = header.split_once(':').context("bad header")?;
+            let (name, value) = (name.trim().to_ascii_lowercase(), value.trim().to_ascii_lowercase());
+            match name.as_str() {
+                "content-length" => length = Some(value.parse::<usize>()?),
+                "transfer-encoding" => chunked = value.contains("chunked"),
+                "connection" => close = value == "close",
+                _ => {}
+            }
+        }
+        let mut body = Vec::new();
+        if chunked {
+            loop {
+                line.clear();
+                conn.read_line(&mut line)?;
+                let size = usize::from_str_radix(line.trim().split(';').next().unwrap_or(""), 16)?;
+                let mut chunk = vec![0; size + 2];
+                conn.read_exact(&mut chunk)?;
+                if size == 0 {
+                    break;
+                }
+                body.extend_from_slice(&chunk[..size]);
+            }
+        } else if let Some(n) = length {
+            body.resize(n, 0);
+            conn.read_exact(&mut body)?;
+        } else {
+            conn.read_to_end(&mut body)?;
+            close = true;
+        }
+        if close {
+            self.conn = None;
+        }
+        Ok((status, String::from_utf8_lossy(&body).into_owned()))
+    }
+}
+
+impl Report {
+    fn render(&self, opts: &Options, plan: &Plan, wrk: &str, elapsed: Duration) -> String {
+        let mut s = String::new();
+        let cpus = std::thread::available_parallelism().map(usize::from).unwrap_or(0);
+        let cpu_model = std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(|t| {
+                t.lines()
+                    .find(|l| l.starts_with("model name"))
+                    .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+            })
+            .unwrap_or_else(|| "unknown CPU".into());
+        let rev = Command::new("git")
+            .args(["rev-parse", "--short", "HEAD"])
+            .current_dir(root())
+            .output()
+            .ok()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            .unwrap_or_default();
+        let dirty = Command::new("git")
+            .args(["status", "--porcelain", "--untracked-files=no", "--", "crates", "Cargo.toml", "Cargo.lock"])
+            .current_dir(root())
+            .output()
+            .is_ok_and(|o| !o.stdout.trim_ascii().is_empty());
+        let rev = match (rev.is_empty(), dirty) {
+            (true, _) => "an unknown revision (not a git checkout)".to_owned(),
+            (false, true) => format!("{rev} + uncommitted changes"),
+            (false, false) => rev,
+        };
+        let mut command = String::from("cargo xtask bench");
+        if opts.quick {
+            command.push_str(" --quick");
+        }
+        if let Some(n) = opts.codes {
+            let _ = write!(command, " --codes {n}");
+        }
+        if let Some(path) = &opts.extra_config {
+            let _ = write!(command, " --config {}", path.display());
+        }
+        let _ = writeln!(s, "## `{command}`\n");
+        let _ = writeln!(
+            s,
+            "Machine: {cpus} cores ({cpu_model}); load generator and server share them; \
+             CPU busy with other processes just before the load: {}. {wrk}; release build of {rev}; \
+             loopback 127.0.0.1; settings: {}; {:.0} s in all.\n",
+            percent(self.busy_before),
+            opts.extra_config.as_ref().map_or_else(
+                || "embedded default (memory store, memory limiter)".to_owned(),
+                |p| format!("embedded default + --config {}", p.display())
+            ),
+            elapsed.as_secs_f64()
+        );
+        let base = self.rows.first().map_or(1.0, |r| r.result.rps());
+        let _ = writeln!(
+            s,
+            "| phase | path | wrk threads×conns | s | requests | req/s | × /health | p50 | p99 | non-2xx | socket errors | other CPU |"
+        );
+        let _ = writeln!(s, "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        for row in &self.rows {
+            let r = &row.result;
+            let _ = writeln!(
+                s,
+                "| {} | `{}` | {} | {:.0} | {} | {:.0} | {} | {} | {} | {} | {} | {} |",
+                row.phase,
+                row.path,
+                row.load,
+                r.duration_us as f64 / 1e6,
+                r.requests,
+                r.rps(),
+                if row.kind == RowKind::Paced { "(paced)".to_owned() } else { format!("{:.3}", r.rps() / base) },
+                if row.kind == RowKind::Total { "—".to_owned() } else { ms(r.p50_us) },
+                if row.kind == RowKind::Total { "—".to_owned() } else { ms(r.p99_us) },
+                r.non_2xx,
+                r.socket_errors,
+                percent(r.other_cpu),
+            );
+        }
+        let token = self.rows.iter().find(|r| r.path == "POST /oauth/token").map(|r| r.result).unwrap_or_default();
+        let _ = writeln!(
+            s,
+            "\nHalf-rate phase: target {:.0} req/s (½ of the peak), reached {:.0} req/s. \
+             Token phase: {} codes generated in {:.1} s just before it (start + /dev/mailbox), \
+             {} exchanged{}.",
+            self.half_target,
+            self.rows.iter().find(|r| r.kind == RowKind::Paced).map_or(0.0, |r| r.result.rps()),
+            self.codes_made,
+            self.codes_secs,
+            token.requests.min(self.codes_made as u64),
+            if token.exhausted > 0 {
+                format!(
+                    "; **the codes ran out**: {} exchanges reused a spent code (run with --codes {})",
+                    token.exhausted,
+                    (token.requests as usize).max(plan.codes) * 3 / 2
+                )
+            } else {
+                String::new()
+            }
+        );
+        let noisy = self.rows.iter().filter_map(|r| r.result.other_cpu).fold(0.0_f64, f64::max);
+        if noisy > NOISY {
+            let _ = writeln!(
+                s,
+                "**Noisy run**: other processes took up to {:.0} % of the CPUs during a phase (\"other CPU\"); \
+                 compare runs whose phases all stay under {:.0} %.",
+                noisy * 100.0,
+                NOISY * 100.0
+            );
+        }
+        let bad: u64 = self
+            .rows
+            .iter()
+            .filter(|r| r.kind != RowKind::Total)
+            .map(|r| r.result.non_2xx + r.result.socket_errors)
+            .sum();
+        let _ = writeln!(
+            s,
+            "{}",
+            if bad == 0 {
+                "Clean: no non-2xx response, no socket error."
+            } else {
+                "**Not a clean run**: see non-2xx / socket errors."
+            }
+        );
+        s
+    }
+}
+
+/// Above this share of the CPUs taken by other processes during a phase, the run is called noisy.
+const NOISY: f64 = 0.05;
+
+fn percent(share: Option<f64>) -> String {
+    share.map_or_else(|| "unknown".to_owned(), |b| format!("{:.0} %", b * 100.0))
+}
+
+fn ms(us: u64) -> String {
+    format!("{:.2} ms", us as f64 / 1000.0)
+}
