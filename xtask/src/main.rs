@@ -20,7 +20,7 @@ fn main() -> ExitCode {
         Some("bench") => bench::bench(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <test|lint|bench>\n  test [--no-sdk]  fmt, clippy, all tests, Auth0 SDK tests\n  lint             fmt and clippy\n  bench [--quick] [--codes N] [--config extra.toml]\n                   wrk load on /passwordless/start and /oauth/token vs /health (release build)"
+                "usage: cargo xtask <test|lint|bench>\n  test [--no-sdk] [--no-browser]  fmt, clippy, all tests (memory and Postgres), Auth0 SDK and browser tests\n  lint             fmt and clippy\n  bench [--quick] [--codes N] [--config extra.toml]\n                   wrk load on /passwordless/start and /oauth/token vs /health (release build)"
             );
             return ExitCode::from(2);
         }
@@ -73,14 +73,26 @@ fn check_services() -> anyhow::Result<()> {
 }
 
 fn test(args: &[String]) -> anyhow::Result<()> {
-    let sdk = !args.iter().any(|a| a == "--no-sdk");
+    let skip = |what: &str| args.iter().any(|a| *a == format!("--no-{what}"));
     lint()?;
     check_services()?;
+    // The SES/SNS tests start the local AWS emulator (moto) from .venv-moto.
+    run(Command::new("bash").args(["tests/aws/moto.sh", "install"]))?;
     run(cargo().args(["test", "--workspace", "--all-targets"]))?;
-    if sdk {
-        run(cargo().args(["build", "--package", "sesame-api", "--bin", "sesame"]))?;
-        let binary = target_dir().join("debug").join("sesame");
-        run(Command::new("bash").arg("tests/sdk/run.sh").arg(binary))?;
+    // The HTTP suite once more, on Postgres instead of the embedded store.
+    run(cargo().args(["test", "--package", "sesame-api", "--test", "api"]).env("TEST_STORE", "postgres"))?;
+    if skip("sdk") && skip("browser") {
+        return Ok(());
+    }
+    run(cargo().args(["build", "--package", "sesame-api", "--bin", "sesame"]))?;
+    let target = target_dir();
+    let target = if target.is_absolute() { target } else { root().join(target) };
+    let binary = target.join("debug").join("sesame");
+    if !skip("sdk") {
+        run(Command::new("bash").arg("tests/sdk/run.sh").arg(&binary))?;
+    }
+    if !skip("browser") {
+        run(Command::new("bash").arg("tests/browser/run.sh").arg(&binary))?;
     }
     Ok(())
 }

@@ -10,8 +10,33 @@ use time::OffsetDateTime;
 /// The Redis adapter runs the same arithmetic in a Lua script.
 #[derive(Debug, Default)]
 pub struct MemoryRateLimiter {
-    tats: Mutex<HashMap<String, i128>>,
-    seen: Mutex<HashMap<String, OffsetDateTime>>,
+    tats: Mutex<Pruned<i128>>,
+    seen: Mutex<Pruned<OffsetDateTime>>,
+}
+
+/// A map whose dead entries are dropped now and then: when it has doubled since the last
+/// sweep (never below `FLOOR`), so a sweep costs O(1) per insert, amortized.
+#[derive(Debug)]
+struct Pruned<V> {
+    map: HashMap<String, V>,
+    sweep_at: usize,
+}
+
+impl<V> Default for Pruned<V> {
+    fn default() -> Self {
+        Self { map: HashMap::new(), sweep_at: 0 }
+    }
+}
+
+impl<V> Pruned<V> {
+    const FLOOR: usize = 100_000;
+
+    fn maybe_sweep(&mut self, alive: impl Fn(&V) -> bool) {
+        if self.map.len() > self.sweep_at.max(Self::FLOOR) {
+            self.map.retain(|_, v| alive(v));
+            self.sweep_at = self.map.len() * 2;
+        }
+    }
 }
 
 impl MemoryRateLimiter {
@@ -86,19 +111,17 @@ impl RateLimiter for MemoryRateLimiter {
     async fn check(&self, rules: &[LimitRule], now: OffsetDateTime) -> Result<LimitDecision, LimitError> {
         let now_ns = now.unix_timestamp_nanos();
         let mut tats = crate::lock(&self.tats);
-        let verdicts: Vec<Verdict> = rules.iter().map(|r| evaluate(r, tats.get(&r.key).copied(), now_ns)).collect();
+        let verdicts: Vec<Verdict> = rules.iter().map(|r| evaluate(r, tats.map.get(&r.key).copied(), now_ns)).collect();
         let all_allowed = verdicts.iter().all(|v| v.allowed);
         if all_allowed {
             for (rule, v) in rules.iter().zip(&verdicts) {
                 if rule.cost > 0 {
-                    tats.insert(rule.key.clone(), v.new_tat);
+                    tats.map.insert(rule.key.clone(), v.new_tat);
                 }
             }
         }
-        // Keep the map from growing without bound: drop buckets that are full again.
-        if tats.len() > 100_000 {
-            tats.retain(|_, tat| *tat > now_ns);
-        }
+        // Buckets that are full again hold nothing worth keeping.
+        tats.maybe_sweep(|tat| *tat > now_ns);
         Ok(decide(&verdicts, now_ns))
     }
 }
@@ -107,13 +130,11 @@ impl RateLimiter for MemoryRateLimiter {
 impl ReplayGuard for MemoryRateLimiter {
     async fn first_use(&self, key: &str, until: OffsetDateTime, now: OffsetDateTime) -> Result<bool, LimitError> {
         let mut seen = crate::lock(&self.seen);
-        if seen.len() > 100_000 {
-            seen.retain(|_, exp| *exp > now);
-        }
-        match seen.get(key) {
+        seen.maybe_sweep(|exp| *exp > now);
+        match seen.map.get(key) {
             Some(exp) if *exp > now => Ok(false),
             _ => {
-                seen.insert(key.to_owned(), until);
+                seen.map.insert(key.to_owned(), until);
                 Ok(true)
             }
         }

@@ -1,3 +1,4 @@
+use std::collections::VecDeque;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
@@ -21,7 +22,7 @@ pub struct MailboxEntry {
 /// `/dev/mailbox` only while the mailbox delivers).
 #[derive(Debug)]
 pub struct Mailbox {
-    entries: Mutex<Vec<MailboxEntry>>,
+    entries: Mutex<VecDeque<MailboxEntry>>,
     clock: std::sync::Arc<dyn Clock>,
 }
 
@@ -30,7 +31,7 @@ impl Mailbox {
     const CAPACITY: usize = 10_000;
 
     pub fn new(clock: std::sync::Arc<dyn Clock>) -> Self {
-        Self { entries: Mutex::new(Vec::new()), clock }
+        Self { entries: Mutex::new(VecDeque::new()), clock }
     }
 
     /// Newest first, optionally only those to `to`.
@@ -42,9 +43,9 @@ impl Mailbox {
     fn push(&self, entry: MailboxEntry) {
         let mut entries = crate::lock(&self.entries);
         if entries.len() >= Self::CAPACITY {
-            entries.remove(0);
+            entries.pop_front();
         }
-        entries.push(entry);
+        entries.push_back(entry);
     }
 }
 

@@ -35,7 +35,11 @@ struct State {
     clients: HashMap<ClientId, Client>,
     connections: HashMap<ConnectionName, Connection>,
     challenges: HashMap<ChallengeKey, Challenge>,
+    challenges_sweep_at: usize,
     outbox: HashMap<MessageId, OutboxRow>,
+    /// The pending messages, oldest first: claims look only here, never at finished rows.
+    pending: std::collections::BTreeSet<(OffsetDateTime, MessageId)>,
+    outbox_sweep_at: usize,
     users: HashMap<(ConnectionName, Identifier), User>,
     user_ids: HashMap<UserId, (ConnectionName, Identifier)>,
     codes: HashMap<SecretHash, AuthorizationCode>,
@@ -50,6 +54,35 @@ struct State {
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     state: Mutex<State>,
+}
+
+/// Dead rows go when a map has doubled since the last sweep (amortized O(1) per insert).
+const SWEEP_FLOOR: usize = 100_000;
+
+/// How long a finished outbox row or a dead challenge is kept for `state` and audits.
+const KEEP_FINISHED: time::Duration = time::Duration::hours(1);
+
+impl State {
+    fn finish(&mut self, id: &MessageId, state: DeliveryState) {
+        if let Some(row) = self.outbox.get_mut(id) {
+            self.pending.remove(&(row.message.created_at, id.clone()));
+            row.state = state;
+            row.lease_until = None;
+            // The sealed body is needed no more.
+            row.message.sealed.0 = Vec::new();
+        }
+    }
+
+    fn sweep(&mut self, now: OffsetDateTime) {
+        if self.outbox.len() > self.outbox_sweep_at.max(SWEEP_FLOOR) {
+            self.outbox.retain(|_, r| r.state == DeliveryState::Pending || r.due_at + KEEP_FINISHED > now);
+            self.outbox_sweep_at = self.outbox.len() * 2;
+        }
+        if self.challenges.len() > self.challenges_sweep_at.max(SWEEP_FLOOR) {
+            self.challenges.retain(|_, c| c.challenge.expires_at + KEEP_FINISHED > now);
+            self.challenges_sweep_at = self.challenges.len() * 2;
+        }
+    }
 }
 
 impl MemoryStore {
@@ -105,6 +138,8 @@ impl ChallengeStore for MemoryStore {
     async fn start(&self, challenge: NewChallenge, message: OutboxMessage) -> Result<(), StoreError> {
         let mut state = self.state();
         let due_at = message.created_at;
+        state.sweep(due_at);
+        state.pending.insert((message.created_at, message.id.clone()));
         state.outbox.insert(
             message.id.clone(),
             OutboxRow {
@@ -217,21 +252,20 @@ impl Outbox for MemoryStore {
         lease: Duration,
     ) -> Result<Vec<ClaimedMessage>, StoreError> {
         let mut state = self.state();
-        let mut due: Vec<&mut OutboxRow> = state
-            .outbox
-            .values_mut()
-            .filter(|r| r.state == DeliveryState::Pending && r.due_at <= now && r.lease_until.is_none_or(|l| l <= now))
-            .collect();
-        due.sort_by_key(|r| r.message.created_at);
-        Ok(due
-            .into_iter()
-            .take(max)
-            .map(|row| {
+        let State { pending, outbox, .. } = &mut *state;
+        let mut claimed = Vec::new();
+        for (_, id) in pending.iter() {
+            if claimed.len() >= max {
+                break;
+            }
+            let Some(row) = outbox.get_mut(id) else { continue };
+            if row.due_at <= now && row.lease_until.is_none_or(|l| l <= now) {
                 row.attempts += 1;
                 row.lease_until = Some(now + lease);
-                ClaimedMessage { message: row.message.clone(), attempt: row.attempts }
-            })
-            .collect())
+                claimed.push(ClaimedMessage { message: row.message.clone(), attempt: row.attempts });
+            }
+        }
+        Ok(claimed)
     }
 
     async fn claim(
@@ -253,10 +287,7 @@ impl Outbox for MemoryStore {
     }
 
     async fn mark_sent(&self, id: &MessageId, _now: OffsetDateTime) -> Result<(), StoreError> {
-        if let Some(row) = self.state().outbox.get_mut(id) {
-            row.state = DeliveryState::Sent;
-            row.lease_until = None;
-        }
+        self.state().finish(id, DeliveryState::Sent);
         Ok(())
     }
 
@@ -270,9 +301,8 @@ impl Outbox for MemoryStore {
     }
 
     async fn finish(&self, id: &MessageId, state: DeliveryState, _now: OffsetDateTime) -> Result<(), StoreError> {
-        if let Some(row) = self.state().outbox.get_mut(id) {
-            row.state = state;
-            row.lease_until = None;
+        if state != DeliveryState::Pending {
+            self.state().finish(id, state);
         }
         Ok(())
     }
@@ -284,9 +314,9 @@ impl Outbox for MemoryStore {
     async fn next_due(&self) -> Result<Option<OffsetDateTime>, StoreError> {
         let state = self.state();
         Ok(state
-            .outbox
-            .values()
-            .filter(|r| r.state == DeliveryState::Pending)
+            .pending
+            .iter()
+            .filter_map(|(_, id)| state.outbox.get(id))
             .map(|r| r.lease_until.map_or(r.due_at, |l| l.max(r.due_at)))
             .min())
     }
