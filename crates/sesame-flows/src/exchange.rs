@@ -88,7 +88,7 @@ impl Sesame {
     /// As `exchange_otp`.
     pub async fn verify_otp(&self, req: OtpExchange) -> Limited<(), ExchangeError> {
         let mut limit = None;
-        let result = self.check_otp(&req, false, &mut limit).await.map(|_| ());
+        let result = self.check_otp(&req, false, false, &mut limit).await.map(|_| ());
         Limited::new(result, limit)
     }
 
@@ -105,7 +105,9 @@ impl Sesame {
     }
 
     async fn ticket_for(&self, req: &OtpExchange, limit: &mut Option<LimitDecision>) -> Result<String, ExchangeError> {
-        let (connection, key) = self.check_otp(req, true, limit).await?;
+        // Browser logins (SPAs above all) come this way; the grant that matters is the one
+        // `/authorize` checks for the response type, not the OTP grant of the token endpoint.
+        let (connection, key) = self.check_otp(req, true, false, limit).await?;
         let now = self.ports.clock.now();
         let random = &*self.ports.random;
         let new_id = UserId(format!("{}|{}", connection.strategy.as_str(), random_object_id(random)));
@@ -139,7 +141,7 @@ impl Sesame {
         req: OtpExchange,
         limit: &mut Option<LimitDecision>,
     ) -> Result<TokenSet, ExchangeError> {
-        let (connection, key) = self.check_otp(&req, true, limit).await?;
+        let (connection, key) = self.check_otp(&req, true, true, limit).await?;
         let now = self.ports.clock.now();
         let strategy = connection.strategy;
         let new_id = UserId(format!("{}|{}", strategy.as_str(), random_object_id(&*self.ports.random)));
@@ -172,9 +174,10 @@ impl Sesame {
         &self,
         req: &OtpExchange,
         consume: bool,
+        otp_grant: bool,
         limit: &mut Option<LimitDecision>,
     ) -> Result<(sesame_domain::Connection, ChallengeKey), ExchangeError> {
-        if !req.client.may_use(GrantType::PasswordlessOtp) {
+        if otp_grant && !req.client.may_use(GrantType::PasswordlessOtp) {
             return Err(ExchangeError::GrantNotAllowed);
         }
         let name = ConnectionName::new(req.realm.clone());

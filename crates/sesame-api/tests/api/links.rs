@@ -381,3 +381,20 @@ async fn auth0_js_cross_origin_login_trades_a_code_for_a_ticket_and_the_ticket_f
     let none = params_after(&location(&authorize("").await.expect("authorize")), '#');
     assert_eq!(none["error"], "login_required");
 }
+
+#[tokio::test]
+async fn an_spa_logs_in_through_co_authenticate_though_the_otp_grant_is_closed_to_it() {
+    let app = spawn_app().await;
+    let to = "spa@example.com";
+    let code = app.start_and_read_code("spa-app", "email", to).await;
+    app.post_token(&TestApp::otp_body("spa-app", "email", to, &code)).await.assert_error(
+        403,
+        "unauthorized_client",
+        "Grant type 'http://auth0.com/oauth/grant-type/passwordless/otp' not allowed for the client.",
+    );
+    let co = app
+        .post_json("/co/authenticate", &json!({"client_id": "spa-app", "credential_type": OTP_GRANT, "realm": "email", "username": to, "otp": code}))
+        .await;
+    assert_eq!(co.status, 200, "{}", co.body);
+    assert!(co.body["login_ticket"].is_string());
+}
