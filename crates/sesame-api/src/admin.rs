@@ -62,6 +62,15 @@ pub enum ConnectionCommand {
         /// Only existing users may log in.
         #[arg(long)]
         disable_signup: Option<bool>,
+        /// Countries SMS may go to, e.g. `US,FR` (ISO 3166); `-` takes the service-wide list.
+        #[arg(long)]
+        sms_countries: Option<String>,
+        /// Messages per identifier, as `LIMIT/SECONDS` (e.g. `5/3600`); `-` takes the service-wide value.
+        #[arg(long)]
+        start_per_identifier: Option<String>,
+        /// Minimum seconds between sends to one identifier; `-` takes the service-wide value.
+        #[arg(long)]
+        send_cooldown_secs: Option<String>,
         #[command(flatten)]
         json: JsonFlag,
     },
@@ -159,7 +168,19 @@ fn connection_json(c: &sesame_domain::Connection) -> serde_json::Value {
         "code_length": c.policy.length(),
         "code_lifetime_secs": c.policy.lifetime().as_secs(),
         "disable_signup": c.disable_signup,
+        "limits": c.limits,
     })
+}
+
+/// `LIMIT/SECONDS`, or `-` for "none of the connection's own".
+fn rate_arg(raw: &str) -> anyhow::Result<Option<sesame_domain::Rate>> {
+    if raw == "-" {
+        return Ok(None);
+    }
+    let (limit, secs) = raw.split_once('/').context("a rate is LIMIT/SECONDS, e.g. 5/3600")?;
+    let rate = sesame_domain::Rate { limit: limit.trim().parse()?, window_secs: secs.trim().parse()? };
+    anyhow::ensure!(rate.limit > 0 && rate.window_secs > 0, "a rate needs a limit and a window above zero");
+    Ok(Some(rate))
 }
 
 fn show_connection(c: &sesame_domain::Connection, json: bool) -> anyhow::Result<()> {
@@ -167,12 +188,13 @@ fn show_connection(c: &sesame_domain::Connection, json: bool) -> anyhow::Result<
         return out(&connection_json(c).to_string());
     }
     out(&format!(
-        "name:               {}\nstrategy:           {}\ncode_length:        {}\ncode_lifetime_secs: {}\ndisable_signup:     {}",
+        "name:               {}\nstrategy:           {}\ncode_length:        {}\ncode_lifetime_secs: {}\ndisable_signup:     {}\nlimits:             {}",
         c.name.as_str(),
         c.strategy.as_str(),
         c.policy.length(),
         c.policy.lifetime().as_secs(),
-        c.disable_signup
+        c.disable_signup,
+        serde_json::to_string(&c.limits)?,
     ))
 }
 
@@ -199,13 +221,33 @@ pub async fn connection(settings: &Settings, command: ConnectionCommand) -> anyh
             Ok(())
         }
         ConnectionCommand::Show { name, json } => show_connection(&find(&name).await?, json.json),
-        ConnectionCommand::Update { name, code_length, code_lifetime_secs, disable_signup, json } => {
+        ConnectionCommand::Update {
+            name,
+            code_length,
+            code_lifetime_secs,
+            disable_signup,
+            sms_countries,
+            start_per_identifier,
+            send_cooldown_secs,
+            json,
+        } => {
             let mut c = find(&name).await?;
             let length = code_length.unwrap_or(u32::try_from(c.policy.length()).unwrap_or(6));
             let lifetime = code_lifetime_secs.unwrap_or(c.policy.lifetime().as_secs());
             c.policy = sesame_domain::CodePolicy::new(length, lifetime)?;
             if let Some(d) = disable_signup {
                 c.disable_signup = d;
+            }
+            if let Some(list) = sms_countries {
+                c.limits.sms_allowed_countries = (list != "-").then(|| {
+                    list.split(',').map(|s| s.trim().to_ascii_uppercase()).filter(|s| !s.is_empty()).collect()
+                });
+            }
+            if let Some(rate) = start_per_identifier {
+                c.limits.start_per_identifier = rate_arg(&rate)?;
+            }
+            if let Some(secs) = send_cooldown_secs {
+                c.limits.send_cooldown_secs = if secs == "-" { None } else { Some(secs.parse()?) };
             }
             store.save(&c).await?;
             show_connection(&c, json.json)

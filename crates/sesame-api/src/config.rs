@@ -198,6 +198,9 @@ pub struct ConnectionSettings {
     pub code_lifetime_secs: u64,
     #[serde(default)]
     pub disable_signup: bool,
+    /// This connection's own limits (each one left out takes `[limits]`).
+    #[serde(default)]
+    pub limits: sesame_domain::ConnectionLimits,
 }
 
 fn default_code_length() -> u32 {

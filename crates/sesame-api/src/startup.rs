@@ -331,6 +331,7 @@ async fn seed(sesame: &Sesame, settings: &Settings) -> anyhow::Result<()> {
                     strategy: c.strategy,
                     policy: CodePolicy::new(c.code_length, c.code_lifetime_secs)?,
                     disable_signup: c.disable_signup,
+                    limits: c.limits.clone(),
                 })
             })
             .collect::<anyhow::Result<_>>()?

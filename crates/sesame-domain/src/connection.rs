@@ -82,6 +82,32 @@ impl Default for CodePolicy {
     }
 }
 
+/// A token bucket: `limit` requests per `window_secs`, refilled evenly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rate {
+    pub limit: u32,
+    pub window_secs: u64,
+}
+
+impl Rate {
+    pub const fn per_hour(limit: u32) -> Self {
+        Self { limit, window_secs: 3600 }
+    }
+}
+
+/// A connection's own limits; each one left out takes the service-wide value.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConnectionLimits {
+    pub start_per_identifier: Option<Rate>,
+    pub send_cooldown_secs: Option<u64>,
+    pub failed_per_identifier: Option<Rate>,
+    pub sms_per_country: Option<Rate>,
+    /// ISO 3166 countries this (SMS) connection may send to; empty allows all.
+    pub sms_allowed_countries: Option<Vec<String>>,
+}
+
 /// A passwordless connection and its settings.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Connection {
@@ -90,6 +116,8 @@ pub struct Connection {
     pub policy: CodePolicy,
     /// Only users that already exist may log in (Auth0's `disable_signup`).
     pub disable_signup: bool,
+    #[serde(default)]
+    pub limits: ConnectionLimits,
 }
 
 impl Connection {
@@ -100,6 +128,7 @@ impl Connection {
             strategy,
             policy: CodePolicy::default(),
             disable_signup: false,
+            limits: ConnectionLimits::default(),
         }
     }
 }

@@ -13,7 +13,9 @@ mod user;
 
 pub use challenge::{AuthParams, Challenge, ChallengeKey, CheckOutcome, NewChallenge, Proof};
 pub use client::{AppType, AuthMethod, Client, ClientId, GrantType};
-pub use connection::{CodePolicy, Connection, ConnectionName, PolicyError, Send, SendError, Strategy};
+pub use connection::{
+    CodePolicy, Connection, ConnectionLimits, ConnectionName, PolicyError, Rate, Send, SendError, Strategy,
+};
 pub use identifier::{Email, Identifier, IdentifierError, PhoneNumber};
 pub use message::{Channel, MessageId, OutboxMessage, SealedMessage};
 pub use secret::{LinkToken, OtpCode, SecretHash};

@@ -200,7 +200,7 @@ impl Sesame {
         let key = ChallengeKey { client_id: req.client.id.clone(), connection: connection.name.clone(), identifier };
         let proof = Proof::Code(self.secrets().code_hash(&key, req.otp.trim()));
         let now = self.ports.clock.now();
-        let limits = &self.settings.limits;
+        let limits = &self.settings.limits.for_connection(&connection.limits);
         let tag = self.limit_tag(&key);
         let decision = self
             .limit(&limits.exchange_rules(&tag, req.ip.as_deref()), limits.fail.exchange, now)

@@ -3,25 +3,13 @@
 
 use std::time::Duration;
 
-use sesame_domain::{ChallengeKey, Identifier, Strategy};
+use sesame_domain::{ChallengeKey, ConnectionLimits, Identifier, Strategy};
 use sesame_ports::{LimitDecision, LimitRule};
 
-/// A token bucket: `limit` requests per `window_secs`, refilled evenly.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct Rate {
-    pub limit: u32,
-    pub window_secs: u64,
-}
+pub use sesame_domain::Rate;
 
-impl Rate {
-    pub const fn per_hour(limit: u32) -> Self {
-        Self { limit, window_secs: 3600 }
-    }
-
-    fn rule(self, key: String, cost: u32) -> LimitRule {
-        LimitRule { key, limit: self.limit, window: Duration::from_secs(self.window_secs.max(1)), cost }
-    }
+fn rule(rate: Rate, key: String, cost: u32) -> LimitRule {
+    LimitRule { key, limit: rate.limit, window: Duration::from_secs(rate.window_secs.max(1)), cost }
 }
 
 /// What to do when the limiter's store cannot be reached.
@@ -90,38 +78,53 @@ impl Default for LimitSettings {
 }
 
 impl LimitSettings {
+    /// These settings with a connection's own limits laid over them.
+    pub fn for_connection(&self, own: &ConnectionLimits) -> Self {
+        Self {
+            start_per_identifier: own.start_per_identifier.unwrap_or(self.start_per_identifier),
+            send_cooldown_secs: own.send_cooldown_secs.unwrap_or(self.send_cooldown_secs),
+            failed_per_identifier: own.failed_per_identifier.unwrap_or(self.failed_per_identifier),
+            sms_per_country: own.sms_per_country.unwrap_or(self.sms_per_country),
+            sms_allowed_countries: own
+                .sms_allowed_countries
+                .clone()
+                .unwrap_or_else(|| self.sms_allowed_countries.clone()),
+            ..self.clone()
+        }
+    }
+
     /// The rules of one start. `id_tag` stands for the identifier (a keyed hash: no email
     /// address or phone number goes into the limiter's keys).
     pub fn start_rules(&self, key: &ChallengeKey, id_tag: &str, ip: Option<&str>) -> Vec<LimitRule> {
         let mut rules = vec![
-            self.start_per_identifier.rule(format!("start:id:{id_tag}"), 1),
-            self.start_per_client.rule(format!("start:client:{}", key.client_id.as_str()), 1),
+            rule(self.start_per_identifier, format!("start:id:{id_tag}"), 1),
+            rule(self.start_per_client, format!("start:client:{}", key.client_id.as_str()), 1),
         ];
         if let Some(ip) = ip {
-            rules.insert(0, self.start_per_ip.rule(format!("start:ip:{ip}"), 1));
+            rules.insert(0, rule(self.start_per_ip, format!("start:ip:{ip}"), 1));
         }
         if self.send_cooldown_secs > 0 {
             let cooldown = Rate { limit: 1, window_secs: self.send_cooldown_secs };
-            rules.push(cooldown.rule(format!("start:cooldown:{id_tag}"), 1));
+            rules.push(rule(cooldown, format!("start:cooldown:{id_tag}"), 1));
         }
         if let Identifier::Phone(p) = &key.identifier {
-            rules.push(self.sms_per_country.rule(format!("sms:country:{}", p.country().unwrap_or("unknown")), 1));
+            rules.push(rule(self.sms_per_country, format!("sms:country:{}", p.country().unwrap_or("unknown")), 1));
         }
         rules
     }
 
     /// The rules checked before an exchange: the IP takes a token; failures are only looked at.
     pub fn exchange_rules(&self, id_tag: &str, ip: Option<&str>) -> Vec<LimitRule> {
-        let mut rules = vec![self.failed_per_identifier.rule(format!("failed:id:{id_tag}"), 0)];
+        let mut rules = vec![rule(self.failed_per_identifier, format!("failed:id:{id_tag}"), 0)];
         if let Some(ip) = ip {
-            rules.push(self.exchange_per_ip.rule(format!("exchange:ip:{ip}"), 1));
+            rules.push(rule(self.exchange_per_ip, format!("exchange:ip:{ip}"), 1));
         }
         rules
     }
 
     /// The rule a failed try takes a token from.
     pub fn failure_rule(&self, id_tag: &str) -> LimitRule {
-        self.failed_per_identifier.rule(format!("failed:id:{id_tag}"), 1)
+        rule(self.failed_per_identifier, format!("failed:id:{id_tag}"), 1)
     }
 
     pub fn fail_mode(&self, strategy: Strategy) -> FailMode {

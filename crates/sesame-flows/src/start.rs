@@ -116,7 +116,7 @@ impl Sesame {
                 Identifier::Phone(PhoneNumber::parse(raw).map_err(StartError::PhoneInvalid)?)
             }
         };
-        let limits = &self.settings.limits;
+        let limits = &self.settings.limits.for_connection(&connection.limits);
         if let Identifier::Phone(p) = &identifier
             && !limits.sms_country_allowed(p.country())
         {

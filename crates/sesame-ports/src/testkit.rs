@@ -353,6 +353,12 @@ pub async fn client_store<S: ClientStore + ConnectionStore + 'static>(store: Arc
     assert_eq!(ConnectionStore::find(&*store, &conn.name).await.unwrap(), Some(conn.clone()));
     conn.disable_signup = true;
     conn.policy = CodePolicy::new(8, 300).unwrap();
+    conn.limits = sesame_domain::ConnectionLimits {
+        send_cooldown_secs: Some(60),
+        sms_allowed_countries: Some(vec!["FR".into()]),
+        start_per_identifier: Some(sesame_domain::Rate::per_hour(3)),
+        ..Default::default()
+    };
     ConnectionStore::save(&*store, &conn).await.unwrap();
     assert_eq!(ConnectionStore::find(&*store, &conn.name).await.unwrap(), Some(conn.clone()));
     assert!(ConnectionStore::list(&*store).await.unwrap().contains(&conn));

@@ -1,5 +1,5 @@
 use async_trait::async_trait;
-use diesel::sql_types::{Array, Bool, Bytea, Integer, Nullable, Text};
+use diesel::sql_types::{Array, Bool, Bytea, Integer, Jsonb, Nullable, Text};
 use diesel::{QueryableByName, sql_query};
 use diesel_async::RunQueryDsl;
 use sesame_domain::{Client, ClientId, CodePolicy, Connection, ConnectionName, GrantType, SecretHash, Strategy};
@@ -157,6 +157,8 @@ struct ConnectionRow {
     code_lifetime_secs: i32,
     #[diesel(sql_type = Bool)]
     disable_signup: bool,
+    #[diesel(sql_type = Jsonb)]
+    limits: serde_json::Value,
 }
 
 impl ConnectionRow {
@@ -167,7 +169,15 @@ impl ConnectionRow {
             u64::try_from(self.code_lifetime_secs).unwrap_or(0),
         )
         .map_err(|e| StoreError::Unexpected(anyhow::anyhow!("connection {}: {e}", self.name)))?;
-        Ok(Connection { name: ConnectionName::new(self.name), strategy, policy, disable_signup: self.disable_signup })
+        let limits = serde_json::from_value(self.limits)
+            .map_err(|e| StoreError::Unexpected(anyhow::anyhow!("connection {} limits: {e}", self.name)))?;
+        Ok(Connection {
+            name: ConnectionName::new(self.name),
+            strategy,
+            policy,
+            disable_signup: self.disable_signup,
+            limits,
+        })
     }
 }
 
@@ -176,7 +186,7 @@ impl ConnectionStore for PgStore {
     async fn find(&self, name: &ConnectionName) -> Result<Option<Connection>, StoreError> {
         let mut conn = self.conn().await?;
         let rows: Vec<ConnectionRow> = sql_query(
-            "SELECT name, strategy, code_length, code_lifetime_secs, disable_signup FROM connections WHERE name = $1",
+            "SELECT name, strategy, code_length, code_lifetime_secs, disable_signup, limits FROM connections WHERE name = $1",
         )
         .bind::<Text, _>(name.as_str())
         .load(&mut conn)
@@ -188,7 +198,7 @@ impl ConnectionStore for PgStore {
     async fn list(&self) -> Result<Vec<Connection>, StoreError> {
         let mut conn = self.conn().await?;
         let rows: Vec<ConnectionRow> = sql_query(
-            "SELECT name, strategy, code_length, code_lifetime_secs, disable_signup FROM connections ORDER BY name",
+            "SELECT name, strategy, code_length, code_lifetime_secs, disable_signup, limits FROM connections ORDER BY name",
         )
         .load(&mut conn)
         .await
@@ -199,16 +209,17 @@ impl ConnectionStore for PgStore {
     async fn save(&self, c: &Connection) -> Result<(), StoreError> {
         let mut conn = self.conn().await?;
         sql_query(
-            "INSERT INTO connections (name, strategy, code_length, code_lifetime_secs, disable_signup) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (name) DO UPDATE SET strategy = EXCLUDED.strategy, \
+            "INSERT INTO connections (name, strategy, code_length, code_lifetime_secs, disable_signup, limits) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (name) DO UPDATE SET strategy = EXCLUDED.strategy, \
              code_length = EXCLUDED.code_length, code_lifetime_secs = EXCLUDED.code_lifetime_secs, \
-             disable_signup = EXCLUDED.disable_signup, updated_at = now()",
+             disable_signup = EXCLUDED.disable_signup, limits = EXCLUDED.limits, updated_at = now()",
         )
         .bind::<Text, _>(c.name.as_str())
         .bind::<Text, _>(c.strategy.as_str())
         .bind::<Integer, _>(i32::try_from(c.policy.length()).unwrap_or(6))
         .bind::<Integer, _>(i32::try_from(c.policy.lifetime().as_secs()).unwrap_or(180))
         .bind::<Bool, _>(c.disable_signup)
+        .bind::<Jsonb, _>(serde_json::to_value(&c.limits).map_err(|e| StoreError::Unexpected(e.into()))?)
         .execute(&mut conn)
         .await
         .map_err(db_err("saving a connection"))?;

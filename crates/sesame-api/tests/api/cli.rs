@@ -158,6 +158,24 @@ async fn clients_are_managed_from_the_command_line() {
     assert_eq!((updated["code_length"].as_u64(), updated["disable_signup"].as_bool()), (Some(8), Some(true)));
     let (ok, _, err) = sesame(&config, &["connection", "update", "email", "--code-lifetime-secs", "3600"]);
     assert!(!ok && err.contains("lifetime"), "{err}");
+    // Per-connection limits: the sms connection may only reach France now.
+    let sms = json_of(sesame(
+        &config,
+        &["connection", "update", "sms", "--sms-countries", "fr", "--start-per-identifier", "2/3600", "--json"],
+    ));
+    assert_eq!(sms["limits"]["sms_allowed_countries"], json!(["FR"]));
+    assert_eq!(sms["limits"]["start_per_identifier"], json!({"limit": 2, "window_secs": 3600}));
+    let native_for_sms = native["client_id"].as_str().expect("id");
+    let us = app
+        .post_start(&json!({"client_id": native_for_sms, "connection": "sms", "phone_number": "+14155552671"}))
+        .await;
+    us.assert_error(400, "bad.phone_number", "SMS to this phone number's country is not allowed");
+    let fr = json!({"client_id": native_for_sms, "connection": "sms", "phone_number": "+33612345678"});
+    assert_eq!(app.post_start(&fr).await.status, 200);
+    assert_eq!(app.post_start(&fr).await.status, 200);
+    assert_eq!(app.post_start(&fr).await.status, 429, "the connection's own per-identifier limit");
+    let cleared = json_of(sesame(&config, &["connection", "update", "sms", "--sms-countries", "-", "--json"]));
+    assert!(cleared["limits"]["sms_allowed_countries"].is_null());
     let native_id = native["client_id"].as_str().expect("id");
     let signup = app
         .post_start(&json!({"client_id": native_id, "connection": "email", "email": "new@example.com", "send": "code"}))

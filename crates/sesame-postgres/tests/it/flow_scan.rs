@@ -62,6 +62,7 @@ async fn no_row_holds_a_code_link_token_or_bearer_token_in_the_clear() {
         strategy: Strategy::Email,
         policy: CodePolicy::new(12, 180).unwrap(),
         disable_signup: false,
+        limits: sesame_domain::ConnectionLimits::default(),
     };
     ConnectionStore::save(&*store, &connection).await.unwrap();
     let client = Client {
