@@ -416,7 +416,12 @@ pub async fn client(settings: &Settings, command: ClientCommand) -> anyhow::Resu
             }
             let secret = matches!(auth_method, AuthMethod::ClientSecretPost | AuthMethod::ClientSecretBasic)
                 .then(|| random_b64(random, 48));
-            let id = args.client_id.unwrap_or_else(|| random_b64(random, 24));
+            // Hex: a client id never starts with '-' (a shell flag) or holds '_' or '/'.
+            let id = args.client_id.unwrap_or_else(|| {
+                let mut bytes = [0u8; 16];
+                random.fill(&mut bytes);
+                hex::encode(bytes)
+            });
             let connections =
                 if args.connections.is_empty() { vec!["email".into(), "sms".into()] } else { args.connections };
             // SPAs may not use the OTP grant (Auth0): they log in through the browser flows.

@@ -33,20 +33,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/authorize", web::get().to(authorize));
 }
 
-fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            other => out.push(other),
-        }
-    }
-    out
-}
+use sesame_flows::templates::escape_html as escape;
 
 fn origin_of(uri: &str) -> String {
     url_origin(uri).unwrap_or_else(|| "'none'".into())
@@ -124,18 +111,7 @@ fn respond(resp: &AuthorizationResponse) -> HttpResponse {
 }
 
 fn params_of(map: &HashMap<String, String>) -> AuthorizeParams {
-    let get = |k: &str| map.get(k).cloned().filter(|v| !v.is_empty());
-    AuthorizeParams {
-        response_type: get("response_type"),
-        response_mode: get("response_mode"),
-        redirect_uri: get("redirect_uri"),
-        scope: get("scope"),
-        state: get("state"),
-        nonce: get("nonce"),
-        audience: get("audience"),
-        code_challenge: get("code_challenge"),
-        code_challenge_method: get("code_challenge_method"),
-    }
+    AuthorizeParams::from_lookup(|k| map.get(k).cloned().filter(|v| !v.is_empty()))
 }
 
 /// Checks the request enough to know where errors may go. `Err` is the page to show.

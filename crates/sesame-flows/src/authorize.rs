@@ -8,7 +8,7 @@ use sesame_domain::{
     ChallengeKey, CheckOutcome, Client, ConnectionName, Email, GrantType, Identifier, PhoneNumber, Proof, SecretHash,
     Strategy, UserId,
 };
-use sesame_ports::{AuditEvent, AuditKind, AuthorizationCode, RefreshOutcome, StoreError};
+use sesame_ports::{AuditEvent, AuditKind, AuthorizationCode, RefreshOutcome};
 use subtle::ConstantTimeEq as _;
 
 use crate::Sesame;
@@ -77,6 +77,23 @@ pub struct AuthorizeParams {
     pub audience: Option<String>,
     pub code_challenge: Option<String>,
     pub code_challenge_method: Option<String>,
+}
+
+impl AuthorizeParams {
+    /// Reads the parameters by name (from a query, a form or a start's `authParams`).
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Self {
+        Self {
+            response_type: get("response_type"),
+            response_mode: get("response_mode"),
+            redirect_uri: get("redirect_uri"),
+            scope: get("scope"),
+            state: get("state"),
+            nonce: get("nonce"),
+            audience: get("audience"),
+            code_challenge: get("code_challenge"),
+            code_challenge_method: get("code_challenge_method"),
+        }
+    }
 }
 
 /// A checked authorization request.
@@ -289,14 +306,7 @@ pub enum GrantError {
     Unexpected(#[from] anyhow::Error),
 }
 
-impl From<StoreError> for GrantError {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::Unavailable(e) => Self::Unavailable(e),
-            other => Self::Unexpected(anyhow::Error::new(other)),
-        }
-    }
-}
+crate::store_errors_into!(GrantError);
 
 impl From<TokenIssueError> for GrantError {
     fn from(e: TokenIssueError) -> Self {
@@ -307,14 +317,7 @@ impl From<TokenIssueError> for GrantError {
     }
 }
 
-impl From<StoreError> for AuthorizeError {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::Unavailable(e) => Self::Unavailable(e),
-            other => Self::Unexpected(anyhow::Error::new(other)),
-        }
-    }
-}
+crate::store_errors_into!(AuthorizeError);
 
 impl Sesame {
     /// Completes a magic link: checks the code like an OTP (newest only, expiry, single use,

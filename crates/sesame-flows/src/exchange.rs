@@ -5,7 +5,7 @@ use sesame_domain::{
     ChallengeKey, CheckOutcome, Client, ConnectionName, Email, GrantType, Identifier, PhoneNumber, Proof, Strategy,
     UserId,
 };
-use sesame_ports::{AuditEvent, AuditKind, LimitDecision, LimitRule, StoreError, TokenError};
+use sesame_ports::{AuditEvent, AuditKind, LimitDecision, LimitRule, TokenError};
 
 use crate::Sesame;
 use crate::crypto::random_object_id;
@@ -54,14 +54,7 @@ pub enum ExchangeError {
     Unexpected(#[from] anyhow::Error),
 }
 
-impl From<StoreError> for ExchangeError {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::Unavailable(e) => Self::Unavailable(e),
-            other => Self::Unexpected(anyhow::Error::new(other)),
-        }
-    }
-}
+crate::store_errors_into!(ExchangeError);
 
 impl From<TokenError> for ExchangeError {
     fn from(e: TokenError) -> Self {

@@ -1,6 +1,23 @@
 //! Sesame's use cases, written only against the ports: authenticate a client, start a
 //! passwordless login, exchange a code for tokens, deliver the outbox. No HTTP, no SQL.
 
+/// `From<StoreError>` for a use case's error enum: `Unavailable` stays unavailable (a 503),
+/// anything else is unexpected (a 500).
+#[macro_export]
+#[doc(hidden)]
+macro_rules! store_errors_into {
+    ($error:ty) => {
+        impl From<sesame_ports::StoreError> for $error {
+            fn from(e: sesame_ports::StoreError) -> Self {
+                match e {
+                    sesame_ports::StoreError::Unavailable(e) => Self::Unavailable(e),
+                    other => Self::Unexpected(anyhow::Error::new(other)),
+                }
+            }
+        }
+    };
+}
+
 pub mod authorize;
 pub mod client_auth;
 pub mod crypto;

@@ -6,7 +6,7 @@ use sesame_domain::{
     AuthParams, ChallengeKey, Channel, Client, ConnectionName, Email, Identifier, IdentifierError, MessageId,
     NewChallenge, OutboxMessage, PhoneNumber, SealedMessage, Send, Strategy,
 };
-use sesame_ports::{AuditEvent, AuditKind, LimitDecision, StoreError};
+use sesame_ports::{AuditEvent, AuditKind, LimitDecision};
 
 use crate::crypto::{generate_code, generate_link_token, random_object_id};
 use crate::limits::Limited;
@@ -70,14 +70,7 @@ pub enum StartError {
     Unexpected(#[from] anyhow::Error),
 }
 
-impl From<StoreError> for StartError {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::Unavailable(e) => Self::Unavailable(e),
-            other => Self::Unexpected(anyhow::Error::new(other)),
-        }
-    }
-}
+crate::store_errors_into!(StartError);
 
 /// The AEAD context of an outbox message: a sealed body cannot be moved to another message.
 pub(crate) fn seal_context(id: &MessageId) -> String {
@@ -226,18 +219,7 @@ impl Sesame {
 /// response type and mode, PKCE for public clients using codes). A code start only has its
 /// `redirect_uri` checked, if it has one (auth0.js sends its options along with every start).
 fn check_auth_params(client: &Client, params: &AuthParams, send: Send) -> Result<(), StartError> {
-    let get = |k: &str| params.get_str(k);
-    let request = crate::authorize::AuthorizeParams {
-        response_type: get("response_type"),
-        response_mode: get("response_mode"),
-        redirect_uri: get("redirect_uri"),
-        scope: get("scope"),
-        state: get("state"),
-        nonce: get("nonce"),
-        audience: get("audience"),
-        code_challenge: get("code_challenge"),
-        code_challenge_method: get("code_challenge_method"),
-    };
+    let request = crate::authorize::AuthorizeParams::from_lookup(|k| params.get_str(k));
     if !send.is_link() {
         return match &request.redirect_uri {
             Some(uri) if !client.callback_allowed(uri) => {

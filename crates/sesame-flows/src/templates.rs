@@ -108,7 +108,8 @@ pub struct Rendered {
     pub language: String,
 }
 
-fn escape_html(s: &str) -> String {
+/// Escapes text for HTML content and quoted attributes.
+pub fn escape_html(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {

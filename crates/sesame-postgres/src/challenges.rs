@@ -245,6 +245,23 @@ struct OutboxRow {
     attempts: i32,
 }
 
+impl OutboxRow {
+    fn into_claimed(self) -> Result<ClaimedMessage, StoreError> {
+        let channel: Channel = from_name(&self.channel)?;
+        Ok(ClaimedMessage {
+            message: OutboxMessage {
+                id: MessageId(self.id),
+                channel,
+                recipient: self.recipient,
+                sealed: SealedMessage(self.sealed),
+                created_at: self.created_at,
+                expires_at: self.expires_at,
+            },
+            attempt: u32::try_from(self.attempts).unwrap_or(0),
+        })
+    }
+}
+
 #[async_trait]
 impl Outbox for PgStore {
     async fn claim_due(
@@ -270,22 +287,7 @@ impl Outbox for PgStore {
         .await
         .map_err(db_err("claiming outbox messages"))?;
         rows.sort_by_key(|r| r.created_at);
-        rows.into_iter()
-            .map(|r| {
-                let channel: Channel = from_name(&r.channel)?;
-                Ok(ClaimedMessage {
-                    message: OutboxMessage {
-                        id: MessageId(r.id),
-                        channel,
-                        recipient: r.recipient,
-                        sealed: SealedMessage(r.sealed),
-                        created_at: r.created_at,
-                        expires_at: r.expires_at,
-                    },
-                    attempt: u32::try_from(r.attempts).unwrap_or(0),
-                })
-            })
-            .collect()
+        rows.into_iter().map(OutboxRow::into_claimed).collect()
     }
 
     async fn claim(
@@ -306,23 +308,7 @@ impl Outbox for PgStore {
         .load(&mut conn)
         .await
         .map_err(db_err("claiming an outbox message"))?;
-        rows.into_iter()
-            .next()
-            .map(|r| {
-                let channel: Channel = from_name(&r.channel)?;
-                Ok(ClaimedMessage {
-                    message: OutboxMessage {
-                        id: MessageId(r.id),
-                        channel,
-                        recipient: r.recipient,
-                        sealed: SealedMessage(r.sealed),
-                        created_at: r.created_at,
-                        expires_at: r.expires_at,
-                    },
-                    attempt: u32::try_from(r.attempts).unwrap_or(0),
-                })
-            })
-            .transpose()
+        rows.into_iter().next().map(OutboxRow::into_claimed).transpose()
     }
 
     async fn mark_sent(&self, id: &MessageId, now: OffsetDateTime) -> Result<(), StoreError> {

@@ -45,7 +45,7 @@ async fn emails_to(moto: &Moto, to: &str) -> Vec<Value> {
 }
 
 async fn wait_for_emails(moto: &Moto, to: &str, n: usize) -> Vec<Value> {
-    for _ in 0..300 {
+    for _ in 0..750 {
         let got = emails_to(moto, to).await;
         if got.len() >= n {
             return got;

@@ -182,10 +182,10 @@ impl TestApp {
         Reply::from(self.http.get(format!("{}{path}", self.base)).send().await.expect("request")).await
     }
 
-    /// The messages sent to `to`, newest first, waiting up to 5 s for at least `at_least`.
+    /// The messages sent to `to`, newest first, waiting up to 15 s for at least `at_least`.
     pub async fn mailbox(&self, to: &str, at_least: usize) -> Vec<Value> {
         let url = format!("{}/dev/mailbox", self.base);
-        for _ in 0..500 {
+        for _ in 0..1500 {
             let list: Vec<Value> =
                 self.http.get(&url).query(&[("to", to)]).send().await.expect("mailbox").json().await.expect("json");
             if list.len() >= at_least {
@@ -193,7 +193,7 @@ impl TestApp {
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        panic!("no message for {to} within 5 s");
+        panic!("no message for {to} within 15 s");
     }
 
     /// Starts a code login and returns the code the user received.

@@ -45,8 +45,14 @@ async fn a_rotation_reaches_every_replica_and_old_tokens_verify_until_retired() 
     let db = TestDatabase::new().await.expect("test database");
     let url = db.config().url;
     // refresh_secs = 0: each replica rereads the ring whenever it signs or serves the JWKS.
-    let a = spawn_app_on(url.clone(), |s| s.signing_keys.refresh_secs = 0).await;
-    let b = spawn_app_on(url.clone(), |s| s.signing_keys.refresh_secs = 0).await;
+    // The replicas share one outbox but each has its own in-process mailbox: with a long poll a
+    // worker only wakes for its own starts, so each login's code lands where the test reads it.
+    let replica = |s: &mut sesame_api::config::Settings| {
+        s.signing_keys.refresh_secs = 0;
+        s.delivery.poll_ms = 600_000;
+    };
+    let a = spawn_app_on(url.clone(), replica).await;
+    let b = spawn_app_on(url.clone(), replica).await;
     let t1 = login(&a, "keys-a@example.com").await;
     let k1 = kid_of(&t1);
     assert_eq!(jwks_kids(&b).await, vec![k1.clone()], "both replicas share one active key");
