@@ -20,8 +20,32 @@ async fn jwks_kids(app: &TestApp) -> Vec<String> {
         .collect()
 }
 
-async fn login(app: &TestApp, to: &str) -> String {
-    let code = app.start_and_read_code("public-app", "email", to).await;
+/// Logs in through `app`. The replicas share one outbox, so either one's worker may deliver the
+/// code, into its own in-process mailbox: look in both.
+async fn login(app: &TestApp, other: &TestApp, to: &str) -> String {
+    let start = serde_json::json!({"client_id": "public-app", "connection": "email", "email": to, "send": "code"});
+    assert_eq!(app.post_start(&start).await.status, 200);
+    let mut code = None;
+    for _ in 0..1500 {
+        for replica in [app, other] {
+            let list: Vec<Value> = replica
+                .http
+                .get(format!("{}/dev/mailbox", replica.base))
+                .query(&[("to", to)])
+                .send()
+                .await
+                .expect("mailbox")
+                .json()
+                .await
+                .expect("json");
+            code = code.or_else(|| list.first().and_then(|m| m["code"].as_str()).map(str::to_owned));
+        }
+        if code.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let code = code.expect("the code was delivered by one of the replicas");
     let r = app.post_token(&TestApp::otp_body("public-app", "email", to, &code)).await;
     assert_eq!(r.status, 200, "{}", r.body);
     r.body["id_token"].as_str().expect("id_token").to_owned()
@@ -45,15 +69,9 @@ async fn a_rotation_reaches_every_replica_and_old_tokens_verify_until_retired() 
     let db = TestDatabase::new().await.expect("test database");
     let url = db.config().url;
     // refresh_secs = 0: each replica rereads the ring whenever it signs or serves the JWKS.
-    // The replicas share one outbox but each has its own in-process mailbox: with a long poll a
-    // worker only wakes for its own starts, so each login's code lands where the test reads it.
-    let replica = |s: &mut sesame_api::config::Settings| {
-        s.signing_keys.refresh_secs = 0;
-        s.delivery.poll_ms = 600_000;
-    };
-    let a = spawn_app_on(url.clone(), replica).await;
-    let b = spawn_app_on(url.clone(), replica).await;
-    let t1 = login(&a, "keys-a@example.com").await;
+    let a = spawn_app_on(url.clone(), |s| s.signing_keys.refresh_secs = 0).await;
+    let b = spawn_app_on(url.clone(), |s| s.signing_keys.refresh_secs = 0).await;
+    let t1 = login(&a, &b, "keys-a@example.com").await;
     let k1 = kid_of(&t1);
     assert_eq!(jwks_kids(&b).await, vec![k1.clone()], "both replicas share one active key");
 
@@ -69,7 +87,7 @@ async fn a_rotation_reaches_every_replica_and_old_tokens_verify_until_retired() 
     let k2 = rotated["active"].as_str().expect("new kid").to_owned();
     assert_ne!(k1, k2);
 
-    let t2 = login(&b, "keys-b@example.com").await;
+    let t2 = login(&b, &a, "keys-b@example.com").await;
     assert_eq!(kid_of(&t2), k2, "replica B signs with the new key, no restart");
     let kids = jwks_kids(&a).await;
     assert!(kids.contains(&k1) && kids.contains(&k2), "{kids:?}");
