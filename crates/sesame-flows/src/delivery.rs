@@ -44,6 +44,48 @@ impl RetryPolicy {
     }
 }
 
+/// A circuit breaker per channel: after `THRESHOLD` failures in a row that say "unavailable",
+/// the provider is left alone (messages are rescheduled without a call) until the breaker's
+/// wait is over; then one message probes it. A provider that is down thus costs the API no CPU.
+#[derive(Debug, Default)]
+pub struct Breaker {
+    failures: std::sync::atomic::AtomicU32,
+    /// Milliseconds since `epoch` before which no call is made.
+    open_until_ms: std::sync::atomic::AtomicU64,
+    epoch: std::sync::OnceLock<std::time::Instant>,
+}
+
+impl Breaker {
+    const THRESHOLD: u32 = 5;
+    const MAX_OPEN: Duration = Duration::from_secs(30);
+
+    fn now_ms(&self) -> u64 {
+        let epoch = *self.epoch.get_or_init(std::time::Instant::now);
+        u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// How long calls are still held back; `None` when a call may go (closed, or time to probe).
+    pub fn holding(&self) -> Option<Duration> {
+        let until = self.open_until_ms.load(std::sync::atomic::Ordering::Relaxed);
+        let now = self.now_ms();
+        (until > now).then(|| Duration::from_millis(until - now))
+    }
+
+    fn succeeded(&self) {
+        self.failures.store(0, std::sync::atomic::Ordering::Relaxed);
+        self.open_until_ms.store(0, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn failed(&self) {
+        let n = self.failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        if n >= Self::THRESHOLD {
+            let wait = Duration::from_millis(250).saturating_mul(1 << (n - Self::THRESHOLD).min(8)).min(Self::MAX_OPEN);
+            let until = self.now_ms() + u64::try_from(wait.as_millis()).unwrap_or(0);
+            self.open_until_ms.store(until, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
 /// Wakes the worker: a message was just enqueued.
 pub(crate) fn wake(sesame: &Sesame) {
     sesame.wake_delivery.notify_one();
@@ -102,6 +144,16 @@ impl Sesame {
                 return Ok(Delivered::Failed(reason));
             }
         };
+        let breaker = match msg.channel {
+            Channel::Email => &self.breakers.0,
+            Channel::Sms => &self.breakers.1,
+        };
+        if let Some(wait) = breaker.holding() {
+            // The provider failed again and again just now: reschedule without calling it.
+            let at = now + wait.max(self.settings.delivery.base_backoff);
+            outbox.retry_at(&msg.id, at, "provider unavailable (circuit open)").await?;
+            return Ok(Delivered::Retrying);
+        }
         let sent = match msg.channel {
             Channel::Email => match Email::parse(&msg.recipient) {
                 Ok(to) => {
@@ -121,6 +173,10 @@ impl Sesame {
             },
         };
         let now = self.ports.clock.now();
+        match &sent {
+            Err(SendError::Unavailable(_)) => breaker.failed(),
+            _ => breaker.succeeded(),
+        }
         let outcome = match sent {
             Ok(_) => {
                 outbox.mark_sent(&msg.id, now).await?;
@@ -168,5 +224,28 @@ impl Sesame {
                 () = tokio::time::sleep(poll) => {}
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_breaker_opens_after_five_unavailable_in_a_row_and_closes_on_success() {
+        let b = Breaker::default();
+        for _ in 0..4 {
+            b.failed();
+            assert!(b.holding().is_none());
+        }
+        b.failed();
+        let wait = b.holding().unwrap_or_default();
+        assert!(wait > Duration::ZERO && wait <= Duration::from_millis(250), "{wait:?}");
+        b.succeeded();
+        assert!(b.holding().is_none());
+        for _ in 0..30 {
+            b.failed();
+        }
+        assert!(b.holding().is_some_and(|w| w <= Breaker::MAX_OPEN));
     }
 }

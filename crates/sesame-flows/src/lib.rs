@@ -114,6 +114,8 @@ pub struct Sesame {
     secrets: Arc<Secrets>,
     pub settings: Arc<FlowSettings>,
     wake_delivery: Arc<tokio::sync::Notify>,
+    /// Email and SMS providers' circuit breakers.
+    breakers: Arc<(delivery::Breaker, delivery::Breaker)>,
 }
 
 impl Sesame {
@@ -123,6 +125,7 @@ impl Sesame {
             secrets: Arc::new(secrets),
             settings: Arc::new(settings),
             wake_delivery: Arc::new(tokio::sync::Notify::new()),
+            breakers: Arc::default(),
         }
     }
 
