@@ -1,7 +1,7 @@
 -- POST /passwordless/start with a distinct email per request:
 --   bench-<BENCH_RUN>-<BENCH_PREFIX>-t<thread>-<n>@example.com
--- With BENCH_DELAY_MS set, every connection waits that long (on average; the fraction of a
--- millisecond is dithered) before each request: a paced, open-ish load below the peak.
+-- With BENCH_DELAY_MS set, every connection waits that long on average before each request (an
+-- exponential gap): a paced, open-ish load below the peak, close to Poisson arrivals.
 dofile(os.getenv("BENCH_LUA_DIR") .. "/common.lua")
 
 local counter = 0
@@ -23,10 +23,13 @@ end
 
 local pace = tonumber(os.getenv("BENCH_DELAY_MS") or "")
 if pace then
-  local whole = math.floor(pace)
-  local frac = pace - whole
+  -- The gaps are exponential with mean `pace` (whole milliseconds, the fraction dithered): with
+  -- a fixed gap, the connections, which all start together, stay in step and the server sees
+  -- bursts of one request per connection instead of a steady rate.
   function delay()
-    if math.random() < frac then
+    local gap = -pace * math.log(1 - math.random())
+    local whole = math.floor(gap)
+    if math.random() < gap - whole then
       return whole + 1
     end
     return whole

@@ -9,9 +9,18 @@
 //!    short probe), for its p99 below saturation.
 //! 4. `POST /oauth/token` (OTP grant), one exchange per code generated just before the phase
 //!    (start + dev mailbox, from Rust).
+//! 5. With `--store postgres` only: the floor, `pgbench` replaying the SQL of one start on the
+//!    same Postgres at the same concurrency (`pg.rs`).
+//!
+//! `--store postgres` gives every phase a fresh database (`sesame migrate`d, dropped after).
+//! `--ses-outage` runs another set of phases instead: start latency at a fixed rate with the SES
+//! sender pointed at the local AWS emulator while it is up, slowed, frozen and stopped (`ses.rs`).
 //!
 //! Figures are reported as ratios against the baseline of the same run (docs/benchmarks.md).
 //! A store or other setting goes in through `--config extra.toml`, added to the temp config.
+
+mod pg;
+mod ses;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
@@ -26,14 +35,35 @@ use anyhow::{Context as _, bail, ensure};
 use crate::{root, run, target_dir};
 
 const USAGE: &str = "usage: cargo xtask bench [--quick] [--codes N] [--config extra.toml]
+                       [--store postgres [--pg-url URL] [--pool-size N]]
+                       [--ses-outage [--ses-rate N] [--ses-delay-ms N] [--ses-secs N] [--ses-rounds N]]
   --quick              short phases (a smoke run of the bench itself; figures are not comparable)
-  --codes N            codes generated for the token phase (default 60000; 15000 with --quick)
-  --config FILE        TOML added to the bench's server config (e.g. a store or a limiter); it
-                       must not set `listen`, `log_format`, `dev_mailbox` or `[limits]`, which
-                       the bench owns";
+  --codes N            codes generated for the token phase (default 60000, 30000 on Postgres;
+                       15000 with --quick)
+  --config FILE        TOML added to the bench's server config (e.g. a limiter); it must not set
+                       `listen`, `log_format`, `dev_mailbox` or `[limits]`, which the bench owns
+                       (nor `store`, `server_secret`, `[database]`, `[[clients]]` with --store
+                       postgres, nor `email`, `[ses]` with --ses-outage)
+  --store postgres     every phase on a fresh Postgres database (created, `sesame migrate`d and
+                       dropped by the bench), then the floor: pgbench replaying the SQL of one
+                       start at the same concurrency
+  --pg-url URL         the Postgres server, as a superuser that may create databases
+                       (default postgres://postgres@127.0.0.1:5432)
+  --pool-size N        the service's [database] pool_size (default 32)
+  --ses-outage         instead of the usual phases: start latency at a fixed rate with email = \"ses\"
+                       on the local AWS emulator (moto) while it is up, slowed, frozen and stopped
+  --ses-rate N         the paced rate of --ses-outage, in starts per second (default 200)
+  --ses-delay-ms N     what the slow proxy adds to every SES response (default 500)
+  --ses-secs N         length of each --ses-outage phase (default 20; 4 with --quick)
+  --ses-rounds N       times the five --ses-outage phases run, in order (default 3; 1 with
+                       --quick); the summary takes each phase's median";
 
 /// The top-level settings the bench owns; `--config` may not repeat them.
 const OWNED_KEYS: &[&str] = &["listen", "log_format", "dev_mailbox"];
+/// Owned as well with `--store postgres`.
+const PG_OWNED_KEYS: &[&str] = &["store", "server_secret", "database", "clients"];
+/// Owned as well with `--ses-outage`.
+const SES_OWNED_KEYS: &[&str] = &["email", "ses"];
 
 /// All load comes from one address (127.0.0.1) and one client, so the per-IP and per-client
 /// buckets are opened wide: every request still goes through the limiter (same work), none is
@@ -47,30 +77,118 @@ start_per_client = { limit = 4000000000, window_secs = 1 }
 exchange_per_ip = { limit = 4000000000, window_secs = 1 }
 ";
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Store {
+    Memory,
+    Postgres,
+}
+
 #[derive(Debug)]
 struct Options {
     quick: bool,
     codes: Option<usize>,
     extra_config: Option<PathBuf>,
+    store: Store,
+    pg_url: String,
+    pool_size: u32,
+    ses_outage: bool,
+    ses_rate: f64,
+    ses_delay_ms: u64,
+    ses_secs: Option<u64>,
+    ses_rounds: Option<u32>,
 }
 
 impl Options {
     fn parse(args: &[String]) -> anyhow::Result<Self> {
-        let mut opts = Self { quick: false, codes: None, extra_config: None };
+        let mut opts = Self {
+            quick: false,
+            codes: None,
+            extra_config: None,
+            store: Store::Memory,
+            pg_url: "postgres://postgres@127.0.0.1:5432".into(),
+            pool_size: 32,
+            ses_outage: false,
+            ses_rate: 200.0,
+            ses_delay_ms: 500,
+            ses_secs: None,
+            ses_rounds: None,
+        };
         let mut it = args.iter();
+        fn number<T: std::str::FromStr>(it: &mut std::slice::Iter<'_, String>, name: &str) -> anyhow::Result<T>
+        where
+            T::Err: std::error::Error + Send + Sync + 'static,
+        {
+            let n = it.next().with_context(|| format!("{name} needs a number"))?;
+            n.parse().with_context(|| format!("{name} {n:?}"))
+        }
         while let Some(arg) = it.next() {
             match arg.as_str() {
                 "--quick" => opts.quick = true,
-                "--codes" => {
-                    let n = it.next().context("--codes needs a number")?;
-                    opts.codes = Some(n.parse().with_context(|| format!("--codes {n:?}"))?);
-                }
+                "--codes" => opts.codes = Some(number(&mut it, "--codes")?),
                 "--config" => opts.extra_config = Some(PathBuf::from(it.next().context("--config needs a file")?)),
+                "--store" => {
+                    opts.store = match it.next().map(String::as_str) {
+                        Some("postgres") => Store::Postgres,
+                        Some("memory") => Store::Memory,
+                        other => bail!("--store takes `postgres` or `memory`, not {other:?}\n{USAGE}"),
+                    }
+                }
+                "--pg-url" => opts.pg_url = it.next().context("--pg-url needs a URL")?.clone(),
+                "--pool-size" => opts.pool_size = number(&mut it, "--pool-size")?,
+                "--ses-outage" => opts.ses_outage = true,
+                "--ses-rate" => opts.ses_rate = number(&mut it, "--ses-rate")?,
+                "--ses-delay-ms" => opts.ses_delay_ms = number(&mut it, "--ses-delay-ms")?,
+                "--ses-secs" => opts.ses_secs = Some(number(&mut it, "--ses-secs")?),
+                "--ses-rounds" => opts.ses_rounds = Some(number(&mut it, "--ses-rounds")?),
                 "-h" | "--help" => bail!("{USAGE}"),
                 other => bail!("unknown option {other:?}\n{USAGE}"),
             }
         }
+        ensure!(opts.pool_size >= 1, "--pool-size must be at least 1");
+        ensure!(opts.ses_rate >= 1.0, "--ses-rate must be at least 1 per second");
         Ok(opts)
+    }
+
+    /// The keys `--config` may not set with these options.
+    fn owned_keys(&self) -> Vec<&'static str> {
+        let mut keys = OWNED_KEYS.to_vec();
+        if self.store == Store::Postgres {
+            keys.extend_from_slice(PG_OWNED_KEYS);
+        }
+        if self.ses_outage {
+            keys.extend_from_slice(SES_OWNED_KEYS);
+        }
+        keys
+    }
+
+    /// The command line that reproduces this run, for the report.
+    fn command(&self) -> String {
+        let mut command = String::from("cargo xtask bench");
+        if self.quick {
+            command.push_str(" --quick");
+        }
+        if let Some(n) = self.codes {
+            let _ = write!(command, " --codes {n}");
+        }
+        if let Some(path) = &self.extra_config {
+            let _ = write!(command, " --config {}", path.display());
+        }
+        if self.store == Store::Postgres {
+            command.push_str(" --store postgres");
+            if self.pool_size != 32 {
+                let _ = write!(command, " --pool-size {}", self.pool_size);
+            }
+        }
+        if self.ses_outage {
+            let _ = write!(command, " --ses-outage --ses-rate {} --ses-delay-ms {}", self.ses_rate, self.ses_delay_ms);
+            if let Some(secs) = self.ses_secs {
+                let _ = write!(command, " --ses-secs {secs}");
+            }
+            if let Some(rounds) = self.ses_rounds {
+                let _ = write!(command, " --ses-rounds {rounds}");
+            }
+        }
+        command
     }
 }
 
@@ -87,6 +205,12 @@ struct Plan {
     half: Duration,
     token: Duration,
     codes: usize,
+    /// Each pgbench run of the floor (`--store postgres`).
+    floor: Duration,
+    /// Each phase of `--ses-outage`.
+    ses_phase: Duration,
+    /// Times `--ses-outage` runs its five phases.
+    ses_rounds: u32,
 }
 
 impl Plan {
@@ -103,6 +227,9 @@ impl Plan {
                 half: secs(3),
                 token: secs(3),
                 codes: 15_000,
+                floor: secs(3),
+                ses_phase: secs(4),
+                ses_rounds: 1,
             }
         } else {
             Self {
@@ -114,9 +241,22 @@ impl Plan {
                 probe: secs(3),
                 half: secs(10),
                 token: secs(10),
-                codes: 60_000,
+                // Postgres makes codes (and exchanges them) at a few thousand per second: half
+                // as many is still more than its token phase uses, and the codes stay fresh.
+                codes: if opts.store == Store::Postgres { 30_000 } else { 60_000 },
+                floor: secs(15),
+                // A p99 of a few milliseconds moves by tens of percent between two identical
+                // phases here: three rounds of 20 s, and the median of each phase's three p99s.
+                ses_phase: secs(20),
+                ses_rounds: 3,
             }
         };
+        if let Some(secs) = opts.ses_secs {
+            plan.ses_phase = Duration::from_secs(secs.max(1));
+        }
+        if let Some(rounds) = opts.ses_rounds {
+            plan.ses_rounds = rounds.max(1);
+        }
         if let Some(n) = opts.codes {
             plan.codes = n;
         }
@@ -133,28 +273,34 @@ pub(crate) fn bench(args: &[String]) -> anyhow::Result<()> {
     let plan = Plan::new(&opts);
     ensure!(plan.codes >= 1000, "--codes must be at least 1000");
     let extra = match &opts.extra_config {
-        Some(path) => Some(read_extra_config(path)?),
+        Some(path) => Some(read_extra_config(path, &opts.owned_keys())?),
         None => None,
     };
     let wrk_version = ensure_wrk()?;
+    let run_id = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default();
+    let pg = match opts.store {
+        Store::Postgres => Some(pg::Postgres::find(&opts.pg_url, opts.pool_size, run_id)?),
+        Store::Memory => None,
+    };
+    if opts.ses_outage {
+        ses::install_moto()?;
+    }
     run(crate::cargo().args(["build", "--release", "--package", "sesame-api", "--bin", "sesame"]))?;
     let binary = target_dir().join("release").join("sesame");
     ensure!(binary.is_file(), "no release binary at {}", binary.display());
 
     let work = std::env::temp_dir().join(format!("sesame-bench-{}", std::process::id()));
     std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
-    let ctx = Ctx {
-        binary,
-        work: work.clone(),
-        extra,
-        lua: root().join("xtask").join("bench"),
-        run_id: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default(),
-        plan,
-    };
+    let ctx = Ctx { binary, work: work.clone(), extra, lua: root().join("xtask").join("bench"), run_id, plan, pg };
     let began = Instant::now();
-    let report =
-        ctx.all_phases().with_context(|| format!("bench failed; configs and logs are in {}", work.display()))?;
-    let text = report.render(&opts, &plan, &wrk_version, began.elapsed());
+    let failed = || format!("bench failed; configs and logs are in {}", work.display());
+    let text = if opts.ses_outage {
+        let report = ses::outage_phases(&ctx, &opts).with_context(failed)?;
+        report.render(&ctx, &opts, &wrk_version, began.elapsed())
+    } else {
+        let report = ctx.all_phases().with_context(failed)?;
+        report.render(&ctx, &opts, &plan, &wrk_version, began.elapsed())
+    };
     std::io::stdout().lock().write_all(text.as_bytes())?;
     // The logs are only interesting when something failed; then the directory stays.
     let _ = std::fs::remove_dir_all(&work);
@@ -192,15 +338,25 @@ fn wrk_version() -> Option<String> {
     line.starts_with("wrk").then(|| line.split(" Copyright").next().unwrap_or(line).to_owned())
 }
 
-fn read_extra_config(path: &Path) -> anyhow::Result<String> {
+/// Reads `--config`, refusing the top-level keys and tables the bench sets itself (`owned`, and
+/// `limits`).
+fn read_extra_config(path: &Path, owned: &[&str]) -> anyhow::Result<String> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading --config {}", path.display()))?;
+    let mut in_table = false;
     for line in text.lines() {
-        let key = line.split('=').next().unwrap_or("").trim();
-        if line.contains('=') && OWNED_KEYS.contains(&key) {
-            bail!("--config {} sets `{key}`, which the bench sets itself; remove it", path.display());
-        }
-        if line.trim_start().starts_with("[limits") || key.starts_with("limits.") {
-            bail!("--config {} sets `limits`, which the bench sets itself; remove it", path.display());
+        let line = line.trim();
+        // `[table]`, `[[array]]`, `[table.sub]`, or a (possibly dotted) key at the top level.
+        let name = if line.starts_with('[') {
+            in_table = true;
+            line.trim_start_matches('[').split(['.', ']']).next()
+        } else if !in_table && line.contains('=') && !line.starts_with('#') {
+            line.split('=').next().and_then(|k| k.split('.').next())
+        } else {
+            None
+        };
+        let name = name.unwrap_or("").trim().trim_matches('"');
+        if owned.iter().chain(&["limits"]).any(|k| *k == name) {
+            bail!("--config {} sets `{name}`, which the bench sets itself; remove it", path.display());
         }
     }
     Ok(text)
@@ -214,13 +370,15 @@ struct Ctx {
     lua: PathBuf,
     run_id: u64,
     plan: Plan,
+    /// `--store postgres`: every server gets a fresh database.
+    pg: Option<pg::Postgres>,
 }
 
 /// One line of the table.
 #[derive(Debug)]
 struct Row {
     phase: String,
-    path: &'static str,
+    path: String,
     load: String,
     kind: RowKind,
     result: WrkResult,
@@ -234,6 +392,8 @@ enum RowKind {
     Paced,
     /// The sum of the segments above it: requests and req/s only (percentiles do not add up).
     Total,
+    /// pgbench on the same Postgres (`--store postgres`): transactions, not HTTP requests.
+    Floor,
 }
 
 #[derive(Debug)]
@@ -244,6 +404,8 @@ struct Report {
     codes_secs: f64,
     /// Share of CPU time other processes used in the second before the load.
     busy_before: Option<f64>,
+    /// `--store postgres`: the floor and what the database held (`pg.rs`).
+    pg: Option<pg::PgReport>,
 }
 
 impl Ctx {
@@ -259,13 +421,14 @@ impl Ctx {
             );
         }
 
-        eprintln!("xtask: phase 1/4: baseline GET /health for {}s", plan.health.as_secs());
+        let phases = if self.pg.is_some() { 5 } else { 4 };
+        eprintln!("xtask: phase 1/{phases}: baseline GET /health for {}s", plan.health.as_secs());
         let server = self.server("health")?;
         let health = self.wrk("health.lua", &server, plan.connections, plan.health, &[])?;
         drop(server);
         rows.push(Row {
             phase: "baseline".into(),
-            path: "GET /health",
+            path: "GET /health".into(),
             load: shape.clone(),
             kind: RowKind::Peak,
             result: health,
@@ -274,7 +437,7 @@ impl Ctx {
         let segments = plan.start_segments.max(1);
         let segment = plan.start / segments;
         eprintln!(
-            "xtask: phase 2/4: POST /passwordless/start at full load for {}s ({segments} × {}s on one server)",
+            "xtask: phase 2/{phases}: POST /passwordless/start at full load for {}s ({segments} × {}s on one server)",
             plan.start.as_secs(),
             segment.as_secs()
         );
@@ -288,18 +451,24 @@ impl Ctx {
             let (from, to) = (segment.as_secs() * u64::from(i), segment.as_secs() * u64::from(i + 1));
             rows.push(Row {
                 phase: format!("start, peak, {from}–{to} s"),
-                path: "POST /passwordless/start",
+                path: "POST /passwordless/start".into(),
                 load: shape.clone(),
                 kind: RowKind::Peak,
                 result: seg,
             });
         }
+        // What the peak left in the database: the size of a sealed message (for the floor's
+        // outbox rows) and the rows one start makes.
+        let db_state = match (&self.pg, &server.db) {
+            (Some(pg), Some(db)) => Some(pg.peak_state(db)?),
+            _ => None,
+        };
         drop(server);
         let peak = total.rps();
         if segments > 1 {
             rows.push(Row {
                 phase: format!("start, peak, all {} s", plan.start.as_secs()),
-                path: "POST /passwordless/start",
+                path: "POST /passwordless/start".into(),
                 load: shape.clone(),
                 kind: RowKind::Total,
                 result: total,
@@ -307,19 +476,19 @@ impl Ctx {
         }
 
         let target = peak / 2.0;
-        eprintln!("xtask: phase 3/4: POST /passwordless/start paced to {target:.0} req/s (half the peak)");
+        eprintln!("xtask: phase 3/{phases}: POST /passwordless/start paced to {target:.0} req/s (half the peak)");
         let server = self.server("start-half")?;
-        let half = self.paced_start(&server, target)?;
+        let half = self.paced_start(&server, target, plan.half, "half")?;
         drop(server);
         rows.push(Row {
             phase: "start, ½ peak rate".into(),
-            path: "POST /passwordless/start",
+            path: "POST /passwordless/start".into(),
             load: format!("{shape}, paced to {target:.0}/s"),
             kind: RowKind::Paced,
             result: half,
         });
 
-        eprintln!("xtask: phase 4/4: POST /oauth/token; generating {} codes first", plan.codes);
+        eprintln!("xtask: phase 4/{phases}: POST /oauth/token; generating {} codes first", plan.codes);
         let server = self.server("token")?;
         check_token(&server, &format!("bench-{}-check@example.com", self.run_id))?;
         let codes_file = self.work.join("codes.txt");
@@ -337,18 +506,36 @@ impl Ctx {
         drop(server);
         rows.push(Row {
             phase: "token exchange".into(),
-            path: "POST /oauth/token",
+            path: "POST /oauth/token".into(),
             load: shape,
             kind: RowKind::Peak,
             result: token,
         });
 
-        Ok(Report { rows, half_target: target, codes_made, codes_secs, busy_before })
+        let pg = match (&self.pg, db_state) {
+            (Some(pg), Some(state)) => {
+                eprintln!("xtask: phase 5/5: the floor: pgbench replaying the SQL of one start");
+                Some(self.floor(pg, state, &mut rows)?)
+            }
+            _ => None,
+        };
+        Ok(Report { rows, half_target: target, codes_made, codes_secs, busy_before, pg })
     }
 
     /// A probe at the naive delay (connections / rate) measures what each request adds on top
     /// of the delay; the measured run subtracts it.
-    fn paced_start(&self, server: &Server, target: f64) -> anyhow::Result<WrkResult> {
+    fn paced_start(&self, server: &Server, target: f64, length: Duration, prefix: &str) -> anyhow::Result<WrkResult> {
+        self.paced_start_probed(server, target, length, prefix).map(|(_, run)| run)
+    }
+
+    /// As `paced_start`, with the probe's result first.
+    fn paced_start_probed(
+        &self,
+        server: &Server,
+        target: f64,
+        length: Duration,
+        prefix: &str,
+    ) -> anyhow::Result<(WrkResult, WrkResult)> {
         let conns = f64::from(self.plan.connections);
         let naive_ms = conns / target * 1000.0;
         let probe = self.wrk(
@@ -356,7 +543,7 @@ impl Ctx {
             server,
             self.plan.connections,
             self.plan.probe,
-            &[("BENCH_PREFIX", "probe".into()), ("BENCH_DELAY_MS", format!("{naive_ms:.3}"))],
+            &[("BENCH_PREFIX", format!("{prefix}probe")), ("BENCH_DELAY_MS", format!("{naive_ms:.3}"))],
         )?;
         let cycle_ms = conns / probe.rps().max(1.0) * 1000.0;
         let overhead_ms = (cycle_ms - naive_ms).max(0.0);
@@ -365,42 +552,97 @@ impl Ctx {
             "xtask: probe at delay {naive_ms:.2} ms gave {:.0} req/s; measuring at delay {delay_ms:.2} ms",
             probe.rps()
         );
-        self.wrk(
+        let run = self.wrk(
             "start.lua",
             server,
             self.plan.connections,
-            self.plan.half,
-            &[("BENCH_PREFIX", "half".into()), ("BENCH_DELAY_MS", format!("{delay_ms:.3}"))],
-        )
+            length,
+            &[("BENCH_PREFIX", prefix.into()), ("BENCH_DELAY_MS", format!("{delay_ms:.3}"))],
+        )?;
+        Ok((probe, run))
     }
 
     fn server(&self, name: &str) -> anyhow::Result<Server> {
+        self.server_with(name, None)
+    }
+
+    /// A fresh `sesame serve` (and, with `--store postgres`, a fresh database, migrated first).
+    /// `ses` points `email = "ses"` at an endpoint (`--ses-outage`).
+    fn server_with(&self, name: &str, ses: Option<&ses::SesTarget>) -> anyhow::Result<Server> {
         let port = free_port()?;
+        let db = match &self.pg {
+            Some(pg) => Some(pg.create_db(name)?),
+            None => None,
+        };
         let config = self.work.join(format!("{name}.toml"));
         let mut text = format!(
             "# Written by `cargo xtask bench`.\nlisten = \"127.0.0.1:{port}\"\nlog_format = \"compact\"\ndev_mailbox = true\n"
         );
+        // Top-level keys first: after --config, they could land in one of its tables.
+        if let Some(pg) = &self.pg {
+            text.push_str(&pg.top_level_settings());
+        }
+        if ses.is_some() {
+            text.push_str("email = \"ses\"\n");
+        }
         if let Some(extra) = &self.extra {
             text.push_str("\n# From --config.\n");
             text.push_str(extra);
+        }
+        if let (Some(pg), Some(db)) = (&self.pg, &db) {
+            text.push_str(&pg.tables(db));
+        }
+        if let Some(ses) = ses {
+            text.push_str(&ses.table());
         }
         // Last: a table header here cannot capture the keys of --config.
         text.push_str(LIMITS);
         std::fs::write(&config, text).with_context(|| format!("writing {}", config.display()))?;
         let log = self.work.join(format!("{name}.log"));
+        if db.is_some() {
+            let out = Command::new(&self.binary)
+                .arg("--config")
+                .arg(&config)
+                .arg("migrate")
+                .env("RUST_LOG", "warn")
+                .env_remove("SESAME_CONFIG")
+                .output()
+                .with_context(|| format!("running {} migrate", self.binary.display()))?;
+            ensure!(
+                out.status.success(),
+                "sesame migrate failed ({}): {}{}",
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
         let log_file = std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
-        let child = Command::new(&self.binary)
-            .arg("--config")
+        let mut cmd = Command::new(&self.binary);
+        cmd.arg("--config")
             .arg(&config)
             .arg("serve")
             .env("RUST_LOG", "warn")
             .env_remove("SESAME_CONFIG")
+            // As deployed: a developer's RUST_BACKTRACE=1 makes every anyhow error (a failed
+            // delivery, say) capture a backtrace.
+            .env_remove("RUST_BACKTRACE")
+            .env_remove("RUST_LIB_BACKTRACE")
             .stdin(Stdio::null())
             .stdout(log_file.try_clone()?)
-            .stderr(log_file)
-            .spawn()
-            .with_context(|| format!("starting {}", self.binary.display()))?;
-        let mut server = Server { child, addr: SocketAddr::from(([127, 0, 0, 1], port)), log };
+            .stderr(log_file);
+        if ses.is_some() {
+            // The emulator's static credentials, through the standard AWS chain.
+            cmd.envs([
+                ("AWS_ACCESS_KEY_ID", "testing"),
+                ("AWS_SECRET_ACCESS_KEY", "testing"),
+                ("AWS_REGION", ses::REGION),
+                ("AWS_EC2_METADATA_DISABLED", "true"),
+            ])
+            .env_remove("AWS_PROFILE")
+            .env_remove("AWS_SESSION_TOKEN");
+        }
+        let child = cmd.spawn().with_context(|| format!("starting {}", self.binary.display()))?;
+        let mut server = Server { child, addr: SocketAddr::from(([127, 0, 0, 1], port)), log, db, helpers: Vec::new() };
         server.wait_ready()?;
         Ok(server)
     }
@@ -424,9 +666,18 @@ impl Ctx {
             .env("BENCH_THREADS", self.plan.threads.to_string())
             .env("BENCH_RUN", self.run_id.to_string())
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())));
-        let before = CpuSnapshot::take(server.child.id());
+        let pids = server.pids();
+        let watch = self.pg.as_ref().map(pg::Postgres::watch_cpu);
+        let before = CpuSnapshot::take(&pids);
         let out = cmd.output().context("running wrk")?;
-        let after = CpuSnapshot::take(server.child.id());
+        let after = CpuSnapshot::take(&pids);
+        let pg_ticks = watch.map_or(0, pg::CpuWatch::finish);
+        if self.pg.is_some() {
+            eprintln!(
+                "xtask: Postgres (the bench's backends, the writers) and block I/O used {} during the run",
+                cpu_secs(pg_ticks)
+            );
+        }
         let stdout = String::from_utf8_lossy(&out.stdout);
         for line in stdout.lines().filter(|l| !l.starts_with("BENCH ")) {
             eprintln!("  | {line}");
@@ -437,7 +688,10 @@ impl Ctx {
         let line = stdout.lines().find(|l| l.starts_with("BENCH ")).context("wrk printed no BENCH result line")?;
         server.check_alive()?;
         let mut result = WrkResult::parse(line)?;
-        result.other_cpu = before.zip(after).and_then(|(b, a)| a.others_since(&b));
+        result.other_cpu = before.zip(after).and_then(|(b, a)| a.others_since(&b, pg_ticks));
+        if let Some((b, a)) = before.zip(after) {
+            (result.server_cpu_s, result.helper_cpu_s) = a.server_and_helpers_since(&b);
+        }
         Ok(result)
     }
 }
@@ -467,27 +721,45 @@ struct CpuSnapshot {
     idle: u64,
     /// The server (all its threads).
     server: u64,
+    /// The helpers the phase runs (the emulator, a proxy).
+    helpers: u64,
     /// This process and its reaped children (wrk, once `output()` has waited for it).
     ours: u64,
 }
 
 impl CpuSnapshot {
-    fn take(server_pid: u32) -> Option<Self> {
+    /// `pids[0]` is the server, which must be there; helpers that are gone count nothing.
+    fn take(pids: &[u32]) -> Option<Self> {
         let stat = std::fs::read_to_string("/proc/stat").ok()?;
         let cpu: Vec<u64> = stat.lines().next()?.split_whitespace().skip(1).filter_map(|f| f.parse().ok()).collect();
         // user nice system idle iowait irq softirq steal (guest time is already in user).
         let total = cpu.iter().take(8).sum();
         let idle = cpu.get(3)? + cpu.get(4).copied().unwrap_or(0);
-        let server = proc_ticks(&format!("/proc/{server_pid}/stat"), false)?;
+        let server = match pids.first() {
+            Some(pid) => proc_ticks(&format!("/proc/{pid}/stat"), false)?,
+            None => 0,
+        };
+        let helpers = pids.iter().skip(1).filter_map(|pid| proc_ticks(&format!("/proc/{pid}/stat"), false)).sum();
         let ours = proc_ticks("/proc/self/stat", true)?;
-        Some(Self { total, idle, server, ours })
+        Some(Self { total, idle, server, helpers, ours })
     }
 
-    fn others_since(&self, before: &Self) -> Option<f64> {
+    /// `extra`: ticks of processes that worked for the bench meanwhile and are in neither
+    /// snapshot (the Postgres backends of its databases).
+    fn others_since(&self, before: &Self, extra: u64) -> Option<f64> {
         let total = self.total.checked_sub(before.total)?;
         let busy = total.checked_sub(self.idle.checked_sub(before.idle)?)?;
-        let ours = self.server.saturating_sub(before.server) + self.ours.saturating_sub(before.ours);
+        let ours = self.server.saturating_sub(before.server)
+            + self.helpers.saturating_sub(before.helpers)
+            + self.ours.saturating_sub(before.ours)
+            + extra;
         (total > 0).then(|| busy.saturating_sub(ours) as f64 / total as f64)
+    }
+
+    /// CPU seconds the server and the helpers used since `before`.
+    fn server_and_helpers_since(&self, before: &Self) -> (f64, f64) {
+        let secs = |t: u64| t as f64 / 100.0;
+        (secs(self.server.saturating_sub(before.server)), secs(self.helpers.saturating_sub(before.helpers)))
     }
 }
 
@@ -507,15 +779,25 @@ fn free_port() -> anyhow::Result<u16> {
     Ok(listener.local_addr()?.port())
 }
 
-/// A `sesame serve` child; killed when dropped.
+/// A `sesame serve` child; killed when dropped (and then its database, if it has one).
 #[derive(Debug)]
 struct Server {
     child: Child,
     addr: SocketAddr,
     log: PathBuf,
+    /// `--store postgres`: dropped after the child, by field order.
+    db: Option<pg::Db>,
+    /// Processes that work for this server during a phase (the emulator, a proxy): their CPU
+    /// time is the bench's, not "other CPU".
+    helpers: Vec<u32>,
 }
 
 impl Server {
+    /// The server first, then its helpers.
+    fn pids(&self) -> Vec<u32> {
+        std::iter::once(self.child.id()).chain(self.helpers.iter().copied()).collect()
+    }
+
     fn wait_ready(&mut self) -> anyhow::Result<()> {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -570,6 +852,10 @@ struct WrkResult {
     /// Share of all CPU time that processes other than the server, wrk and the xtask used
     /// during the run: above a few percent, the figures are noisy.
     other_cpu: Option<f64>,
+    /// CPU seconds the server used during the run.
+    server_cpu_s: f64,
+    /// CPU seconds its helpers (the emulator, a proxy) used.
+    helper_cpu_s: f64,
 }
 
 impl WrkResult {
@@ -590,6 +876,8 @@ impl WrkResult {
             p99_us: get("p99_us")?,
             exhausted: get("exhausted")?,
             other_cpu: None,
+            server_cpu_s: 0.0,
+            helper_cpu_s: 0.0,
         })
     }
 
@@ -729,21 +1017,39 @@ impl Http {
         Self { addr, conn: None }
     }
 
-    /// One request; on a connection the server closed meanwhile, retries once on a new one.
+    /// One request with a JSON body (or none); on a connection the server closed meanwhile,
+    /// retries once on a new one.
     fn call(&mut self, method: &str, path: &str, json: Option<&str>) -> anyhow::Result<(u16, String)> {
+        self.call_with(method, path, json.map(|b| ("application/json", b)), &[])
+    }
+
+    /// One request with any body (`(content type, body)`) and extra headers.
+    fn call_with(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: Option<(&str, &str)>,
+        headers: &[(&str, &str)],
+    ) -> anyhow::Result<(u16, String)> {
         let reused = self.conn.is_some();
-        match self.try_call(method, path, json) {
+        match self.try_call(method, path, body, headers) {
             Ok(r) => Ok(r),
             Err(_) if reused => {
                 self.conn = None;
-                self.try_call(method, path, json)
+                self.try_call(method, path, body, headers)
             }
             Err(e) => Err(e),
         }
         .with_context(|| format!("{method} http://{}{path}", self.addr))
     }
 
-    fn try_call(&mut self, method: &str, path: &str, json: Option<&str>) -> anyhow::Result<(u16, String)> {
+    fn try_call(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: Option<(&str, &str)>,
+        headers: &[(&str, &str)],
+    ) -> anyhow::Result<(u16, String)> {
         let conn = match &mut self.conn {
             Some(c) => c,
             None => {
@@ -754,8 +1060,11 @@ impl Http {
             }
         };
         let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\n", self.addr);
-        if let Some(body) = json {
-            let _ = write!(req, "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+        for (name, value) in headers {
+            let _ = write!(req, "{name}: {value}\r\n");
+        }
+        if let Some((content_type, body)) = body {
+            let _ = write!(req, "Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}", body.len());
         } else {
             req.push_str("\r\n");
         }
@@ -808,83 +1117,117 @@ impl Http {
     }
 }
 
+/// The lines above every table: the command, the machine, the build, the settings.
+fn report_header(ctx: &Ctx, opts: &Options, wrk: &str, busy_before: Option<f64>, elapsed: Duration) -> String {
+    let mut s = String::new();
+    let cpus = std::thread::available_parallelism().map(usize::from).unwrap_or(0);
+    let cpu_model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let rev = Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .current_dir(root())
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    let dirty = Command::new("git")
+        .args(["status", "--porcelain", "--untracked-files=no", "--", "crates", "Cargo.toml", "Cargo.lock"])
+        .current_dir(root())
+        .output()
+        .is_ok_and(|o| !o.stdout.trim_ascii().is_empty());
+    let rev = match (rev.is_empty(), dirty) {
+        (true, _) => "an unknown revision (not a git checkout)".to_owned(),
+        (false, true) => format!("{rev} + uncommitted changes"),
+        (false, false) => rev,
+    };
+    let mut settings = match &ctx.pg {
+        Some(pg) => pg.describe(),
+        None => "embedded default (memory store, memory limiter)".to_owned(),
+    };
+    if opts.ses_outage {
+        settings.push_str(", email = \"ses\" on the local AWS emulator");
+    }
+    if let Some(p) = &opts.extra_config {
+        let _ = write!(settings, " + --config {}", p.display());
+    }
+    let _ = writeln!(s, "## `{}`\n", opts.command());
+    let _ = writeln!(
+        s,
+        "Machine: {cpus} cores ({cpu_model}); load generator and server share them; \
+         CPU busy with other processes just before the load: {}. {wrk}; release build of {rev}; \
+         loopback 127.0.0.1; settings: {settings}; {:.0} s in all.\n",
+        percent(busy_before),
+        elapsed.as_secs_f64()
+    );
+    s
+}
+
+/// The rows as a Markdown table; `× /health` divides by `base` req/s.
+fn render_rows(rows: &[Row], base: f64) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "| phase | path | load (threads×conns) | s | requests | req/s | × /health | p50 | p99 | non-2xx | socket errors | other CPU |"
+    );
+    let _ = writeln!(s, "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for row in rows {
+        let r = &row.result;
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {:.0} | {} | {:.0} | {} | {} | {} | {} | {} | {} |",
+            row.phase,
+            if row.kind == RowKind::Floor { row.path.clone() } else { format!("`{}`", row.path) },
+            row.load,
+            r.duration_us as f64 / 1e6,
+            r.requests,
+            r.rps(),
+            if row.kind == RowKind::Paced { "(paced)".to_owned() } else { format!("{:.3}", r.rps() / base) },
+            if row.kind == RowKind::Total { "—".to_owned() } else { ms(r.p50_us) },
+            if row.kind == RowKind::Total { "—".to_owned() } else { ms(r.p99_us) },
+            r.non_2xx,
+            r.socket_errors,
+            percent(r.other_cpu),
+        );
+    }
+    s
+}
+
+/// The noisy-run and clean-run lines under a table.
+fn render_verdicts(rows: &[Row]) -> String {
+    let mut s = String::new();
+    let noisy = rows.iter().filter_map(|r| r.result.other_cpu).fold(0.0_f64, f64::max);
+    if noisy > NOISY {
+        let _ = writeln!(
+            s,
+            "**Noisy run**: other processes took up to {:.0} % of the CPUs during a phase (\"other CPU\"); \
+             compare runs whose phases all stay under {:.0} %.",
+            noisy * 100.0,
+            NOISY * 100.0
+        );
+    }
+    let bad: u64 =
+        rows.iter().filter(|r| r.kind != RowKind::Total).map(|r| r.result.non_2xx + r.result.socket_errors).sum();
+    let _ = writeln!(
+        s,
+        "{}",
+        if bad == 0 {
+            "Clean: no non-2xx response (no failed transaction), no socket error."
+        } else {
+            "**Not a clean run**: see non-2xx / socket errors."
+        }
+    );
+    s
+}
+
 impl Report {
-    fn render(&self, opts: &Options, plan: &Plan, wrk: &str, elapsed: Duration) -> String {
-        let mut s = String::new();
-        let cpus = std::thread::available_parallelism().map(usize::from).unwrap_or(0);
-        let cpu_model = std::fs::read_to_string("/proc/cpuinfo")
-            .ok()
-            .and_then(|t| {
-                t.lines()
-                    .find(|l| l.starts_with("model name"))
-                    .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
-            })
-            .unwrap_or_else(|| "unknown CPU".into());
-        let rev = Command::new("git")
-            .args(["rev-parse", "--short", "HEAD"])
-            .current_dir(root())
-            .output()
-            .ok()
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-            .unwrap_or_default();
-        let dirty = Command::new("git")
-            .args(["status", "--porcelain", "--untracked-files=no", "--", "crates", "Cargo.toml", "Cargo.lock"])
-            .current_dir(root())
-            .output()
-            .is_ok_and(|o| !o.stdout.trim_ascii().is_empty());
-        let rev = match (rev.is_empty(), dirty) {
-            (true, _) => "an unknown revision (not a git checkout)".to_owned(),
-            (false, true) => format!("{rev} + uncommitted changes"),
-            (false, false) => rev,
-        };
-        let mut command = String::from("cargo xtask bench");
-        if opts.quick {
-            command.push_str(" --quick");
-        }
-        if let Some(n) = opts.codes {
-            let _ = write!(command, " --codes {n}");
-        }
-        if let Some(path) = &opts.extra_config {
-            let _ = write!(command, " --config {}", path.display());
-        }
-        let _ = writeln!(s, "## `{command}`\n");
-        let _ = writeln!(
-            s,
-            "Machine: {cpus} cores ({cpu_model}); load generator and server share them; \
-             CPU busy with other processes just before the load: {}. {wrk}; release build of {rev}; \
-             loopback 127.0.0.1; settings: {}; {:.0} s in all.\n",
-            percent(self.busy_before),
-            opts.extra_config.as_ref().map_or_else(
-                || "embedded default (memory store, memory limiter)".to_owned(),
-                |p| format!("embedded default + --config {}", p.display())
-            ),
-            elapsed.as_secs_f64()
-        );
+    fn render(&self, ctx: &Ctx, opts: &Options, plan: &Plan, wrk: &str, elapsed: Duration) -> String {
+        let mut s = report_header(ctx, opts, wrk, self.busy_before, elapsed);
         let base = self.rows.first().map_or(1.0, |r| r.result.rps());
-        let _ = writeln!(
-            s,
-            "| phase | path | wrk threads×conns | s | requests | req/s | × /health | p50 | p99 | non-2xx | socket errors | other CPU |"
-        );
-        let _ = writeln!(s, "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-        for row in &self.rows {
-            let r = &row.result;
-            let _ = writeln!(
-                s,
-                "| {} | `{}` | {} | {:.0} | {} | {:.0} | {} | {} | {} | {} | {} | {} |",
-                row.phase,
-                row.path,
-                row.load,
-                r.duration_us as f64 / 1e6,
-                r.requests,
-                r.rps(),
-                if row.kind == RowKind::Paced { "(paced)".to_owned() } else { format!("{:.3}", r.rps() / base) },
-                if row.kind == RowKind::Total { "—".to_owned() } else { ms(r.p50_us) },
-                if row.kind == RowKind::Total { "—".to_owned() } else { ms(r.p99_us) },
-                r.non_2xx,
-                r.socket_errors,
-                percent(r.other_cpu),
-            );
-        }
+        s.push_str(&render_rows(&self.rows, base));
         let token = self.rows.iter().find(|r| r.path == "POST /oauth/token").map(|r| r.result).unwrap_or_default();
         let _ = writeln!(
             s,
@@ -906,31 +1249,10 @@ impl Report {
                 String::new()
             }
         );
-        let noisy = self.rows.iter().filter_map(|r| r.result.other_cpu).fold(0.0_f64, f64::max);
-        if noisy > NOISY {
-            let _ = writeln!(
-                s,
-                "**Noisy run**: other processes took up to {:.0} % of the CPUs during a phase (\"other CPU\"); \
-                 compare runs whose phases all stay under {:.0} %.",
-                noisy * 100.0,
-                NOISY * 100.0
-            );
+        s.push_str(&render_verdicts(&self.rows));
+        if let Some(pg) = &self.pg {
+            s.push_str(&pg.render(&self.rows));
         }
-        let bad: u64 = self
-            .rows
-            .iter()
-            .filter(|r| r.kind != RowKind::Total)
-            .map(|r| r.result.non_2xx + r.result.socket_errors)
-            .sum();
-        let _ = writeln!(
-            s,
-            "{}",
-            if bad == 0 {
-                "Clean: no non-2xx response, no socket error."
-            } else {
-                "**Not a clean run**: see non-2xx / socket errors."
-            }
-        );
         s
     }
 }
@@ -938,10 +1260,56 @@ impl Report {
 /// Above this share of the CPUs taken by other processes during a phase, the run is called noisy.
 const NOISY: f64 = 0.05;
 
+/// Clock ticks (USER_HZ, 100 on Linux) as CPU seconds.
+fn cpu_secs(ticks: u64) -> String {
+    format!("{:.1} CPU-s", ticks as f64 / 100.0)
+}
+
 fn percent(share: Option<f64>) -> String {
     share.map_or_else(|| "unknown".to_owned(), |b| format!("{:.0} %", b * 100.0))
 }
 
 fn ms(us: u64) -> String {
     format!("{:.2} ms", us as f64 / 1000.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(text: &str, owned: &[&str]) -> Result<String, String> {
+        let path = std::env::temp_dir().join(format!("xtask-extra-{}-{}.toml", std::process::id(), text.len()));
+        std::fs::write(&path, text).unwrap();
+        let result = read_extra_config(&path, owned).map_err(|e| e.to_string());
+        std::fs::remove_file(&path).unwrap();
+        result
+    }
+
+    #[test]
+    fn extra_config_refuses_what_the_bench_owns_and_only_that() {
+        let redis = "rate_limit = \"redis\"\n\n[redis]\nurl = \"redis://127.0.0.1:6379\"\n";
+        assert!(check(redis, OWNED_KEYS).is_ok());
+        assert!(check("listen = \"x\"\n", OWNED_KEYS).unwrap_err().contains("`listen`"));
+        assert!(check("[limits]\nstart_per_ip = 1\n", OWNED_KEYS).unwrap_err().contains("`limits`"));
+        assert!(check("limits.start_per_ip = 1\n", OWNED_KEYS).unwrap_err().contains("`limits`"));
+        let pg = [OWNED_KEYS, PG_OWNED_KEYS].concat();
+        assert!(check("store = \"postgres\"\n", &pg).unwrap_err().contains("`store`"));
+        assert!(check("[[clients]]\nclient_id = \"a\"\n", &pg).unwrap_err().contains("`clients`"));
+        assert!(check("[database]\nurl = \"x\"\n", &pg).unwrap_err().contains("`database`"));
+        assert!(check("store = \"postgres\"\n", OWNED_KEYS).is_ok());
+        let ses = [OWNED_KEYS, SES_OWNED_KEYS].concat();
+        assert!(check("[ses]\nfrom_address = \"a@b.c\"\n", &ses).unwrap_err().contains("`ses`"));
+        // A key of the same name inside another table is not the top-level one.
+        assert!(check("[templates]\nemail = 1\n", &ses).is_ok());
+    }
+
+    #[test]
+    fn options_parse_the_store_and_the_outage() {
+        let args: Vec<String> =
+            ["--store", "postgres", "--pool-size", "16", "--ses-outage", "--ses-rate", "100"].map(String::from).into();
+        let opts = Options::parse(&args).unwrap();
+        assert_eq!((opts.store, opts.pool_size, opts.ses_outage, opts.ses_rate), (Store::Postgres, 16, true, 100.0));
+        assert!(opts.command().contains("--store postgres --pool-size 16 --ses-outage --ses-rate 100"));
+        assert!(Options::parse(&["--store".to_owned(), "mysql".to_owned()]).is_err());
+    }
 }

@@ -20,7 +20,7 @@ fn main() -> ExitCode {
         Some("bench") => bench::bench(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <test|lint|bench>\n  test [--no-sdk] [--no-browser]  fmt, clippy, all tests (memory and Postgres), Auth0 SDK and browser tests\n  lint             fmt and clippy\n  bench [--quick] [--codes N] [--config extra.toml]\n                   wrk load on /passwordless/start and /oauth/token vs /health (release build)"
+                "usage: cargo xtask <test|lint|bench>\n  test [--no-sdk] [--no-browser]  fmt, clippy, all tests (memory and Postgres), Auth0 SDK and browser tests\n  lint             fmt and clippy\n  bench [--quick] [--codes N] [--config extra.toml] [--store postgres] [--ses-outage]\n                   wrk load on /passwordless/start and /oauth/token vs /health (release build);\n                   --store postgres adds the pgbench floor; --ses-outage: start latency while SES fails"
             );
             return ExitCode::from(2);
         }

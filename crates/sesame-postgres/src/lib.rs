@@ -98,6 +98,10 @@ impl PgStore {
     pub fn connect(config: &PgConfig) -> anyhow::Result<Self> {
         let statement_timeout = config.statement_timeout_ms;
         let mut manager_config = ManagerConfig::<AsyncPgConnection>::default();
+        // No `SELECT 1` at every checkout (a round trip per statement on the hot paths): a
+        // connection that died fails its next statement, which maps to `Unavailable`, and
+        // deadpool drops it (the outage test covers the recovery).
+        manager_config.recycling_method = diesel_async::pooled_connection::RecyclingMethod::Fast;
         manager_config.custom_setup = Box::new(move |url| {
             let url = url.to_owned();
             Box::pin(async move {
