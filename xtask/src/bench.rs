@@ -36,7 +36,8 @@ use crate::{root, run, target_dir};
 
 const USAGE: &str = "usage: cargo xtask bench [--quick] [--codes N] [--config extra.toml]
                        [--store postgres [--pg-url URL] [--pool-size N]]
-                       [--ses-outage [--ses-rate N] [--ses-delay-ms N] [--ses-secs N] [--ses-rounds N]]
+                       [--ses-outage [--ses-rate N] [--ses-delay-ms N] [--ses-secs N] [--ses-rounds N]
+                                     [--ses-long-secs N]]
   --quick              short phases (a smoke run of the bench itself; figures are not comparable)
   --codes N            codes generated for the token phase (default 60000, 30000 on Postgres;
                        15000 with --quick)
@@ -56,7 +57,9 @@ const USAGE: &str = "usage: cargo xtask bench [--quick] [--codes N] [--config ex
   --ses-delay-ms N     what the slow proxy adds to every SES response (default 500)
   --ses-secs N         length of each --ses-outage phase (default 20; 4 with --quick)
   --ses-rounds N       times the five --ses-outage phases run, in order (default 3; 1 with
-                       --quick); the summary takes each phase's median";
+                       --quick); the summary takes each phase's median
+  --ses-long-secs N    then one long outage (connections refused) on one server, reported in 6
+                       windows (default 180; 12 with --quick; 0: none)";
 
 /// The top-level settings the bench owns; `--config` may not repeat them.
 const OWNED_KEYS: &[&str] = &["listen", "log_format", "dev_mailbox"];
@@ -96,6 +99,7 @@ struct Options {
     ses_delay_ms: u64,
     ses_secs: Option<u64>,
     ses_rounds: Option<u32>,
+    ses_long_secs: Option<u64>,
 }
 
 impl Options {
@@ -112,6 +116,7 @@ impl Options {
             ses_delay_ms: 500,
             ses_secs: None,
             ses_rounds: None,
+            ses_long_secs: None,
         };
         let mut it = args.iter();
         fn number<T: std::str::FromStr>(it: &mut std::slice::Iter<'_, String>, name: &str) -> anyhow::Result<T>
@@ -140,6 +145,7 @@ impl Options {
                 "--ses-delay-ms" => opts.ses_delay_ms = number(&mut it, "--ses-delay-ms")?,
                 "--ses-secs" => opts.ses_secs = Some(number(&mut it, "--ses-secs")?),
                 "--ses-rounds" => opts.ses_rounds = Some(number(&mut it, "--ses-rounds")?),
+                "--ses-long-secs" => opts.ses_long_secs = Some(number(&mut it, "--ses-long-secs")?),
                 "-h" | "--help" => bail!("{USAGE}"),
                 other => bail!("unknown option {other:?}\n{USAGE}"),
             }
@@ -187,6 +193,9 @@ impl Options {
             if let Some(rounds) = self.ses_rounds {
                 let _ = write!(command, " --ses-rounds {rounds}");
             }
+            if let Some(secs) = self.ses_long_secs {
+                let _ = write!(command, " --ses-long-secs {secs}");
+            }
         }
         command
     }
@@ -211,6 +220,8 @@ struct Plan {
     ses_phase: Duration,
     /// Times `--ses-outage` runs its five phases.
     ses_rounds: u32,
+    /// The long refused-connection outage after the rounds (0: none), in 6 windows.
+    ses_long: Duration,
 }
 
 impl Plan {
@@ -230,6 +241,7 @@ impl Plan {
                 floor: secs(3),
                 ses_phase: secs(4),
                 ses_rounds: 1,
+                ses_long: secs(12),
             }
         } else {
             Self {
@@ -249,6 +261,8 @@ impl Plan {
                 // phases here: three rounds of 20 s, and the median of each phase's three p99s.
                 ses_phase: secs(20),
                 ses_rounds: 3,
+                // Codes live 180 s: an outage that long holds every message of its time.
+                ses_long: secs(180),
             }
         };
         if let Some(secs) = opts.ses_secs {
@@ -256,6 +270,9 @@ impl Plan {
         }
         if let Some(rounds) = opts.ses_rounds {
             plan.ses_rounds = rounds.max(1);
+        }
+        if let Some(secs) = opts.ses_long_secs {
+            plan.ses_long = Duration::from_secs(secs);
         }
         if let Some(n) = opts.codes {
             plan.codes = n;
@@ -536,6 +553,13 @@ impl Ctx {
         length: Duration,
         prefix: &str,
     ) -> anyhow::Result<(WrkResult, WrkResult)> {
+        let (probe, delay_ms) = self.pace(server, target, prefix)?;
+        let run = self.paced_run(server, delay_ms, length, prefix)?;
+        Ok((probe, run))
+    }
+
+    /// The probe of a paced phase: its result and the delay that holds `target`.
+    fn pace(&self, server: &Server, target: f64, prefix: &str) -> anyhow::Result<(WrkResult, f64)> {
         let conns = f64::from(self.plan.connections);
         let naive_ms = conns / target * 1000.0;
         let probe = self.wrk(
@@ -552,14 +576,18 @@ impl Ctx {
             "xtask: probe at delay {naive_ms:.2} ms gave {:.0} req/s; measuring at delay {delay_ms:.2} ms",
             probe.rps()
         );
-        let run = self.wrk(
+        Ok((probe, delay_ms))
+    }
+
+    /// Starts paced by `delay_ms` per connection (from `pace`).
+    fn paced_run(&self, server: &Server, delay_ms: f64, length: Duration, prefix: &str) -> anyhow::Result<WrkResult> {
+        self.wrk(
             "start.lua",
             server,
             self.plan.connections,
             length,
             &[("BENCH_PREFIX", prefix.into()), ("BENCH_DELAY_MS", format!("{delay_ms:.3}"))],
-        )?;
-        Ok((probe, run))
+        )
     }
 
     fn server(&self, name: &str) -> anyhow::Result<Server> {

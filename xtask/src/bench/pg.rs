@@ -366,6 +366,12 @@ impl Postgres {
         CpuWatch::start(self.prefix.clone())
     }
 
+    /// Messages waiting in the outbox.
+    pub(super) fn pending(&self, db: &Db) -> anyhow::Result<u64> {
+        let out = psql(&db.url, "SELECT count(*) FROM outbox WHERE status = 'pending'")?;
+        out.trim().parse().with_context(|| format!("pending count {out:?}"))
+    }
+
     /// Reads what the peak left: rows per table and the size of a sealed message.
     pub(super) fn peak_state(&self, db: &Db) -> anyhow::Result<PeakState> {
         let out = psql(

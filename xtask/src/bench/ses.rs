@@ -51,9 +51,10 @@ impl SesTarget {
     }
 }
 
-/// `tests/aws/moto.sh install` (idempotent, quick when present).
+/// `tests/aws/moto.sh install` (idempotent, quick when present). Its output goes to stderr:
+/// stdout is the report's.
 pub(super) fn install_moto() -> anyhow::Result<()> {
-    run(Command::new("bash").args(["tests/aws/moto.sh", "install"]))
+    run(Command::new("bash").args(["tests/aws/moto.sh", "install"]).stdout(std::io::stderr()))
 }
 
 fn venv_python() -> std::path::PathBuf {
@@ -86,6 +87,7 @@ impl Moto {
             .arg(root().join("xtask").join("bench").join("ses_identity.py"))
             .arg(moto.endpoint())
             .arg(DOMAIN)
+            .stdout(std::io::stderr())
             .status()
             .context("running xtask/bench/ses_identity.py")?;
         ensure!(status.success(), "creating the SES identity in the emulator failed ({status})");
@@ -230,9 +232,21 @@ struct SesRow {
     delivered: Option<u64>,
 }
 
+/// One window of the long outage.
+#[derive(Debug)]
+struct LongWindow {
+    from: u64,
+    to: u64,
+    result: WrkResult,
+    /// Messages waiting in the outbox at the window's end (Postgres store).
+    pending: Option<u64>,
+}
+
 #[derive(Debug)]
 pub(super) struct SesReport {
     rows: Vec<SesRow>,
+    long: Vec<LongWindow>,
+    long_secs: u64,
     rate: f64,
     delay_ms: u64,
     busy_before: Option<f64>,
@@ -290,7 +304,37 @@ pub(super) fn outage_phases(ctx: &Ctx, opts: &Options) -> anyhow::Result<SesRepo
             rows.push(SesRow { round, scenario, result, started: 1 + probe.requests + result.requests, delivered });
         }
     }
-    Ok(SesReport { rows, rate, delay_ms: opts.ses_delay_ms, busy_before })
+    let long = long_outage(ctx, rate)?;
+    Ok(SesReport { rows, long, long_secs: ctx.plan.ses_long.as_secs(), rate, delay_ms: opts.ses_delay_ms, busy_before })
+}
+
+/// One server whose provider refuses connections for `--ses-long-secs`, in 6 windows: how the
+/// API fares as the outbox fills up.
+fn long_outage(ctx: &Ctx, rate: f64) -> anyhow::Result<Vec<LongWindow>> {
+    const WINDOWS: u64 = 6;
+    let window = ctx.plan.ses_long.as_secs() / WINDOWS;
+    if window == 0 {
+        return Ok(Vec::new());
+    }
+    // Nothing listens on a port just given back: connections are refused.
+    let endpoint = format!("http://127.0.0.1:{}", free_port()?);
+    eprintln!(
+        "xtask: long outage: POST /passwordless/start paced to {rate:.0} req/s for {WINDOWS} × {window}s, the provider \
+         refusing connections"
+    );
+    let server = ctx.server_with("ses-long-stopped", Some(&SesTarget { endpoint }))?;
+    check_start(&server, &format!("bench-{}-ses-long-check@example.com", ctx.run_id))?;
+    let (_, delay_ms) = ctx.pace(&server, rate, "ses-long")?;
+    let mut windows = Vec::new();
+    for w in 0..WINDOWS {
+        let result = ctx.paced_run(&server, delay_ms, Duration::from_secs(window), &format!("ses-long{w}"))?;
+        let pending = match (&ctx.pg, &server.db) {
+            (Some(pg), Some(db)) => Some(pg.pending(db)?),
+            _ => None,
+        };
+        windows.push(LongWindow { from: w * window, to: (w + 1) * window, result, pending });
+    }
+    Ok(windows)
 }
 
 /// CPU seconds as a percentage of one core over the run.
@@ -375,6 +419,47 @@ impl SesReport {
                 if wide.abs() <= TOLERANCE { "yes" } else { "no" },
             );
         }
+        if let Some(last) = self.long.last() {
+            let _ = writeln!(
+                s,
+                "\nLong outage: one server, its provider refusing connections for {} s (after a {} s probe), paced \
+                 to {:.0}/s:\n",
+                self.long_secs,
+                ctx.plan.probe.as_secs(),
+                self.rate
+            );
+            let _ = writeln!(
+                s,
+                "| window | requests | p50 | p99 | p99 ÷ healthy | non-2xx | sesame CPU | other CPU | outbox pending at its end |"
+            );
+            let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+            for w in &self.long {
+                let r = &w.result;
+                let _ = writeln!(
+                    s,
+                    "| {}–{} s | {} | {} | {} | {:.2} | {} | {:.0} % | {} | {} |",
+                    w.from,
+                    w.to,
+                    r.requests,
+                    ms(r.p50_us),
+                    ms(r.p99_us),
+                    r.p99_us as f64 / healthy,
+                    r.non_2xx + r.socket_errors,
+                    share(r.server_cpu_s, r),
+                    percent(r.other_cpu),
+                    w.pending.map_or_else(|| "—".to_owned(), |n| n.to_string()),
+                );
+            }
+            let worst = self.long.iter().map(|w| w.result.p99_us as f64 / healthy).fold(0.0_f64, f64::max);
+            let _ = writeln!(
+                s,
+                "\nIn the long outage p99 reached {:.2} × healthy, {:.2} × in the last window (at most {:.2}: **{}**).",
+                worst,
+                last.result.p99_us as f64 / healthy,
+                1.0 + TOLERANCE,
+                if worst <= 1.0 + TOLERANCE { "met" } else { "missed" }
+            );
+        }
         let _ = writeln!(s, "\nEvery phase:\n");
         let _ = writeln!(
             s,
@@ -401,7 +486,8 @@ impl SesReport {
                 row.delivered.map_or_else(|| format!("— / {}", row.started), |n| format!("{n} / {}", row.started)),
             );
         }
-        let noisy = self.rows.iter().filter_map(|r| r.result.other_cpu).fold(0.0_f64, f64::max);
+        let results = || self.rows.iter().map(|r| &r.result).chain(self.long.iter().map(|w| &w.result));
+        let noisy = results().filter_map(|r| r.other_cpu).fold(0.0_f64, f64::max);
         if noisy > super::NOISY {
             let _ = writeln!(
                 s,
@@ -411,7 +497,7 @@ impl SesReport {
                 super::NOISY * 100.0
             );
         }
-        let bad: u64 = self.rows.iter().map(|r| r.result.non_2xx + r.result.socket_errors).sum();
+        let bad: u64 = results().map(|r| r.non_2xx + r.socket_errors).sum();
         let _ = writeln!(
             s,
             "{}",
