@@ -8,12 +8,14 @@
 //! - first logins upsert with `ON CONFLICT`;
 //! - outbox claims use `FOR UPDATE SKIP LOCKED` with a lease.
 //!
-//! Statements are written as SQL with typed binds (`diesel::sql_query`): the atomic ones do
-//! not fit Diesel's DSL, and one style for all keeps them reviewable side by side.
+//! Statements are written as SQL with typed binds: the atomic ones do not fit Diesel's DSL, and
+//! one style for all keeps them reviewable side by side. Each is a `&'static str` run through
+//! `prepared::prepared`, so every connection prepares it once and then sends only its binds.
 
 mod challenges;
 mod clients;
 mod grants;
+mod prepared;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod users;

@@ -67,6 +67,28 @@ impl TestDatabase {
     }
 }
 
+impl PgStore {
+    /// What one pooled connection holds prepared (`pg_prepared_statements`): with a pool of
+    /// one, what the statements run so far have left there.
+    ///
+    /// # Errors
+    /// When Postgres cannot be reached.
+    pub async fn prepared_statements(&self) -> anyhow::Result<Vec<String>> {
+        #[derive(diesel::QueryableByName)]
+        struct Prepared {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            statement: String,
+        }
+        let mut conn = self.conn().await.map_err(|e| anyhow::anyhow!("{e:#}"))?;
+        let rows: Vec<Prepared> = diesel_async::RunQueryDsl::load(
+            diesel::sql_query("SELECT statement FROM pg_prepared_statements ORDER BY prepare_time"),
+            &mut conn,
+        )
+        .await?;
+        Ok(rows.into_iter().map(|r| r.statement).collect())
+    }
+}
+
 impl Drop for TestDatabase {
     fn drop(&mut self) {
         let (url, name) = (self.admin_url.clone(), self.name.clone());

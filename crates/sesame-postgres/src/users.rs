@@ -1,12 +1,13 @@
 use async_trait::async_trait;
+use diesel::QueryableByName;
 use diesel::sql_types::{BigInt, Bool, Nullable, Text, Timestamptz};
-use diesel::{QueryableByName, sql_query};
 use diesel_async::RunQueryDsl;
 use sesame_domain::{ConnectionName, Identifier, User, UserId};
 use sesame_ports::{StoreError, UserStore};
 use time::OffsetDateTime;
 
 use crate::challenges::{identifier_from, identifier_parts};
+use crate::prepared::prepared;
 use crate::{PgStore, db_err};
 
 #[derive(QueryableByName)]
@@ -49,8 +50,13 @@ impl UserRow {
     }
 }
 
-const USER_COLUMNS: &str = "user_id, connection, identifier_kind, identifier, email_verified, phone_verified, \
-                            created_at, updated_at, last_login, logins_count";
+/// The columns `UserRow` reads, for `concat!`.
+macro_rules! user_columns {
+    () => {
+        "user_id, connection, identifier_kind, identifier, email_verified, phone_verified, created_at, updated_at, \
+         last_login, logins_count"
+    };
+}
 
 #[async_trait]
 impl UserStore for PgStore {
@@ -65,7 +71,7 @@ impl UserStore for PgStore {
         let mut conn = self.conn().await?;
         // Racing first logins meet on the (connection, identifier) key: one insert wins, the
         // others update the row it made.
-        let row: UserRow = sql_query(format!(
+        let row: UserRow = prepared(concat!(
             "INSERT INTO users (user_id, connection, identifier_kind, identifier, email_verified, phone_verified, \
                created_at, updated_at, last_login, logins_count) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $7, 1) \
@@ -74,7 +80,8 @@ impl UserStore for PgStore {
                updated_at = EXCLUDED.updated_at, \
                email_verified = users.email_verified OR EXCLUDED.email_verified, \
                phone_verified = users.phone_verified OR EXCLUDED.phone_verified \
-             RETURNING {USER_COLUMNS}"
+             RETURNING ",
+            user_columns!()
         ))
         .bind::<Text, _>(&new_id.0)
         .bind::<Text, _>(connection.as_str())
@@ -93,7 +100,7 @@ impl UserStore for PgStore {
         let (_, value) = identifier_parts(identifier);
         let mut conn = self.conn().await?;
         let rows: Vec<UserRow> =
-            sql_query(format!("SELECT {USER_COLUMNS} FROM users WHERE connection = $1 AND identifier = $2"))
+            prepared(concat!("SELECT ", user_columns!(), " FROM users WHERE connection = $1 AND identifier = $2"))
                 .bind::<Text, _>(connection.as_str())
                 .bind::<Text, _>(value)
                 .load(&mut conn)
@@ -104,7 +111,7 @@ impl UserStore for PgStore {
 
     async fn find_by_id(&self, id: &UserId) -> Result<Option<User>, StoreError> {
         let mut conn = self.conn().await?;
-        let rows: Vec<UserRow> = sql_query(format!("SELECT {USER_COLUMNS} FROM users WHERE user_id = $1"))
+        let rows: Vec<UserRow> = prepared(concat!("SELECT ", user_columns!(), " FROM users WHERE user_id = $1"))
             .bind::<Text, _>(&id.0)
             .load(&mut conn)
             .await

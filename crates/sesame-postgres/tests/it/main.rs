@@ -4,3 +4,4 @@
 mod contract;
 mod flow_scan;
 mod migrations;
+mod statements;

@@ -1,0 +1,27 @@
+//! The statement cache: every connection prepares a statement once, then sends only its binds.
+
+use sesame_domain::ClientId;
+use sesame_ports::{ChallengeStore, ClientStore, ConnectionStore, testkit};
+use sesame_postgres::PgStore;
+use sesame_postgres::testing::TestDatabase;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hot_statements_are_prepared_once_per_connection() {
+    let db = TestDatabase::new().await.expect("test database");
+    let mut config = db.config();
+    config.pool_size = 1;
+    let store = PgStore::connect(&config).unwrap();
+    let now = testkit::t0();
+    for _ in 0..3 {
+        let key = testkit::email_key("prepared");
+        let challenge = testkit::challenge(&key, testkit::hash(1), None, now);
+        store.start(challenge, testkit::message(&key, now), testkit::issued(now), None).await.unwrap();
+        assert!(ClientStore::find(&store, &ClientId::new("nobody")).await.unwrap().is_none());
+        assert!(ConnectionStore::find(&store, &sesame_domain::ConnectionName::new("nowhere")).await.unwrap().is_none());
+    }
+    let prepared = store.prepared_statements().await.unwrap();
+    let count = |prefix: &str| prepared.iter().filter(|s| s.trim_start().starts_with(prefix)).count();
+    assert_eq!(count("WITH replaced AS"), 1, "the start statement, once: {prepared:?}");
+    assert_eq!(count("SELECT client_id"), 1, "the client lookup, once: {prepared:?}");
+    assert_eq!(count("SELECT name, strategy"), 1, "the connection lookup, once: {prepared:?}");
+}
