@@ -109,6 +109,11 @@ pub struct DatabaseSettings {
     /// Apply pending migrations when `serve` starts (otherwise run `sesame migrate`).
     #[serde(default)]
     pub migrate_on_start: bool,
+    /// How long each replica reuses a client or connection it has read (0: read on every
+    /// request). A change made elsewhere (another replica, `sesame client …`) is seen within
+    /// this time.
+    #[serde(default = "default_cache_ms")]
+    pub cache_ms: u64,
 }
 
 fn default_pool_size() -> usize {
@@ -119,6 +124,9 @@ fn default_statement_timeout_ms() -> u64 {
 }
 fn default_connect_timeout_ms() -> u64 {
     2_000
+}
+fn default_cache_ms() -> u64 {
+    5_000
 }
 
 impl std::fmt::Debug for DatabaseSettings {

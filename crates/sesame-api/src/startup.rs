@@ -9,6 +9,7 @@ use anyhow::Context as _;
 use sesame_domain::{
     AppType, AuthMethod, Client, ClientId, CodePolicy, Connection, ConnectionName, GrantType, Strategy,
 };
+use sesame_flows::cache::{CachedClients, CachedConnections};
 use sesame_flows::delivery::RetryPolicy;
 use sesame_flows::{FlowSettings, OsRandom, Ports, Secrets, Sesame};
 use sesame_jwt::RsaSigningKey;
@@ -187,7 +188,14 @@ pub async fn wire(settings: &Settings, overrides: Overrides) -> anyhow::Result<W
                 let applied = pg.migrate().await.context("applying migrations")?;
                 tracing::info!(?applied, "migrations applied");
             }
-            store_ports(pg)
+            let mut ports = store_ports(pg);
+            if db.cache_ms > 0 {
+                // Every request reads its client and connection: keep them for a few seconds.
+                let ttl = Duration::from_millis(db.cache_ms);
+                ports.clients = Arc::new(CachedClients::new(ports.clients, ttl));
+                ports.connections = Arc::new(CachedConnections::new(ports.connections, ttl));
+            }
+            ports
         }
     };
     let kek = key_encryption_key(settings, &secret)?;

@@ -3,8 +3,10 @@
 
 use std::time::Duration;
 
+use futures::StreamExt as _;
+
 use sesame_domain::{Channel, Email, PhoneNumber};
-use sesame_ports::{AuditEvent, AuditKind, ClaimedMessage, DeliveryState, OutgoingEmail, OutgoingSms, SendError};
+use sesame_ports::{AuditEvent, AuditKind, ClaimedMessage, OutgoingEmail, OutgoingSms, SendError, Settled, Settlement};
 
 use crate::Sesame;
 use crate::start::seal_context;
@@ -19,8 +21,10 @@ pub struct RetryPolicy {
     pub max_backoff: Duration,
     /// How long a claim holds a message before another worker may take it.
     pub lease: Duration,
-    /// Messages claimed per round.
+    /// Messages claimed (or taken from this replica's starts) and settled per round.
     pub batch: usize,
+    /// Messages of a round handed to the providers at the same time.
+    pub concurrency: usize,
 }
 
 impl Default for RetryPolicy {
@@ -30,7 +34,8 @@ impl Default for RetryPolicy {
             base_backoff: Duration::from_secs(2),
             max_backoff: Duration::from_secs(60),
             lease: Duration::from_secs(30),
-            batch: 32,
+            batch: 256,
+            concurrency: 32,
         }
     }
 }
@@ -100,8 +105,19 @@ pub enum Delivered {
     Dropped,
 }
 
+/// One attempt at one message: what became of it, and what to record.
+#[derive(Debug)]
+struct Attempt {
+    delivered: Delivered,
+    settled: Settled,
+    event: Option<AuditEvent>,
+}
+
 impl Sesame {
     /// Claims what is due and delivers it. Returns how many messages were handled.
+    ///
+    /// The bookkeeping of a batch is two writes whatever its size: one `Outbox::settle` and one
+    /// `AuditLog::record_many`.
     ///
     /// # Errors
     /// When the outbox cannot be read.
@@ -110,26 +126,48 @@ impl Sesame {
         let now = self.ports.clock.now();
         let claimed = self.ports.outbox.claim_due(now, policy.batch, policy.lease).await?;
         let n = claimed.len();
-        let sends = claimed.into_iter().map(|c| self.deliver_one(c));
-        for result in futures::future::join_all(sends).await {
-            if let Err(e) = result {
-                tracing::warn!(error = ?e, "outbox bookkeeping failed; the lease will expire and the message be retried");
-            }
-        }
+        self.deliver_claimed(claimed).await;
         Ok(n)
     }
 
+    /// Delivers one claimed message and records the outcome.
     pub(crate) async fn deliver_one(&self, claimed: ClaimedMessage) -> anyhow::Result<Delivered> {
-        let outbox = &self.ports.outbox;
+        let attempt = self.attempt(claimed).await;
+        let delivered = attempt.delivered.clone();
+        self.settle(vec![attempt]).await?;
+        Ok(delivered)
+    }
+
+    /// Writes what became of `attempts`: the outbox first (it must not send twice), then the
+    /// audit log (best effort, as everywhere).
+    async fn settle(&self, attempts: Vec<Attempt>) -> anyhow::Result<()> {
+        let now = self.ports.clock.now();
+        let (settled, events): (Vec<Settled>, Vec<Option<AuditEvent>>) =
+            attempts.into_iter().map(|a| (a.settled, a.event)).unzip();
+        self.ports.outbox.settle(&settled, now).await?;
+        let events: Vec<AuditEvent> = events.into_iter().flatten().collect();
+        if !events.is_empty()
+            && let Err(e) = self.ports.audit.record_many(events).await
+        {
+            tracing::warn!(error = ?e, "audit record failed");
+        }
+        Ok(())
+    }
+
+    /// Tries to hand one message to its provider. Touches no store.
+    async fn attempt(&self, claimed: ClaimedMessage) -> Attempt {
         let msg = &claimed.message;
         let now = self.ports.clock.now();
         let mut event = AuditEvent::new(AuditKind::NotificationFailed, now);
         event.detail = Some(msg.channel.as_str().to_owned());
+        let done = |delivered: Delivered, outcome: Settlement, event: Option<AuditEvent>| Attempt {
+            delivered,
+            settled: Settled { id: msg.id.clone(), outcome },
+            event,
+        };
         if now >= msg.expires_at {
-            outbox.finish(&msg.id, DeliveryState::Dropped, now).await?;
             event.detail = Some("dropped: the code expired before delivery".into());
-            self.audit(event).await;
-            return Ok(Delivered::Dropped);
+            return done(Delivered::Dropped, Settlement::Dropped, Some(event));
         }
         let rendered: Rendered = match self
             .secrets()
@@ -140,8 +178,7 @@ impl Sesame {
             Ok(r) => r,
             Err(e) => {
                 let reason = format!("message cannot be opened: {e}");
-                outbox.finish(&msg.id, DeliveryState::Failed(reason.clone()), now).await?;
-                return Ok(Delivered::Failed(reason));
+                return done(Delivered::Failed(reason.clone()), Settlement::Failed(reason), None);
             }
         };
         let breaker = match msg.channel {
@@ -151,8 +188,8 @@ impl Sesame {
         if let Some(wait) = breaker.holding() {
             // The provider failed again and again just now: reschedule without calling it.
             let at = now + wait.max(self.settings.delivery.base_backoff);
-            outbox.retry_at(&msg.id, at, "provider unavailable (circuit open)").await?;
-            return Ok(Delivered::Retrying);
+            let error = "provider unavailable (circuit open)".to_owned();
+            return done(Delivered::Retrying, Settlement::Retry { at, error }, None);
         }
         let sent = match msg.channel {
             Channel::Email => match Email::parse(&msg.recipient) {
@@ -172,64 +209,282 @@ impl Sesame {
                 Err(_) => Err(SendError::Rejected("invalid recipient number".into())),
             },
         };
-        let now = self.ports.clock.now();
         match &sent {
             Err(SendError::Unavailable(_)) => breaker.failed(),
             _ => breaker.succeeded(),
         }
-        let outcome = match sent {
-            Ok(_) => {
-                outbox.mark_sent(&msg.id, now).await?;
-                event.kind = AuditKind::NotificationSent;
-                Delivered::Sent
-            }
+        match sent {
+            // As at Auth0 (`cls` at the start, `fn` on a failure), a success is no audit event of
+            // its own: the message just leaves the outbox.
+            Ok(_) => done(Delivered::Sent, Settlement::Sent, None),
             Err(SendError::Rejected(reason)) => {
-                outbox.finish(&msg.id, DeliveryState::Failed(reason.clone()), now).await?;
                 event.detail = Some(format!("rejected: {reason}"));
-                Delivered::Failed(reason)
+                done(Delivered::Failed(reason.clone()), Settlement::Failed(reason), Some(event))
             }
             Err(SendError::Unavailable(e)) if claimed.attempt >= self.settings.delivery.max_attempts => {
                 let reason = format!("gave up after {} attempts: {e:#}", claimed.attempt);
-                outbox.finish(&msg.id, DeliveryState::Failed(reason.clone()), now).await?;
                 event.detail = Some(reason.clone());
-                Delivered::Failed(reason)
+                done(Delivered::Failed(reason.clone()), Settlement::Failed(reason), Some(event))
             }
             Err(SendError::Unavailable(e)) => {
                 let mut jitter = [0u8; 1];
                 self.ports.random.fill(&mut jitter);
-                let at = now + self.settings.delivery.backoff(claimed.attempt, jitter[0]);
-                outbox.retry_at(&msg.id, at, &format!("{e:#}")).await?;
+                let at = self.ports.clock.now() + self.settings.delivery.backoff(claimed.attempt, jitter[0]);
                 tracing::info!(attempt = claimed.attempt, error = %format!("{e:#}"), "delivery will be retried");
-                return Ok(Delivered::Retrying);
+                done(Delivered::Retrying, Settlement::Retry { at, error: format!("{e:#}") }, None)
             }
-        };
-        self.audit(event).await;
-        Ok(outcome)
+        }
     }
 
-    /// Runs the worker until `shutdown` resolves: wakes on each new message, and at least every
-    /// `poll` to pick up retries and lapsed leases.
+    /// Runs the worker until `shutdown` resolves. It delivers what this replica's starts hand it
+    /// (already claimed) as it comes, in batches, and claims from the outbox what is left
+    /// (retries, lapsed leases, messages enqueued unclaimed) when woken and at least every
+    /// `poll`. On shutdown it delivers what it was handed before it returns.
     pub async fn run_delivery(&self, poll: Duration, shutdown: impl std::future::Future<Output = ()>) {
         tokio::pin!(shutdown);
+        let mut local = self.local.open();
+        let batch = self.settings.delivery.batch;
+        let mut handed = Vec::with_capacity(batch);
+        let mut claim_now = true;
         loop {
-            match self.deliver_due().await {
-                // A full batch means there may be more waiting: go again at once.
-                Ok(n) if n >= self.settings.delivery.batch => continue,
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = ?e, "outbox unavailable; delivery will retry"),
+            if claim_now {
+                match self.deliver_due().await {
+                    // A full batch means there may be more waiting: go again at once.
+                    Ok(n) if n >= batch => continue,
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = ?e, "outbox unavailable; delivery will retry"),
+                }
+                claim_now = false;
             }
             tokio::select! {
                 () = &mut shutdown => break,
-                () = self.wake_delivery.notified() => {}
-                () = tokio::time::sleep(poll) => {}
+                () = self.wake_delivery.notified() => claim_now = true,
+                () = tokio::time::sleep(poll) => claim_now = true,
+                n = recv_many(&mut local, &mut handed, batch) => {
+                    if n == 0 {
+                        local = None;
+                    } else {
+                        self.deliver_claimed(std::mem::take(&mut handed)).await;
+                    }
+                }
             }
         }
+        if let Some(mut rx) = local {
+            // No more hand-offs; what was handed over goes out now. (A start that reserved its
+            // place just before may still pass a message after this: it stays claimed in the
+            // outbox until its lease lapses, and then any worker delivers it.)
+            self.local.stop();
+            let mut rest = Vec::new();
+            while let Ok(claimed) = rx.try_recv() {
+                rest.push(claimed);
+            }
+            self.deliver_claimed(rest).await;
+            self.local.put_back(rx);
+        }
+    }
+
+    /// Delivers messages this worker holds the lease of, and settles them in one step.
+    async fn deliver_claimed(&self, claimed: Vec<ClaimedMessage>) {
+        if claimed.is_empty() {
+            return;
+        }
+        let attempts: Vec<Attempt> = futures::stream::iter(claimed.into_iter().map(|c| self.attempt(c)))
+            .buffer_unordered(self.settings.delivery.concurrency.max(1))
+            .collect()
+            .await;
+        if let Err(e) = self.settle(attempts).await {
+            tracing::warn!(error = ?e, "outbox bookkeeping failed; the leases will expire and the messages be retried");
+        }
+    }
+}
+
+/// `recv_many` on the local queue, or never when this worker has none.
+async fn recv_many(
+    rx: &mut Option<tokio::sync::mpsc::Receiver<ClaimedMessage>>,
+    buf: &mut Vec<ClaimedMessage>,
+    limit: usize,
+) -> usize {
+    match rx {
+        Some(rx) => rx.recv_many(buf, limit).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The hand-off from a replica's starts to its own worker: a start that can reserve a place
+/// enqueues its message already claimed and passes it here. Only while a worker runs in this
+/// process (`run_delivery`) is there a place to reserve.
+#[derive(Debug)]
+pub(crate) struct LocalQueue {
+    tx: tokio::sync::mpsc::Sender<ClaimedMessage>,
+    rx: std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<ClaimedMessage>>>,
+    open: std::sync::atomic::AtomicBool,
+}
+
+impl LocalQueue {
+    /// Messages in flight to the worker at most; more are enqueued unclaimed.
+    const CAPACITY: usize = 4096;
+
+    pub(crate) fn new() -> Self {
+        let (tx, rx) = tokio::sync::mpsc::channel(Self::CAPACITY);
+        Self { tx, rx: std::sync::Mutex::new(Some(rx)), open: std::sync::atomic::AtomicBool::new(false) }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<tokio::sync::mpsc::Receiver<ClaimedMessage>>> {
+        self.rx.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A place for one message, while a worker takes them.
+    pub(crate) fn reserve(&self) -> Option<tokio::sync::mpsc::Permit<'_, ClaimedMessage>> {
+        if !self.open.load(std::sync::atomic::Ordering::Acquire) {
+            return None;
+        }
+        self.tx.try_reserve().ok()
+    }
+
+    /// The receiving end, for one worker at a time (`None` for a second one).
+    fn open(&self) -> Option<tokio::sync::mpsc::Receiver<ClaimedMessage>> {
+        let rx = self.lock().take();
+        if rx.is_some() {
+            self.open.store(true, std::sync::atomic::Ordering::Release);
+        }
+        rx
+    }
+
+    /// Its worker is stopping: starts no longer hand messages over.
+    fn stop(&self) {
+        self.open.store(false, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Gives the receiving end back for the next worker.
+    fn put_back(&self, rx: tokio::sync::mpsc::Receiver<ClaimedMessage>) {
+        *self.lock() = Some(rx);
     }
 }
 
 #[cfg(test)]
 mod tests {
+
+    use std::sync::Arc;
+
+    use sesame_domain::{
+        AppType, AuthMethod, Client, ClientId, CodePolicy, Connection, ConnectionName, GrantType, Strategy,
+    };
+    use sesame_memory::{Mailbox, MemoryRateLimiter, MemoryStore};
+    use sesame_ports::{AuditLog, ClientStore, ConnectionStore, DeliveryState, Outbox, SystemClock};
+
     use super::*;
+    use crate::start::StartRequest;
+    use crate::{FlowSettings, OsRandom, Ports, Secrets};
+
+    async fn sesame() -> (Sesame, Arc<MemoryStore>, Arc<Mailbox>) {
+        let store = Arc::new(MemoryStore::new());
+        let clock = Arc::new(SystemClock);
+        let mailbox = Arc::new(Mailbox::new(clock.clone()));
+        let limiter = Arc::new(MemoryRateLimiter::new());
+        let ports = Ports {
+            clients: store.clone(),
+            connections: store.clone(),
+            challenges: store.clone(),
+            users: store.clone(),
+            outbox: store.clone(),
+            grants: store.clone(),
+            audit: store.clone(),
+            tokens: Arc::new(sesame_jwt::JwtIssuer::new(sesame_jwt::RsaSigningKey::generate().unwrap())),
+            assertions: Arc::new(sesame_jwt::AssertionVerifier),
+            limiter: limiter.clone(),
+            replay: limiter,
+            email: mailbox.clone(),
+            sms: mailbox.clone(),
+            clock,
+            random: Arc::new(OsRandom),
+        };
+        let connection = Connection {
+            name: ConnectionName::new("email"),
+            strategy: Strategy::Email,
+            policy: CodePolicy::default(),
+            disable_signup: false,
+            limits: sesame_domain::ConnectionLimits::default(),
+        };
+        ConnectionStore::save(&*store, &connection).await.unwrap();
+        let client = Client {
+            id: ClientId::new("app"),
+            name: "App".into(),
+            app_type: AppType::Native,
+            auth_method: AuthMethod::None,
+            secret_hash: None,
+            connections: vec![ConnectionName::new("email")],
+            callbacks: vec![],
+            allowed_origins: vec![],
+            grant_types: vec![GrantType::PasswordlessOtp],
+            public_keys: vec![],
+        };
+        ClientStore::save(&*store, &client).await.unwrap();
+        let sesame = Sesame::new(ports, Secrets::new(&[7u8; 32]).unwrap(), FlowSettings::new("https://sesame.test/"));
+        (sesame, store, mailbox)
+    }
+
+    async fn start(sesame: &Sesame, email: &str) -> String {
+        let client = ClientStore::find(&*sesame.ports.clients, &ClientId::new("app")).await.unwrap().unwrap();
+        let request = StartRequest {
+            client,
+            connection: ConnectionName::new("email"),
+            email: Some(email.into()),
+            phone_number: None,
+            send: Some(sesame_domain::Send::Code),
+            auth_params: sesame_domain::AuthParams::default(),
+            language: None,
+            ip: None,
+        };
+        sesame.start(request).await.result.unwrap().id
+    }
+
+    #[tokio::test]
+    async fn a_start_hands_its_message_to_the_running_worker_claimed() {
+        let (sesame, store, mailbox) = sesame().await;
+
+        // No worker here: the message is enqueued unclaimed, for any worker's claim.
+        start(&sesame, "idle@example.com").await;
+        let now = sesame.ports.clock.now();
+        let claimed = store.claim_due(now, 100, Duration::from_secs(30)).await.unwrap();
+        assert_eq!(claimed.iter().map(|c| c.attempt).collect::<Vec<_>>(), vec![1], "unclaimed until now");
+        store.mark_sent(&claimed[0].message.id, now).await.unwrap();
+
+        // A worker that claims from the outbox only once an hour still delivers at once: the
+        // start hands it the message, already claimed.
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let worker = sesame.clone();
+        let running = tokio::spawn(async move {
+            worker
+                .run_delivery(Duration::from_secs(3600), async move {
+                    let _ = stopped.await;
+                })
+                .await;
+        });
+        while !sesame.local.open.load(std::sync::atomic::Ordering::Acquire) {
+            tokio::task::yield_now().await;
+        }
+        start(&sesame, "handed@example.com").await;
+        for _ in 0..500 {
+            if !mailbox.list(Some("handed@example.com")).is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(mailbox.list(Some("handed@example.com")).len(), 1, "delivered without a claim");
+        let later = sesame.ports.clock.now() + time::Duration::hours(1);
+        assert!(store.claim_due(later, 100, Duration::from_secs(30)).await.unwrap().is_empty(), "nothing left over");
+        let sent = store.recent(10).await.unwrap();
+        assert!(sent.iter().all(|e| e.kind != AuditKind::NotificationSent), "a success is the outbox row's to record");
+
+        // Stopped, the worker hands nothing more over: a start falls back to the outbox.
+        stop.send(()).unwrap();
+        running.await.unwrap();
+        start(&sesame, "after@example.com").await;
+        let claimed = store.claim_due(sesame.ports.clock.now(), 100, Duration::from_secs(30)).await.unwrap();
+        assert_eq!(claimed.len(), 1);
+        assert_eq!(claimed[0].message.recipient, "after@example.com");
+        assert_eq!(store.state(&claimed[0].message.id).await.unwrap(), Some(DeliveryState::Pending));
+    }
 
     #[test]
     fn the_breaker_opens_after_five_unavailable_in_a_row_and_closes_on_success() {

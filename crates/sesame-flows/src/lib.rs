@@ -19,6 +19,7 @@ macro_rules! store_errors_into {
 }
 
 pub mod authorize;
+pub mod cache;
 pub mod client_auth;
 pub mod crypto;
 pub mod delivery;
@@ -114,6 +115,8 @@ pub struct Sesame {
     secrets: Arc<Secrets>,
     pub settings: Arc<FlowSettings>,
     wake_delivery: Arc<tokio::sync::Notify>,
+    /// Messages this replica enqueued already claimed, on their way to its own worker.
+    local: Arc<delivery::LocalQueue>,
     /// Email and SMS providers' circuit breakers.
     breakers: Arc<(delivery::Breaker, delivery::Breaker)>,
 }
@@ -125,6 +128,7 @@ impl Sesame {
             secrets: Arc::new(secrets),
             settings: Arc::new(settings),
             wake_delivery: Arc::new(tokio::sync::Notify::new()),
+            local: Arc::new(delivery::LocalQueue::new()),
             breakers: Arc::default(),
         }
     }

@@ -6,7 +6,7 @@ use sesame_domain::{
     AuthParams, ChallengeKey, Channel, Client, ConnectionName, Email, Identifier, IdentifierError, MessageId,
     NewChallenge, OutboxMessage, PhoneNumber, SealedMessage, Send, Strategy,
 };
-use sesame_ports::{AuditEvent, AuditKind, LimitDecision};
+use sesame_ports::{AuditEvent, AuditKind, ClaimedMessage, LimitDecision};
 
 use crate::crypto::{generate_code, generate_link_token, random_object_id};
 use crate::limits::Limited;
@@ -190,26 +190,31 @@ impl Sesame {
             expires_at,
         };
         let id = challenge.id.clone();
-        let message_id = message.id.clone();
-        self.ports.challenges.start(challenge, message).await?;
-        if channel == Channel::Sms && self.settings.sms_wait_first_attempt {
-            // Auth0 reports a provider's refusal of an SMS to the caller: try once, now.
-            let lease = self.settings.delivery.lease;
-            if let Some(claimed) = self.ports.outbox.claim(&message_id, now, lease).await?
-                && let delivery::Delivered::Failed(reason) = self.deliver_one(claimed).await?
-            {
-                return Err(StartError::SmsProviderError(reason));
-            }
-        } else {
-            delivery::wake(self);
-        }
         let mut event = AuditEvent::new(AuditKind::CodeLinkSent, now);
         event.client_id = Some(key.client_id.0.clone());
         event.connection = Some(key.connection.0.clone());
         event.identifier = Some(key.identifier.masked());
         event.ip = req.ip;
         event.detail = Some(send.as_str().to_owned());
-        self.audit(event).await;
+        // The message goes out from this replica: enqueued already claimed, so neither this worker
+        // nor another one needs a claim write. Without room in the worker's queue (or with no
+        // worker running here) it is enqueued unclaimed, for any worker's next claim.
+        let wait_for_sms = channel == Channel::Sms && self.settings.sms_wait_first_attempt;
+        let permit = if wait_for_sms { None } else { self.local.reserve() };
+        let claimed_until = (wait_for_sms || permit.is_some()).then(|| now + self.settings.delivery.lease);
+        // The challenge, its message and the audit record: one write.
+        self.ports.challenges.start(challenge, message.clone(), event, claimed_until).await?;
+        let claimed = ClaimedMessage { message, attempt: 1 };
+        if wait_for_sms {
+            // Auth0 reports a provider's refusal of an SMS to the caller: try once, now.
+            if let delivery::Delivered::Failed(reason) = self.deliver_one(claimed).await? {
+                return Err(StartError::SmsProviderError(reason));
+            }
+        } else if let Some(permit) = permit {
+            permit.send(claimed);
+        } else {
+            delivery::wake(self);
+        }
         tracing::info!(to = %key.identifier.masked(), send = send.as_str(), "code issued");
         Ok(Started { id, identifier: key.identifier, request_language: req.language })
     }

@@ -9,8 +9,8 @@ use sesame_domain::{
 };
 use sesame_ports::{
     AuditEvent, AuditLog, AuthorizationCode, ChallengeStore, ClaimedMessage, ClientStore, ConnectionStore,
-    DeliveryState, GrantStore, KeyState, KeyStore, OpaqueToken, Outbox, RefreshOutcome, RefreshToken, SigningKeyRecord,
-    StoreError, UserStore,
+    DeliveryState, GrantStore, KeyState, KeyStore, OpaqueToken, Outbox, RefreshOutcome, RefreshToken, Settled,
+    Settlement, SigningKeyRecord, StoreError, UserStore,
 };
 use time::OffsetDateTime;
 
@@ -63,6 +63,14 @@ const SWEEP_FLOOR: usize = 100_000;
 const KEEP_FINISHED: time::Duration = time::Duration::hours(1);
 
 impl State {
+    /// Keeps the newest 90 000–100 000 events.
+    fn record(&mut self, event: AuditEvent) {
+        if self.audit.len() >= 100_000 {
+            self.audit.drain(..10_000);
+        }
+        self.audit.push(event);
+    }
+
     fn finish(&mut self, id: &MessageId, state: DeliveryState) {
         if let Some(row) = self.outbox.get_mut(id) {
             self.pending.remove(&(row.message.created_at, id.clone()));
@@ -135,8 +143,15 @@ impl ConnectionStore for MemoryStore {
 
 #[async_trait]
 impl ChallengeStore for MemoryStore {
-    async fn start(&self, challenge: NewChallenge, message: OutboxMessage) -> Result<(), StoreError> {
+    async fn start(
+        &self,
+        challenge: NewChallenge,
+        message: OutboxMessage,
+        event: AuditEvent,
+        claimed_until: Option<OffsetDateTime>,
+    ) -> Result<(), StoreError> {
         let mut state = self.state();
+        state.record(event);
         let due_at = message.created_at;
         state.sweep(due_at);
         state.pending.insert((message.created_at, message.id.clone()));
@@ -145,9 +160,9 @@ impl ChallengeStore for MemoryStore {
             OutboxRow {
                 message,
                 state: DeliveryState::Pending,
-                attempts: 0,
+                attempts: u32::from(claimed_until.is_some()),
                 due_at,
-                lease_until: None,
+                lease_until: claimed_until,
                 last_error: None,
             },
         );
@@ -286,23 +301,28 @@ impl Outbox for MemoryStore {
         Ok(Some(ClaimedMessage { message: row.message.clone(), attempt: row.attempts }))
     }
 
-    async fn mark_sent(&self, id: &MessageId, _now: OffsetDateTime) -> Result<(), StoreError> {
-        self.state().finish(id, DeliveryState::Sent);
-        Ok(())
-    }
-
-    async fn retry_at(&self, id: &MessageId, at: OffsetDateTime, error: &str) -> Result<(), StoreError> {
-        if let Some(row) = self.state().outbox.get_mut(id) {
-            row.due_at = at;
-            row.lease_until = None;
-            row.last_error = Some(error.to_owned());
-        }
-        Ok(())
-    }
-
-    async fn finish(&self, id: &MessageId, state: DeliveryState, _now: OffsetDateTime) -> Result<(), StoreError> {
-        if state != DeliveryState::Pending {
-            self.state().finish(id, state);
+    async fn settle(&self, batch: &[Settled], _now: OffsetDateTime) -> Result<(), StoreError> {
+        let mut state = self.state();
+        for Settled { id, outcome } in batch {
+            if state.outbox.get(id).is_none_or(|row| row.state != DeliveryState::Pending) {
+                continue;
+            }
+            match outcome {
+                Settlement::Sent => {
+                    if let Some(row) = state.outbox.remove(id) {
+                        state.pending.remove(&(row.message.created_at, id.clone()));
+                    }
+                }
+                Settlement::Failed(reason) => state.finish(id, DeliveryState::Failed(reason.clone())),
+                Settlement::Dropped => state.finish(id, DeliveryState::Dropped),
+                Settlement::Retry { at, error } => {
+                    if let Some(row) = state.outbox.get_mut(id) {
+                        row.due_at = *at;
+                        row.lease_until = None;
+                        row.last_error = Some(error.clone());
+                    }
+                }
+            }
         }
         Ok(())
     }
@@ -419,11 +439,14 @@ impl KeyStore for MemoryStore {
 #[async_trait]
 impl AuditLog for MemoryStore {
     async fn record(&self, event: AuditEvent) -> Result<(), StoreError> {
+        self.state().record(event);
+        Ok(())
+    }
+    async fn record_many(&self, events: Vec<AuditEvent>) -> Result<(), StoreError> {
         let mut state = self.state();
-        if state.audit.len() >= 100_000 {
-            state.audit.drain(..10_000);
+        for event in events {
+            state.record(event);
         }
-        state.audit.push(event);
         Ok(())
     }
     async fn recent(&self, limit: usize) -> Result<Vec<AuditEvent>, StoreError> {

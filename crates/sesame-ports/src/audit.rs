@@ -9,7 +9,8 @@ use crate::StoreError;
 pub enum AuditKind {
     /// `cls`: a code or link was issued (the message is in the outbox).
     CodeLinkSent,
-    /// `sn`-like: the provider took the message.
+    /// The provider took the message. No longer written (Auth0 logs no such event either: `cls`
+    /// at the start, `fn` on a failure); kept so that older rows still read.
     NotificationSent,
     /// `fn`: the message could not be delivered (given up or dropped).
     NotificationFailed,
@@ -45,6 +46,13 @@ impl AuditEvent {
 #[async_trait]
 pub trait AuditLog: Send + Sync + std::fmt::Debug {
     async fn record(&self, event: AuditEvent) -> Result<(), StoreError>;
+    /// Records `events` (a delivery batch's outcomes) in one step where the log can.
+    async fn record_many(&self, events: Vec<AuditEvent>) -> Result<(), StoreError> {
+        for event in events {
+            self.record(event).await?;
+        }
+        Ok(())
+    }
     /// The newest events first, at most `limit`.
     async fn recent(&self, limit: usize) -> Result<Vec<AuditEvent>, StoreError>;
 }

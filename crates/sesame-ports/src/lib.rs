@@ -21,7 +21,9 @@ pub use error::StoreError;
 pub use grants::{AuthorizationCode, GrantStore, OpaqueToken, RefreshOutcome, RefreshToken};
 pub use keys::{KeyState, KeyStore, SigningKeyRecord};
 pub use limits::{LimitDecision, LimitError, LimitRule, RateLimiter, ReplayGuard};
-pub use stores::{ChallengeStore, ClaimedMessage, ClientStore, ConnectionStore, DeliveryState, Outbox, UserStore};
+pub use stores::{
+    ChallengeStore, ClaimedMessage, ClientStore, ConnectionStore, DeliveryState, Outbox, Settled, Settlement, UserStore,
+};
 pub use tokens::{
     AssertionCheck, AssertionRejected, ClientAssertionVerifier, TokenError, TokenIssuer, TokenKind,
     VerifiedClientAssertion,

@@ -7,7 +7,7 @@ use sesame_domain::{
 };
 use time::OffsetDateTime;
 
-use crate::StoreError;
+use crate::{AuditEvent, StoreError};
 
 /// Applications.
 #[async_trait]
@@ -34,14 +34,26 @@ pub trait ConnectionStore: Send + Sync + std::fmt::Debug {
 /// Challenges (the stored side of a code or link).
 ///
 /// Guarantees:
-/// - `start` replaces every earlier challenge of the same key **and** enqueues the message in one
-///   atomic step: either both happen or neither.
+/// - `start` replaces every earlier challenge of the same key, enqueues the message **and**
+///   records the audit event in one atomic step: all three happen or none does. (A store that
+///   has no audit log of its own may hand the event to one; the hot path then still makes a
+///   single write.)
 /// - `check` is atomic: a try is counted before the comparison; of any number of concurrent
 ///   checks of one valid proof with `consume`, exactly one is `Accepted`; expired, used,
 ///   replaced and exhausted challenges never accept.
 #[async_trait]
 pub trait ChallengeStore: Send + Sync + std::fmt::Debug {
-    async fn start(&self, challenge: NewChallenge, message: OutboxMessage) -> Result<(), StoreError>;
+    ///
+    /// With `claimed_until`, the message is enqueued already claimed by the caller (its attempt
+    /// 1, leased until then), as if `Outbox::claim` had taken it at once: the replica that made
+    /// it delivers it without another write, and any claimer may take it once the lease lapses.
+    async fn start(
+        &self,
+        challenge: NewChallenge,
+        message: OutboxMessage,
+        event: AuditEvent,
+        claimed_until: Option<OffsetDateTime>,
+    ) -> Result<(), StoreError>;
 
     /// Checks `proof` against the live challenge of `key` at `now`. A wrong proof counts one
     /// attempt; the try that reaches `CodePolicy::MAX_ATTEMPTS` answers `Exhausted`, as does every
@@ -86,6 +98,28 @@ pub enum DeliveryState {
     Dropped,
 }
 
+/// What a worker did with one claimed message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Settlement {
+    Sent,
+    /// Given up: permanent rejection or too many attempts.
+    Failed(String),
+    /// Not sent because the code inside expired first.
+    Dropped,
+    /// Released: due again at `at`, after `error`.
+    Retry {
+        at: OffsetDateTime,
+        error: String,
+    },
+}
+
+/// One message's settlement, for `Outbox::settle`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settled {
+    pub id: MessageId,
+    pub outcome: Settlement,
+}
+
 /// A message a worker holds a lease on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClaimedMessage {
@@ -98,7 +132,7 @@ pub struct ClaimedMessage {
 ///
 /// Guarantees: a message is never lost; a claimed message is not claimed again until its lease
 /// ends (so concurrent claimers, in any number of replicas, never get the same message); a
-/// message marked sent, failed or dropped is never claimed again.
+/// message marked sent, failed or dropped is never claimed again (a sent one is gone).
 #[async_trait]
 pub trait Outbox: Send + Sync + std::fmt::Debug {
     /// Claims up to `max` messages due at `now` (new, retry time reached, or lease expired),
@@ -117,11 +151,31 @@ pub trait Outbox: Send + Sync + std::fmt::Debug {
         now: OffsetDateTime,
         lease: Duration,
     ) -> Result<Option<ClaimedMessage>, StoreError>;
-    async fn mark_sent(&self, id: &MessageId, now: OffsetDateTime) -> Result<(), StoreError>;
+    /// Records what became of claimed messages, all in one step (a worker settles a whole
+    /// batch at once). Only pending messages change: a message already failed or dropped stays
+    /// as it is. A sent message leaves the outbox (`state` answers `None`: the transactional
+    /// outbox's usual end, and the table does not grow with every login); a failed or dropped
+    /// one stays, its sealed body wiped; a retried one is released from its lease and due again
+    /// at its `at`.
+    async fn settle(&self, batch: &[Settled], now: OffsetDateTime) -> Result<(), StoreError>;
+    async fn mark_sent(&self, id: &MessageId, now: OffsetDateTime) -> Result<(), StoreError> {
+        self.settle(&[Settled { id: id.clone(), outcome: Settlement::Sent }], now).await
+    }
     /// Releases the lease and makes the message due again at `at`.
-    async fn retry_at(&self, id: &MessageId, at: OffsetDateTime, error: &str) -> Result<(), StoreError>;
-    /// Ends the message as `Failed(reason)` or `Dropped`.
-    async fn finish(&self, id: &MessageId, state: DeliveryState, now: OffsetDateTime) -> Result<(), StoreError>;
+    async fn retry_at(&self, id: &MessageId, at: OffsetDateTime, error: &str) -> Result<(), StoreError> {
+        let outcome = Settlement::Retry { at, error: error.to_owned() };
+        self.settle(&[Settled { id: id.clone(), outcome }], at).await
+    }
+    /// Ends the message as `Sent`, `Failed(reason)` or `Dropped` (`Pending` changes nothing).
+    async fn finish(&self, id: &MessageId, state: DeliveryState, now: OffsetDateTime) -> Result<(), StoreError> {
+        let outcome = match state {
+            DeliveryState::Pending => return Ok(()),
+            DeliveryState::Sent => Settlement::Sent,
+            DeliveryState::Failed(reason) => Settlement::Failed(reason),
+            DeliveryState::Dropped => Settlement::Dropped,
+        };
+        self.settle(&[Settled { id: id.clone(), outcome }], now).await
+    }
     async fn state(&self, id: &MessageId) -> Result<Option<DeliveryState>, StoreError>;
     /// The earliest time any pending message becomes due, to let a worker sleep until then.
     async fn next_due(&self) -> Result<Option<OffsetDateTime>, StoreError>;

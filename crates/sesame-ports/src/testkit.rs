@@ -83,6 +83,14 @@ pub fn message(key: &ChallengeKey, now: OffsetDateTime) -> OutboxMessage {
     }
 }
 
+/// The audit event a start records (`code_link_sent`).
+pub fn issued(now: OffsetDateTime) -> AuditEvent {
+    let mut event = AuditEvent::new(AuditKind::CodeLinkSent, now);
+    event.connection = Some("email".into());
+    event.detail = Some("code".into());
+    event
+}
+
 pub fn client(id: &str, origins: &[&str]) -> Client {
     Client {
         id: ClientId::new(id),
@@ -98,10 +106,10 @@ pub fn client(id: &str, origins: &[&str]) -> Client {
     }
 }
 
-/// ChallengeStore + Outbox together: `start` writes to both in one step.
+/// ChallengeStore + Outbox + AuditLog together: `start` writes to all three in one step.
 pub async fn challenge_store<S>(store: Arc<S>)
 where
-    S: ChallengeStore + Outbox + 'static,
+    S: ChallengeStore + Outbox + AuditLog + 'static,
 {
     let now = t0();
     let right = hash(1);
@@ -111,8 +119,15 @@ where
     let key = email_key(&unique("client"));
     let first = challenge(&key, right, None, now);
     let msg = message(&key, now);
-    store.start(first.clone(), msg.clone()).await.unwrap();
+    let mut event = issued(now);
+    event.client_id = Some(key.client_id.as_str().to_owned());
+    store.start(first.clone(), msg.clone(), event.clone(), None).await.unwrap();
     assert_eq!(store.state(&msg.id).await.unwrap(), Some(DeliveryState::Pending), "start enqueues its message");
+    assert_eq!(
+        store.recent(100_000).await.unwrap().iter().filter(|e| **e == event).count(),
+        1,
+        "start records its audit event"
+    );
     match store.check(&key, Proof::Code(right), true, now + secs(1)).await.unwrap() {
         CheckOutcome::Accepted(c) => {
             assert_eq!(c.challenge.id, first.id);
@@ -125,7 +140,7 @@ where
 
     // Wrong tries are counted; the third burns the code, and the right code no longer works.
     let key = email_key(&unique("client"));
-    store.start(challenge(&key, right, None, now), message(&key, now)).await.unwrap();
+    store.start(challenge(&key, right, None, now), message(&key, now), issued(now), None).await.unwrap();
     assert_eq!(
         store.check(&key, Proof::Code(wrong), true, now).await.unwrap(),
         CheckOutcome::Wrong { attempts_left: 2 }
@@ -140,7 +155,7 @@ where
 
     // Two wrong tries, then the right code: accepted.
     let key = email_key(&unique("client"));
-    store.start(challenge(&key, right, None, now), message(&key, now)).await.unwrap();
+    store.start(challenge(&key, right, None, now), message(&key, now), issued(now), None).await.unwrap();
     for _ in 0..2 {
         assert!(matches!(store.check(&key, Proof::Code(wrong), true, now).await.unwrap(), CheckOutcome::Wrong { .. }));
     }
@@ -148,14 +163,14 @@ where
 
     // Expiry: at expires_at the code is dead.
     let key = email_key(&unique("client"));
-    store.start(challenge(&key, right, None, now), message(&key, now)).await.unwrap();
+    store.start(challenge(&key, right, None, now), message(&key, now), issued(now), None).await.unwrap();
     assert_eq!(store.check(&key, Proof::Code(right), true, now + secs(180)).await.unwrap(), CheckOutcome::Expired);
 
     // A new start replaces the earlier code.
     let key = email_key(&unique("client"));
-    store.start(challenge(&key, right, None, now), message(&key, now)).await.unwrap();
+    store.start(challenge(&key, right, None, now), message(&key, now), issued(now), None).await.unwrap();
     let newer = hash(3);
-    store.start(challenge(&key, newer, None, now + secs(5)), message(&key, now)).await.unwrap();
+    store.start(challenge(&key, newer, None, now + secs(5)), message(&key, now), issued(now), None).await.unwrap();
     assert_eq!(
         store.check(&key, Proof::Code(right), true, now + secs(6)).await.unwrap(),
         CheckOutcome::Wrong { attempts_left: 2 }
@@ -167,29 +182,29 @@ where
 
     // A new start also resets the per-code try count (a fresh code gets three tries).
     let key = email_key(&unique("client"));
-    store.start(challenge(&key, right, None, now), message(&key, now)).await.unwrap();
+    store.start(challenge(&key, right, None, now), message(&key, now), issued(now), None).await.unwrap();
     for _ in 0..3 {
         store.check(&key, Proof::Code(wrong), true, now).await.unwrap();
     }
-    store.start(challenge(&key, right, None, now), message(&key, now)).await.unwrap();
+    store.start(challenge(&key, right, None, now), message(&key, now), issued(now), None).await.unwrap();
     assert!(matches!(store.check(&key, Proof::Code(right), true, now).await.unwrap(), CheckOutcome::Accepted(_)));
 
     // Links: the link hash works as a proof; a code hash does not pass as a link.
     let key = email_key(&unique("client"));
     let link = hash(9);
-    store.start(challenge(&key, right, Some(link), now), message(&key, now)).await.unwrap();
+    store.start(challenge(&key, right, Some(link), now), message(&key, now), issued(now), None).await.unwrap();
     assert!(matches!(store.check(&key, Proof::Link(right), true, now).await.unwrap(), CheckOutcome::Wrong { .. }));
     assert!(matches!(store.check(&key, Proof::Link(link), true, now).await.unwrap(), CheckOutcome::Accepted(_)));
 
     // Peeking (consume = false) keeps the challenge live.
     let key = email_key(&unique("client"));
-    store.start(challenge(&key, right, None, now), message(&key, now)).await.unwrap();
+    store.start(challenge(&key, right, None, now), message(&key, now), issued(now), None).await.unwrap();
     assert!(matches!(store.check(&key, Proof::Code(right), false, now).await.unwrap(), CheckOutcome::Accepted(_)));
     assert!(matches!(store.check(&key, Proof::Code(right), true, now).await.unwrap(), CheckOutcome::Accepted(_)));
 
     // Keys are isolated: the same identifier under another client has no challenge.
     let key = email_key(&unique("client"));
-    store.start(challenge(&key, right, None, now), message(&key, now)).await.unwrap();
+    store.start(challenge(&key, right, None, now), message(&key, now), issued(now), None).await.unwrap();
     let other = ChallengeKey { client_id: ClientId::new(unique("other")), ..key.clone() };
     assert_eq!(store.check(&other, Proof::Code(right), true, now).await.unwrap(), CheckOutcome::NotFound);
 
@@ -204,7 +219,7 @@ where
 {
     let now = t0();
     let key = email_key(&unique("client"));
-    store.start(challenge(&key, hash(1), None, now), message(&key, now)).await.unwrap();
+    store.start(challenge(&key, hash(1), None, now), message(&key, now), issued(now), None).await.unwrap();
     let tasks: Vec<_> = (0..n)
         .map(|_| {
             let store = Arc::clone(store);
@@ -226,7 +241,7 @@ where
     let now = t0() + secs(10_000_000);
     let key = email_key(&unique("client"));
     let msg = message(&key, now);
-    store.start(challenge(&key, hash(1), None, now), msg.clone()).await.unwrap();
+    store.start(challenge(&key, hash(1), None, now), msg.clone(), issued(now), None).await.unwrap();
     let mine = |claimed: &[crate::ClaimedMessage]| claimed.iter().filter(|c| c.message.id == msg.id).count();
 
     let claimed = store.claim_due(now, 1000, Duration::from_secs(30)).await.unwrap();
@@ -245,7 +260,7 @@ where
     assert_eq!(mine(&store.claim_due(now + secs(99), 1000, Duration::from_secs(30)).await.unwrap()), 0);
     assert_eq!(mine(&store.claim_due(now + secs(100), 1000, Duration::from_secs(30)).await.unwrap()), 1);
     store.mark_sent(&msg.id, now + secs(101)).await.unwrap();
-    assert_eq!(store.state(&msg.id).await.unwrap(), Some(DeliveryState::Sent));
+    assert_eq!(store.state(&msg.id).await.unwrap(), None, "a sent message leaves the outbox");
     assert_eq!(
         mine(&store.claim_due(now + secs(10_000), 1000, Duration::from_secs(1)).await.unwrap()),
         0,
@@ -254,7 +269,7 @@ where
 
     let key = email_key(&unique("client"));
     let own = message(&key, now);
-    store.start(challenge(&key, hash(1), None, now), own.clone()).await.unwrap();
+    store.start(challenge(&key, hash(1), None, now), own.clone(), issued(now), None).await.unwrap();
     let claimed = store.claim(&own.id, now, Duration::from_secs(30)).await.unwrap().expect("its own message");
     assert_eq!((claimed.message.id, claimed.attempt), (own.id.clone(), 1));
     assert!(store.claim(&own.id, now, Duration::from_secs(30)).await.unwrap().is_none(), "claimed once");
@@ -263,10 +278,68 @@ where
 
     let key = email_key(&unique("client"));
     let failed = message(&key, now);
-    store.start(challenge(&key, hash(1), None, now), failed.clone()).await.unwrap();
+    store.start(challenge(&key, hash(1), None, now), failed.clone(), issued(now), None).await.unwrap();
     store.finish(&failed.id, DeliveryState::Failed("invalid number".into()), now).await.unwrap();
     assert_eq!(store.state(&failed.id).await.unwrap(), Some(DeliveryState::Failed("invalid number".into())));
     assert_eq!(store.state(&MessageId(unique("none"))).await.unwrap(), None);
+
+    // A message enqueued already claimed: attempt 1, leased until the time given.
+    let key = email_key(&unique("client"));
+    let pre = message(&key, now);
+    store.start(challenge(&key, hash(1), None, now), pre.clone(), issued(now), Some(now + secs(30))).await.unwrap();
+    assert_eq!(store.state(&pre.id).await.unwrap(), Some(DeliveryState::Pending));
+    assert_eq!(mine_count(&store.claim_due(now + secs(29), 1000, Duration::from_secs(30)).await.unwrap(), &pre.id), 0);
+    assert!(store.claim(&pre.id, now + secs(29), Duration::from_secs(30)).await.unwrap().is_none(), "claimed");
+    let lapsed = store.claim_due(now + secs(30), 1000, Duration::from_secs(30)).await.unwrap();
+    assert_eq!(lapsed.iter().find(|c| c.message.id == pre.id).map(|c| c.attempt), Some(2), "its lease lapsed");
+    store.mark_sent(&pre.id, now + secs(31)).await.unwrap();
+
+    // One settle for a batch: each message ends as it is told, and a finished message stays
+    // finished; a retried one is released from its lease and due again at its time.
+    let batch: Vec<OutboxMessage> = (0..4)
+        .map(|_| {
+            let key = email_key(&unique("client"));
+            message(&key, now)
+        })
+        .collect();
+    for m in &batch {
+        let key = email_key(&unique("client"));
+        store.start(challenge(&key, hash(1), None, now), m.clone(), issued(now), None).await.unwrap();
+        assert!(store.claim(&m.id, now, Duration::from_secs(600)).await.unwrap().is_some());
+    }
+    let outcomes = [
+        crate::Settlement::Sent,
+        crate::Settlement::Failed("bounced".into()),
+        crate::Settlement::Dropped,
+        crate::Settlement::Retry { at: now + secs(50), error: "throttled".into() },
+    ];
+    let settled: Vec<crate::Settled> =
+        batch.iter().zip(outcomes).map(|(m, outcome)| crate::Settled { id: m.id.clone(), outcome }).collect();
+    store.settle(&settled, now + secs(1)).await.unwrap();
+    let states = [
+        None,
+        Some(DeliveryState::Failed("bounced".into())),
+        Some(DeliveryState::Dropped),
+        Some(DeliveryState::Pending),
+    ];
+    for (m, want) in batch.iter().zip(states) {
+        assert_eq!(store.state(&m.id).await.unwrap(), want);
+    }
+    let retried = &batch[3].id;
+    assert!(store.claim(retried, now + secs(49), Duration::from_secs(30)).await.unwrap().is_none(), "not due yet");
+    assert!(store.claim(retried, now + secs(50), Duration::from_secs(30)).await.unwrap().is_some(), "lease released");
+    let late = [
+        crate::Settled { id: batch[0].id.clone(), outcome: crate::Settlement::Failed("late".into()) },
+        crate::Settled { id: batch[1].id.clone(), outcome: crate::Settlement::Sent },
+    ];
+    store.settle(&late, now + secs(2)).await.unwrap();
+    assert_eq!(store.state(&batch[0].id).await.unwrap(), None, "sent is final");
+    assert_eq!(
+        store.state(&batch[1].id).await.unwrap(),
+        Some(DeliveryState::Failed("bounced".into())),
+        "failed is final"
+    );
+    store.settle(&[], now).await.unwrap();
 
     // Concurrent claimers never get the same message.
     let mut ids = Vec::new();
@@ -274,7 +347,7 @@ where
         let key = email_key(&unique("client"));
         let m = message(&key, now);
         ids.push(m.id.clone());
-        store.start(challenge(&key, hash(1), None, now), m).await.unwrap();
+        store.start(challenge(&key, hash(1), None, now), m, issued(now), None).await.unwrap();
     }
     let claimers: Vec<_> = (0..4)
         .map(|_| {
@@ -552,4 +625,25 @@ pub async fn audit_log<A: AuditLog + 'static>(log: Arc<A>) {
         log.recent(1000).await.unwrap().into_iter().filter(|e| e.detail.as_deref() == Some(&tag)).collect();
     let kinds: Vec<_> = recent.iter().map(|e| e.kind).collect();
     assert_eq!(kinds, vec![AuditKind::LoginSucceeded, AuditKind::LoginFailed, AuditKind::CodeLinkSent]);
+
+    // A batch, every field kept.
+    let tag = unique("audit-batch");
+    let batch: Vec<AuditEvent> = (0..3)
+        .map(|i| {
+            let mut e = AuditEvent::new(AuditKind::NotificationSent, t0() + secs(1_000_000_100 + i));
+            e.client_id = Some(format!("client-{i}"));
+            e.connection = Some("email".into());
+            e.identifier = Some("j***@example.com".into());
+            e.user_id = (i == 1).then(|| "email|1".to_owned());
+            e.ip = Some("192.0.2.1".into());
+            e.detail = Some(tag.clone());
+            e
+        })
+        .collect();
+    log.record_many(batch.clone()).await.unwrap();
+    log.record_many(Vec::new()).await.unwrap();
+    let mut recent: Vec<_> =
+        log.recent(1000).await.unwrap().into_iter().filter(|e| e.detail.as_deref() == Some(&tag)).collect();
+    recent.reverse();
+    assert_eq!(recent, batch);
 }

@@ -1,17 +1,21 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use diesel::sql_types::{BigInt, Bool, Bytea, Integer, Jsonb, Nullable, Text, Timestamptz};
-use diesel::{QueryableByName, sql_query};
+use diesel::QueryableByName;
+use diesel::sql_types::{Array, BigInt, Bool, Bytea, Integer, Jsonb, Nullable, Text, Timestamptz};
 use diesel_async::RunQueryDsl;
 use sesame_domain::{
     AuthParams, Challenge, ChallengeKey, Channel, CheckOutcome, ClientId, CodePolicy, ConnectionName, Email,
     Identifier, MessageId, NewChallenge, OutboxMessage, PhoneNumber, Proof, SealedMessage, SecretHash, Send,
 };
-use sesame_ports::{ChallengeStore, ClaimedMessage, DeliveryState, Outbox, StoreError};
+use sesame_ports::{
+    AuditEvent, ChallengeStore, ClaimedMessage, DeliveryState, Outbox, Settled, Settlement, StoreError,
+};
 use time::OffsetDateTime;
 
 use crate::clients::from_name;
+use crate::grants::bind_audit;
+use crate::prepared::prepared;
 use crate::{PgStore, db_err};
 
 /// `(kind, canonical value)` as stored.
@@ -112,12 +116,19 @@ const MAX_ATTEMPTS: i32 = CodePolicy::MAX_ATTEMPTS as i32;
 
 #[async_trait]
 impl ChallengeStore for PgStore {
-    async fn start(&self, c: NewChallenge, m: OutboxMessage) -> Result<(), StoreError> {
+    async fn start(
+        &self,
+        c: NewChallenge,
+        m: OutboxMessage,
+        event: AuditEvent,
+        claimed_until: Option<OffsetDateTime>,
+    ) -> Result<(), StoreError> {
         let (kind, identifier) = identifier_parts(&c.key.identifier);
         let mut conn = self.conn().await?;
-        // One statement, so one implicit transaction: the challenge replaces any earlier one of
-        // its key and the message is enqueued, or neither happens.
-        sql_query(
+        // One statement, so one implicit transaction and one commit: the challenge replaces any
+        // earlier one of its key, the message is enqueued and the issuance is audited, or none
+        // of it happens.
+        let query = prepared(
             "WITH replaced AS ( \
                INSERT INTO challenges (client_id, connection, identifier_kind, identifier, id, code_hash, link_hash, \
                  send, auth_params, language, created_at, expires_at, attempts, consumed_at) \
@@ -127,9 +138,14 @@ impl ChallengeStore for PgStore {
                  link_hash = EXCLUDED.link_hash, send = EXCLUDED.send, auth_params = EXCLUDED.auth_params, \
                  language = EXCLUDED.language, created_at = EXCLUDED.created_at, expires_at = EXCLUDED.expires_at, \
                  attempts = 0, consumed_at = NULL \
+               RETURNING 1), \
+             queued AS ( \
+               INSERT INTO outbox (id, channel, recipient, sealed, created_at, expires_at, due_at, attempts, \
+                 lease_until) \
+               SELECT $13, $14, $15, $16, $17, $18, $17, CASE WHEN $19 IS NULL THEN 0 ELSE 1 END, $19 FROM replaced \
                RETURNING 1) \
-             INSERT INTO outbox (id, channel, recipient, sealed, created_at, expires_at, due_at) \
-             SELECT $13, $14, $15, $16, $17, $18, $17 FROM replaced",
+             INSERT INTO audit_events (at, kind, client_id, connection, identifier, user_id, ip, detail) \
+             SELECT $20, $21, $22, $23, $24, $25, $26, $27 FROM queued",
         )
         .bind::<Text, _>(c.key.client_id.as_str())
         .bind::<Text, _>(c.key.connection.as_str())
@@ -149,9 +165,8 @@ impl ChallengeStore for PgStore {
         .bind::<Bytea, _>(&m.sealed.0)
         .bind::<Timestamptz, _>(m.created_at)
         .bind::<Timestamptz, _>(m.expires_at)
-        .execute(&mut conn)
-        .await
-        .map_err(db_err("starting a challenge"))?;
+        .bind::<Nullable<Timestamptz>, _>(claimed_until);
+        bind_audit(query, event).execute(&mut conn).await.map_err(db_err("starting a challenge"))?;
         Ok(())
     }
 
@@ -171,7 +186,7 @@ impl ChallengeStore for PgStore {
         // One statement: the row lock serialises concurrent checks of one key, the try is
         // counted in the same write that compares, and only a live challenge is touched. The
         // compared values are HMACs, so the equality's timing tells an attacker nothing.
-        let rows: Vec<ChallengeRow> = sql_query(
+        let rows: Vec<ChallengeRow> = prepared(
             "UPDATE challenges SET \
                attempts = attempts + CASE WHEN COALESCE((CASE WHEN $5 THEN link_hash ELSE code_hash END) = $4, false) \
                  THEN 0 ELSE 1 END, \
@@ -206,7 +221,7 @@ impl ChallengeStore for PgStore {
             });
         }
         // Nothing live was touched: say why, in the memory adapter's order.
-        let state: Vec<ChallengeState> = sql_query(
+        let state: Vec<ChallengeState> = prepared(
             "SELECT expires_at, attempts, consumed_at FROM challenges \
              WHERE client_id = $1 AND connection = $2 AND identifier = $3",
         )
@@ -272,7 +287,7 @@ impl Outbox for PgStore {
     ) -> Result<Vec<ClaimedMessage>, StoreError> {
         let mut conn = self.conn().await?;
         // SKIP LOCKED: concurrent claimers (any replica) pass over rows another one is taking.
-        let mut rows: Vec<OutboxRow> = sql_query(
+        let mut rows: Vec<OutboxRow> = prepared(
             "UPDATE outbox o SET attempts = o.attempts + 1, lease_until = $2 \
              FROM (SELECT id FROM outbox WHERE status = 'pending' AND due_at <= $1 \
                      AND (lease_until IS NULL OR lease_until <= $1) \
@@ -297,7 +312,7 @@ impl Outbox for PgStore {
         lease: Duration,
     ) -> Result<Option<ClaimedMessage>, StoreError> {
         let mut conn = self.conn().await?;
-        let rows: Vec<OutboxRow> = sql_query(
+        let rows: Vec<OutboxRow> = prepared(
             "UPDATE outbox SET attempts = attempts + 1, lease_until = $3 \
              WHERE id = $1 AND status = 'pending' AND due_at <= $2 AND (lease_until IS NULL OR lease_until <= $2) \
              RETURNING id, channel, recipient, sealed, created_at, expires_at, attempts",
@@ -311,44 +326,55 @@ impl Outbox for PgStore {
         rows.into_iter().next().map(OutboxRow::into_claimed).transpose()
     }
 
-    async fn mark_sent(&self, id: &MessageId, now: OffsetDateTime) -> Result<(), StoreError> {
-        self.finish(id, DeliveryState::Sent, now).await
-    }
-
-    async fn retry_at(&self, id: &MessageId, at: OffsetDateTime, error: &str) -> Result<(), StoreError> {
+    async fn settle(&self, batch: &[Settled], now: OffsetDateTime) -> Result<(), StoreError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let n = batch.len();
+        let (mut ids, mut statuses, mut reasons, mut due, mut errors) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        for Settled { id, outcome } in batch {
+            let (status, reason, at, error) = match outcome {
+                Settlement::Sent => ("sent", None, None, None),
+                Settlement::Failed(reason) => ("failed", Some(reason.as_str()), None, None),
+                Settlement::Dropped => ("dropped", None, None, None),
+                Settlement::Retry { at, error } => ("pending", None, Some(*at), Some(error.as_str())),
+            };
+            ids.push(id.0.as_str());
+            statuses.push(status);
+            reasons.push(reason);
+            due.push(at);
+            errors.push(error);
+        }
         let mut conn = self.conn().await?;
-        sql_query(
-            "UPDATE outbox SET due_at = $2, lease_until = NULL, last_error = $3 WHERE id = $1 AND status = 'pending'",
+        // One statement for the whole batch. Only pending messages change: a sent one is
+        // deleted (cheaper than an update, and the table keeps only what is not done), a failed
+        // or dropped one keeps its row with the sealed body wiped, a retried one is released
+        // from its lease.
+        prepared(
+            "WITH s AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::text[]) \
+               AS s(id, status, reason, due_at, error)), \
+             sent AS (DELETE FROM outbox o USING s WHERE o.id = s.id AND s.status = 'sent' AND o.status = 'pending') \
+             UPDATE outbox o SET status = s.status, reason = s.reason, lease_until = NULL, \
+               due_at = COALESCE(s.due_at, o.due_at), last_error = COALESCE(s.error, o.last_error), \
+               finished_at = CASE WHEN s.status = 'pending' THEN o.finished_at ELSE $6 END, \
+               sealed = CASE WHEN s.status = 'pending' THEN o.sealed ELSE ''::bytea END \
+             FROM s WHERE o.id = s.id AND s.status <> 'sent' AND o.status = 'pending'",
         )
-        .bind::<Text, _>(&id.0)
-        .bind::<Timestamptz, _>(at)
-        .bind::<Text, _>(error)
-        .execute(&mut conn)
-        .await
-        .map_err(db_err("rescheduling an outbox message"))?;
-        Ok(())
-    }
-
-    async fn finish(&self, id: &MessageId, state: DeliveryState, now: OffsetDateTime) -> Result<(), StoreError> {
-        let (status, reason) = match state {
-            DeliveryState::Pending => ("pending", None),
-            DeliveryState::Sent => ("sent", None),
-            DeliveryState::Failed(reason) => ("failed", Some(reason)),
-            DeliveryState::Dropped => ("dropped", None),
-        };
-        let mut conn = self.conn().await?;
-        // A finished message needs its sealed body no more: wipe it.
-        sql_query(
-            "UPDATE outbox SET status = $2, reason = $3, lease_until = NULL, finished_at = $4, \
-             sealed = CASE WHEN $2 = 'pending' THEN sealed ELSE ''::bytea END WHERE id = $1",
-        )
-        .bind::<Text, _>(&id.0)
-        .bind::<Text, _>(status)
-        .bind::<Nullable<Text>, _>(reason)
+        .bind::<Array<Text>, _>(ids)
+        .bind::<Array<Text>, _>(statuses)
+        .bind::<Array<Nullable<Text>>, _>(reasons)
+        .bind::<Array<Nullable<Timestamptz>>, _>(due)
+        .bind::<Array<Nullable<Text>>, _>(errors)
         .bind::<Timestamptz, _>(now)
         .execute(&mut conn)
         .await
-        .map_err(db_err("finishing an outbox message"))?;
+        .map_err(db_err("settling outbox messages"))?;
         Ok(())
     }
 
@@ -361,7 +387,7 @@ impl Outbox for PgStore {
             reason: Option<String>,
         }
         let mut conn = self.conn().await?;
-        let rows: Vec<Row> = sql_query("SELECT status, reason FROM outbox WHERE id = $1")
+        let rows: Vec<Row> = prepared("SELECT status, reason FROM outbox WHERE id = $1")
             .bind::<Text, _>(&id.0)
             .load(&mut conn)
             .await
@@ -385,7 +411,7 @@ impl Outbox for PgStore {
             next: Option<OffsetDateTime>,
         }
         let mut conn = self.conn().await?;
-        let row: Row = sql_query(
+        let row: Row = prepared(
             "SELECT min(GREATEST(due_at, COALESCE(lease_until, due_at))) AS next FROM outbox WHERE status = 'pending'",
         )
         .get_result(&mut conn)

@@ -1,6 +1,6 @@
 use async_trait::async_trait;
-use diesel::sql_types::{BigInt, Bool, Bytea, Jsonb, Nullable, Text, Timestamptz};
-use diesel::{QueryableByName, sql_query};
+use diesel::QueryableByName;
+use diesel::sql_types::{Array, BigInt, Bool, Bytea, Jsonb, Nullable, Text, Timestamptz};
 use diesel_async::AsyncConnection;
 use diesel_async::RunQueryDsl;
 use sesame_domain::{ClientId, SecretHash, UserId};
@@ -11,6 +11,7 @@ use sesame_ports::{
 use time::OffsetDateTime;
 
 use crate::clients::{from_name, to_name};
+use crate::prepared::{Prepared, prepared};
 use crate::{PgStore, db_err};
 
 fn hash(bytes: &[u8]) -> Result<SecretHash, StoreError> {
@@ -79,7 +80,7 @@ struct RefreshRow {
 impl GrantStore for PgStore {
     async fn save_code(&self, c: AuthorizationCode) -> Result<(), StoreError> {
         let mut conn = self.conn().await?;
-        sql_query(
+        prepared(
             "INSERT INTO authorization_codes (code_hash, client_id, user_id, redirect_uri, scope, audience, nonce, \
              code_challenge, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
@@ -101,7 +102,7 @@ impl GrantStore for PgStore {
     async fn take_code(&self, h: &SecretHash, now: OffsetDateTime) -> Result<Option<AuthorizationCode>, StoreError> {
         let mut conn = self.conn().await?;
         // DELETE … RETURNING: of concurrent takes, only the one that deletes the row gets it.
-        let rows: Vec<CodeRow> = sql_query(
+        let rows: Vec<CodeRow> = prepared(
             "DELETE FROM authorization_codes WHERE code_hash = $1 RETURNING code_hash, client_id, user_id, \
              redirect_uri, scope, audience, nonce, code_challenge, expires_at",
         )
@@ -130,7 +131,7 @@ impl GrantStore for PgStore {
 
     async fn save_opaque(&self, t: OpaqueToken) -> Result<(), StoreError> {
         let mut conn = self.conn().await?;
-        sql_query(
+        prepared(
             "INSERT INTO opaque_tokens (token_hash, client_id, user_id, scope, expires_at) VALUES ($1, $2, $3, $4, $5)",
         )
         .bind::<Bytea, _>(t.token_hash.0.to_vec())
@@ -146,7 +147,7 @@ impl GrantStore for PgStore {
 
     async fn find_opaque(&self, h: &SecretHash, now: OffsetDateTime) -> Result<Option<OpaqueToken>, StoreError> {
         let mut conn = self.conn().await?;
-        let rows: Vec<OpaqueRow> = sql_query(
+        let rows: Vec<OpaqueRow> = prepared(
             "SELECT token_hash, client_id, user_id, scope, expires_at FROM opaque_tokens \
              WHERE token_hash = $1 AND expires_at > $2",
         )
@@ -171,7 +172,7 @@ impl GrantStore for PgStore {
 
     async fn save_refresh(&self, t: RefreshToken) -> Result<(), StoreError> {
         let mut conn = self.conn().await?;
-        sql_query(
+        prepared(
             "WITH family AS (INSERT INTO refresh_families (family_id) VALUES ($2) ON CONFLICT DO NOTHING) \
              INSERT INTO refresh_tokens (token_hash, family_id, client_id, user_id, scope, audience, expires_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -201,7 +202,7 @@ impl GrantStore for PgStore {
         // One transaction with the presented row locked: two concurrent rotations of one token
         // cannot both succeed; the loser sees it spent and revokes the family.
         conn.transaction::<_, diesel::result::Error, _>(async move |conn| {
-            let rows: Vec<RefreshRow> = sql_query(
+            let rows: Vec<RefreshRow> = prepared(
                 "SELECT t.token_hash, t.family_id, t.client_id, t.user_id, t.scope, t.audience, t.expires_at, \
                        t.spent, (f.revoked_at IS NOT NULL) AS revoked \
                      FROM refresh_tokens t JOIN refresh_families f USING (family_id) \
@@ -217,18 +218,18 @@ impl GrantStore for PgStore {
                 return Ok(Err(RefreshOutcome::Invalid));
             }
             if row.spent {
-                sql_query("UPDATE refresh_families SET revoked_at = $2 WHERE family_id = $1")
+                prepared("UPDATE refresh_families SET revoked_at = $2 WHERE family_id = $1")
                     .bind::<Text, _>(&row.family_id)
                     .bind::<Timestamptz, _>(now)
                     .execute(conn)
                     .await?;
                 return Ok(Err(RefreshOutcome::Reused));
             }
-            sql_query("UPDATE refresh_tokens SET spent = true WHERE token_hash = $1")
+            prepared("UPDATE refresh_tokens SET spent = true WHERE token_hash = $1")
                 .bind::<Bytea, _>(&presented)
                 .execute(conn)
                 .await?;
-            sql_query(
+            prepared(
                 "INSERT INTO refresh_tokens (token_hash, family_id, client_id, user_id, scope, audience, expires_at) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7)",
             )
@@ -296,23 +297,31 @@ impl KeyRow {
     }
 }
 
-const KEY_COLUMNS: &str = "kid, alg, private_key, public_jwk, created_at, state, retire_at";
+/// The columns `KeyRow` reads, for `concat!`.
+macro_rules! key_columns {
+    () => {
+        "kid, alg, private_key, public_jwk, created_at, state, retire_at"
+    };
+}
 
 #[async_trait]
 impl KeyStore for PgStore {
     async fn active(&self) -> Result<Option<SigningKeyRecord>, StoreError> {
         let mut conn = self.conn().await?;
-        let rows: Vec<KeyRow> = sql_query(format!("SELECT {KEY_COLUMNS} FROM signing_keys WHERE state = 'active'"))
-            .load(&mut conn)
-            .await
-            .map_err(db_err("reading the active key"))?;
+        let rows: Vec<KeyRow> =
+            prepared(concat!("SELECT ", key_columns!(), " FROM signing_keys WHERE state = 'active'"))
+                .load(&mut conn)
+                .await
+                .map_err(db_err("reading the active key"))?;
         rows.into_iter().next().map(KeyRow::into_record).transpose()
     }
 
     async fn published(&self, now: OffsetDateTime) -> Result<Vec<SigningKeyRecord>, StoreError> {
         let mut conn = self.conn().await?;
-        let rows: Vec<KeyRow> = sql_query(format!(
-            "SELECT {KEY_COLUMNS} FROM signing_keys WHERE state = 'active' OR (state = 'retiring' AND retire_at > $1) \
+        let rows: Vec<KeyRow> = prepared(concat!(
+            "SELECT ",
+            key_columns!(),
+            " FROM signing_keys WHERE state = 'active' OR (state = 'retiring' AND retire_at > $1) \
              ORDER BY created_at DESC"
         ))
         .bind::<Timestamptz, _>(now)
@@ -325,18 +334,22 @@ impl KeyStore for PgStore {
     async fn activate(&self, key: SigningKeyRecord, retire_until: OffsetDateTime) -> Result<(), StoreError> {
         let mut conn = self.conn().await?;
         conn.transaction::<_, diesel::result::Error, _>(async move |conn| {
-            sql_query("UPDATE signing_keys SET state = 'retiring', retire_at = $1 WHERE state = 'active'")
+            prepared("UPDATE signing_keys SET state = 'retiring', retire_at = $1 WHERE state = 'active'")
                 .bind::<Timestamptz, _>(retire_until)
                 .execute(conn)
                 .await?;
-            sql_query(format!("INSERT INTO signing_keys ({KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, 'active', NULL)"))
-                .bind::<Text, _>(&key.kid)
-                .bind::<Text, _>(&key.alg)
-                .bind::<Bytea, _>(&key.private_key)
-                .bind::<Jsonb, _>(&key.public_jwk)
-                .bind::<Timestamptz, _>(key.created_at)
-                .execute(conn)
-                .await?;
+            prepared(concat!(
+                "INSERT INTO signing_keys (",
+                key_columns!(),
+                ") VALUES ($1, $2, $3, $4, $5, 'active', NULL)"
+            ))
+            .bind::<Text, _>(&key.kid)
+            .bind::<Text, _>(&key.alg)
+            .bind::<Bytea, _>(&key.private_key)
+            .bind::<Jsonb, _>(&key.public_jwk)
+            .bind::<Timestamptz, _>(key.created_at)
+            .execute(conn)
+            .await?;
             Ok(())
         })
         .await
@@ -345,7 +358,7 @@ impl KeyStore for PgStore {
 
     async fn retire(&self, kid: &str) -> Result<bool, StoreError> {
         let mut conn = self.conn().await?;
-        let n = sql_query("UPDATE signing_keys SET state = 'retired' WHERE kid = $1 AND state <> 'active'")
+        let n = prepared("UPDATE signing_keys SET state = 'retired' WHERE kid = $1 AND state <> 'active'")
             .bind::<Text, _>(kid)
             .execute(&mut conn)
             .await
@@ -374,14 +387,10 @@ struct AuditRow {
     detail: Option<String>,
 }
 
-#[async_trait]
-impl AuditLog for PgStore {
-    async fn record(&self, e: AuditEvent) -> Result<(), StoreError> {
-        let mut conn = self.conn().await?;
-        sql_query(
-            "INSERT INTO audit_events (at, kind, client_id, connection, identifier, user_id, ip, detail) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
+/// Appends an audit event's eight values (at, kind, client_id, connection, identifier, user_id,
+/// ip, detail) to `query`'s binds.
+pub(crate) fn bind_audit(query: Prepared<'_>, e: AuditEvent) -> Prepared<'_> {
+    query
         .bind::<Timestamptz, _>(e.at)
         .bind::<Text, _>(to_name(&e.kind))
         .bind::<Nullable<Text>, _>(e.client_id)
@@ -390,15 +399,63 @@ impl AuditLog for PgStore {
         .bind::<Nullable<Text>, _>(e.user_id)
         .bind::<Nullable<Text>, _>(e.ip)
         .bind::<Nullable<Text>, _>(e.detail)
+}
+
+#[async_trait]
+impl AuditLog for PgStore {
+    async fn record(&self, e: AuditEvent) -> Result<(), StoreError> {
+        let mut conn = self.conn().await?;
+        let query = prepared(
+            "INSERT INTO audit_events (at, kind, client_id, connection, identifier, user_id, ip, detail) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        );
+        bind_audit(query, e).execute(&mut conn).await.map_err(db_err("recording an audit event"))?;
+        Ok(())
+    }
+
+    async fn record_many(&self, events: Vec<AuditEvent>) -> Result<(), StoreError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let n = events.len();
+        let (mut at, mut kind, mut client_id, mut connection) =
+            (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+        let (mut identifier, mut user_id, mut ip, mut detail) =
+            (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+        for e in events {
+            at.push(e.at);
+            kind.push(to_name(&e.kind));
+            client_id.push(e.client_id);
+            connection.push(e.connection);
+            identifier.push(e.identifier);
+            user_id.push(e.user_id);
+            ip.push(e.ip);
+            detail.push(e.detail);
+        }
+        let mut conn = self.conn().await?;
+        // One statement for the batch; `unnest` keeps the order, so ids follow it.
+        prepared(
+            "INSERT INTO audit_events (at, kind, client_id, connection, identifier, user_id, ip, detail) \
+             SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
+               $7::text[], $8::text[])",
+        )
+        .bind::<Array<Timestamptz>, _>(at)
+        .bind::<Array<Text>, _>(kind)
+        .bind::<Array<Nullable<Text>>, _>(client_id)
+        .bind::<Array<Nullable<Text>>, _>(connection)
+        .bind::<Array<Nullable<Text>>, _>(identifier)
+        .bind::<Array<Nullable<Text>>, _>(user_id)
+        .bind::<Array<Nullable<Text>>, _>(ip)
+        .bind::<Array<Nullable<Text>>, _>(detail)
         .execute(&mut conn)
         .await
-        .map_err(db_err("recording an audit event"))?;
+        .map_err(db_err("recording audit events"))?;
         Ok(())
     }
 
     async fn recent(&self, limit: usize) -> Result<Vec<AuditEvent>, StoreError> {
         let mut conn = self.conn().await?;
-        let rows: Vec<AuditRow> = sql_query(
+        let rows: Vec<AuditRow> = prepared(
             "SELECT at, kind, client_id, connection, identifier, user_id, ip, detail FROM audit_events \
              ORDER BY at DESC, id DESC LIMIT $1",
         )

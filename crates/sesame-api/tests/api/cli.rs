@@ -5,7 +5,7 @@ use std::process::Command;
 use serde_json::{Value, json};
 use sesame_postgres::testing::TestDatabase;
 
-use crate::helpers::{OTP_GRANT, spawn_app_with};
+use crate::helpers::{OTP_GRANT, spawn_app_on};
 
 fn sesame(config: &std::path::Path, args: &[&str]) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_sesame"))
@@ -90,13 +90,20 @@ async fn clients_are_managed_from_the_command_line() {
     assert!(!ok && err.contains("public"), "{err}");
 
     // A running Sesame on the same database sees the CLI's clients and the rotated secret.
-    let app = spawn_app_with(Some(db.config().url), None).await;
+    let cache = std::time::Duration::from_millis(300);
+    let app = spawn_app_on(db.config().url, |s| {
+        s.database.as_mut().expect("database").cache_ms = u64::try_from(cache.as_millis()).expect("ms");
+    })
+    .await;
     let start = |secret: &str| json!({"client_id": web_id, "client_secret": secret, "connection": "email", "email": "cli@example.com", "send": "code"});
     app.post_start(&start(&first_secret)).await.assert_error(401, "invalid_client", "Invalid client credentials");
     assert_eq!(app.post_start(&start(&second_secret)).await.status, 200);
 
     let (ok, out, _) = sesame(&config, &["client", "delete", &web_id]);
     assert!(ok && out.contains("deleted"));
+    // The running replica keeps what it read for `[database] cache_ms`, then sees the deletion.
+    tokio::time::sleep(cache + std::time::Duration::from_millis(200)).await;
+    app.post_start(&start(&second_secret)).await.assert_error(400, "bad.client_id", "Unknown client");
     let (ok, _, err) = sesame(&config, &["client", "show", &web_id]);
     assert!(!ok && err.contains("no client"), "{err}");
     // private_key_jwt: a key file is required, checked, and stored.

@@ -70,7 +70,7 @@ async fn two_replicas_claiming_the_outbox_never_get_the_same_message() {
         let key = testkit::email_key("c");
         let m = testkit::message(&key, now);
         ids.push(m.id.clone());
-        a.start(testkit::challenge(&key, testkit::hash(1), None, now), m).await.unwrap();
+        a.start(testkit::challenge(&key, testkit::hash(1), None, now), m, testkit::issued(now), None).await.unwrap();
     }
     let drain = |s: Arc<sesame_postgres::PgStore>| {
         tokio::spawn(async move {
@@ -107,7 +107,10 @@ async fn a_crashed_claimers_messages_are_claimed_again_after_the_lease() {
     let now = testkit::t0();
     let key = testkit::email_key("c");
     let m = testkit::message(&key, now);
-    crashed.start(testkit::challenge(&key, testkit::hash(1), None, now), m.clone()).await.unwrap();
+    crashed
+        .start(testkit::challenge(&key, testkit::hash(1), None, now), m.clone(), testkit::issued(now), None)
+        .await
+        .unwrap();
     assert_eq!(crashed.claim_due(now, 10, Duration::from_secs(30)).await.unwrap().len(), 1);
     drop(crashed);
     assert!(
