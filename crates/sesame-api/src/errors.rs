@@ -45,14 +45,19 @@ impl ApiError {
         .with_header(actix_web::http::header::RETRY_AFTER, "1")
     }
 
-    /// Adds the `X-RateLimit-*` and `Retry-After` headers of a limited route.
+    /// Adds the `X-RateLimit-*` and `Retry-After` headers of a limited route. A `Retry-After` the
+    /// error already carries (a 503's) stays when it asks for the longer wait.
     pub fn with_limit(mut self, limit: Option<&LimitDecision>) -> Self {
         if let Some(d) = limit {
             for (name, value) in limit_values(d) {
-                if let Ok(v) = HeaderValue::from_str(&value) {
-                    self.headers.retain(|(n, _)| *n != name);
-                    self.headers.push((name, v));
+                let Ok(v) = HeaderValue::from_str(&value) else { continue };
+                if name == actix_web::http::header::RETRY_AFTER
+                    && self.headers.iter().any(|(n, old)| *n == name && seconds(old) >= seconds(&v))
+                {
+                    continue;
                 }
+                self.headers.retain(|(n, _)| *n != name);
+                self.headers.push((name, v));
             }
         }
         self
@@ -88,6 +93,11 @@ impl ResponseError for ApiError {
         }
         resp.insert_header((actix_web::http::header::CACHE_CONTROL, "no-store")).json(body)
     }
+}
+
+/// A `Retry-After` of delay-seconds (the only form Sesame sends).
+fn seconds(value: &HeaderValue) -> u64 {
+    value.to_str().ok().and_then(|v| v.parse().ok()).unwrap_or(0)
 }
 
 fn limit_values(d: &LimitDecision) -> [(HeaderName, String); 4] {
