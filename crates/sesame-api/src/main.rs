@@ -8,6 +8,10 @@ use sesame_api::admin::{self, ClientCommand, ConnectionCommand, KeysCommand};
 use sesame_api::config::Settings;
 use sesame_api::startup::Application;
 
+/// mimalloc: many small short-lived allocations per request, on several threads.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(name = "sesame", version, about = "Auth0-compatible passwordless login service")]
 struct Cli {
