@@ -128,7 +128,7 @@ impl ChallengeStore for PgStore {
         // One statement, so one implicit transaction and one commit: the challenge replaces any
         // earlier one of its key, the message is enqueued and the issuance is audited, or none
         // of it happens.
-        let query = prepared(
+        let query = prepared!(
             "WITH replaced AS ( \
                INSERT INTO challenges (client_id, connection, identifier_kind, identifier, id, code_hash, link_hash, \
                  send, auth_params, language, created_at, expires_at, attempts, consumed_at) \
@@ -186,7 +186,7 @@ impl ChallengeStore for PgStore {
         // One statement: the row lock serialises concurrent checks of one key, the try is
         // counted in the same write that compares, and only a live challenge is touched. The
         // compared values are HMACs, so the equality's timing tells an attacker nothing.
-        let rows: Vec<ChallengeRow> = prepared(
+        let rows: Vec<ChallengeRow> = prepared!(
             "UPDATE challenges SET \
                attempts = attempts + CASE WHEN COALESCE((CASE WHEN $5 THEN link_hash ELSE code_hash END) = $4, false) \
                  THEN 0 ELSE 1 END, \
@@ -221,7 +221,7 @@ impl ChallengeStore for PgStore {
             });
         }
         // Nothing live was touched: say why, in the memory adapter's order.
-        let state: Vec<ChallengeState> = prepared(
+        let state: Vec<ChallengeState> = prepared!(
             "SELECT expires_at, attempts, consumed_at FROM challenges \
              WHERE client_id = $1 AND connection = $2 AND identifier = $3",
         )
@@ -287,7 +287,7 @@ impl Outbox for PgStore {
     ) -> Result<Vec<ClaimedMessage>, StoreError> {
         let mut conn = self.conn().await?;
         // SKIP LOCKED: concurrent claimers (any replica) pass over rows another one is taking.
-        let mut rows: Vec<OutboxRow> = prepared(
+        let mut rows: Vec<OutboxRow> = prepared!(
             "UPDATE outbox o SET attempts = o.attempts + 1, lease_until = $2 \
              FROM (SELECT id FROM outbox WHERE status = 'pending' AND due_at <= $1 \
                      AND (lease_until IS NULL OR lease_until <= $1) \
@@ -312,7 +312,7 @@ impl Outbox for PgStore {
         lease: Duration,
     ) -> Result<Option<ClaimedMessage>, StoreError> {
         let mut conn = self.conn().await?;
-        let rows: Vec<OutboxRow> = prepared(
+        let rows: Vec<OutboxRow> = prepared!(
             "UPDATE outbox SET attempts = attempts + 1, lease_until = $3 \
              WHERE id = $1 AND status = 'pending' AND due_at <= $2 AND (lease_until IS NULL OR lease_until <= $2) \
              RETURNING id, channel, recipient, sealed, created_at, expires_at, attempts",
@@ -356,7 +356,7 @@ impl Outbox for PgStore {
         // deleted (cheaper than an update, and the table keeps only what is not done), a failed
         // or dropped one keeps its row with the sealed body wiped, a retried one is released
         // from its lease.
-        prepared(
+        prepared!(
             "WITH s AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::text[]) \
                AS s(id, status, reason, due_at, error)), \
              sent AS (DELETE FROM outbox o USING s WHERE o.id = s.id AND s.status = 'sent' AND o.status = 'pending') \
@@ -387,7 +387,7 @@ impl Outbox for PgStore {
             reason: Option<String>,
         }
         let mut conn = self.conn().await?;
-        let rows: Vec<Row> = prepared("SELECT status, reason FROM outbox WHERE id = $1")
+        let rows: Vec<Row> = prepared!("SELECT status, reason FROM outbox WHERE id = $1")
             .bind::<Text, _>(&id.0)
             .load(&mut conn)
             .await
@@ -411,7 +411,7 @@ impl Outbox for PgStore {
             next: Option<OffsetDateTime>,
         }
         let mut conn = self.conn().await?;
-        let row: Row = prepared(
+        let row: Row = prepared!(
             "SELECT min(GREATEST(due_at, COALESCE(lease_until, due_at))) AS next FROM outbox WHERE status = 'pending'",
         )
         .get_result(&mut conn)

@@ -83,7 +83,7 @@ impl ClientStore for PgStore {
     async fn find(&self, id: &ClientId) -> Result<Option<Client>, StoreError> {
         let mut conn = self.conn().await?;
         let rows: Vec<ClientRow> =
-            prepared(concat!("SELECT ", client_columns!(), " FROM clients WHERE client_id = $1"))
+            prepared!(concat!("SELECT ", client_columns!(), " FROM clients WHERE client_id = $1"))
                 .bind::<Text, _>(id.as_str())
                 .load(&mut conn)
                 .await
@@ -98,7 +98,7 @@ impl ClientStore for PgStore {
             found: bool,
         }
         let mut conn = self.conn().await?;
-        let row: Found = prepared("SELECT EXISTS (SELECT 1 FROM clients WHERE allowed_origins @> ARRAY[$1]) AS found")
+        let row: Found = prepared!("SELECT EXISTS (SELECT 1 FROM clients WHERE allowed_origins @> ARRAY[$1]) AS found")
             .bind::<Text, _>(origin)
             .get_result(&mut conn)
             .await
@@ -108,7 +108,7 @@ impl ClientStore for PgStore {
 
     async fn list(&self) -> Result<Vec<Client>, StoreError> {
         let mut conn = self.conn().await?;
-        let rows: Vec<ClientRow> = prepared(concat!("SELECT ", client_columns!(), " FROM clients ORDER BY client_id"))
+        let rows: Vec<ClientRow> = prepared!(concat!("SELECT ", client_columns!(), " FROM clients ORDER BY client_id"))
             .load(&mut conn)
             .await
             .map_err(db_err("listing clients"))?;
@@ -117,7 +117,7 @@ impl ClientStore for PgStore {
 
     async fn save(&self, c: &Client) -> Result<(), StoreError> {
         let mut conn = self.conn().await?;
-        prepared(
+        prepared!(
             "INSERT INTO clients (client_id, name, app_type, auth_method, secret_hash, connections, callbacks, \
              allowed_origins, grant_types, public_keys) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
              ON CONFLICT (client_id) DO UPDATE SET name = EXCLUDED.name, app_type = EXCLUDED.app_type, \
@@ -144,7 +144,7 @@ impl ClientStore for PgStore {
 
     async fn delete(&self, id: &ClientId) -> Result<bool, StoreError> {
         let mut conn = self.conn().await?;
-        let n = prepared("DELETE FROM clients WHERE client_id = $1")
+        let n = prepared!("DELETE FROM clients WHERE client_id = $1")
             .bind::<Text, _>(id.as_str())
             .execute(&mut conn)
             .await
@@ -193,7 +193,7 @@ impl ConnectionRow {
 impl ConnectionStore for PgStore {
     async fn find(&self, name: &ConnectionName) -> Result<Option<Connection>, StoreError> {
         let mut conn = self.conn().await?;
-        let rows: Vec<ConnectionRow> = prepared(
+        let rows: Vec<ConnectionRow> = prepared!(
             "SELECT name, strategy, code_length, code_lifetime_secs, disable_signup, limits FROM connections WHERE name = $1",
         )
         .bind::<Text, _>(name.as_str())
@@ -205,7 +205,7 @@ impl ConnectionStore for PgStore {
 
     async fn list(&self) -> Result<Vec<Connection>, StoreError> {
         let mut conn = self.conn().await?;
-        let rows: Vec<ConnectionRow> = prepared(
+        let rows: Vec<ConnectionRow> = prepared!(
             "SELECT name, strategy, code_length, code_lifetime_secs, disable_signup, limits FROM connections ORDER BY name",
         )
         .load(&mut conn)
@@ -216,7 +216,7 @@ impl ConnectionStore for PgStore {
 
     async fn save(&self, c: &Connection) -> Result<(), StoreError> {
         let mut conn = self.conn().await?;
-        prepared(
+        prepared!(
             "INSERT INTO connections (name, strategy, code_length, code_lifetime_secs, disable_signup, limits) \
              VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (name) DO UPDATE SET strategy = EXCLUDED.strategy, \
              code_length = EXCLUDED.code_length, code_lifetime_secs = EXCLUDED.code_lifetime_secs, \

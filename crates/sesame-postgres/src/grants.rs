@@ -80,7 +80,7 @@ struct RefreshRow {
 impl GrantStore for PgStore {
     async fn save_code(&self, c: AuthorizationCode) -> Result<(), StoreError> {
         let mut conn = self.conn().await?;
-        prepared(
+        prepared!(
             "INSERT INTO authorization_codes (code_hash, client_id, user_id, redirect_uri, scope, audience, nonce, \
              code_challenge, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
@@ -102,7 +102,7 @@ impl GrantStore for PgStore {
     async fn take_code(&self, h: &SecretHash, now: OffsetDateTime) -> Result<Option<AuthorizationCode>, StoreError> {
         let mut conn = self.conn().await?;
         // DELETE … RETURNING: of concurrent takes, only the one that deletes the row gets it.
-        let rows: Vec<CodeRow> = prepared(
+        let rows: Vec<CodeRow> = prepared!(
             "DELETE FROM authorization_codes WHERE code_hash = $1 RETURNING code_hash, client_id, user_id, \
              redirect_uri, scope, audience, nonce, code_challenge, expires_at",
         )
@@ -131,7 +131,7 @@ impl GrantStore for PgStore {
 
     async fn save_opaque(&self, t: OpaqueToken) -> Result<(), StoreError> {
         let mut conn = self.conn().await?;
-        prepared(
+        prepared!(
             "INSERT INTO opaque_tokens (token_hash, client_id, user_id, scope, expires_at) VALUES ($1, $2, $3, $4, $5)",
         )
         .bind::<Bytea, _>(t.token_hash.0.to_vec())
@@ -147,7 +147,7 @@ impl GrantStore for PgStore {
 
     async fn find_opaque(&self, h: &SecretHash, now: OffsetDateTime) -> Result<Option<OpaqueToken>, StoreError> {
         let mut conn = self.conn().await?;
-        let rows: Vec<OpaqueRow> = prepared(
+        let rows: Vec<OpaqueRow> = prepared!(
             "SELECT token_hash, client_id, user_id, scope, expires_at FROM opaque_tokens \
              WHERE token_hash = $1 AND expires_at > $2",
         )
@@ -172,7 +172,7 @@ impl GrantStore for PgStore {
 
     async fn save_refresh(&self, t: RefreshToken) -> Result<(), StoreError> {
         let mut conn = self.conn().await?;
-        prepared(
+        prepared!(
             "WITH family AS (INSERT INTO refresh_families (family_id) VALUES ($2) ON CONFLICT DO NOTHING) \
              INSERT INTO refresh_tokens (token_hash, family_id, client_id, user_id, scope, audience, expires_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -202,7 +202,7 @@ impl GrantStore for PgStore {
         // One transaction with the presented row locked: two concurrent rotations of one token
         // cannot both succeed; the loser sees it spent and revokes the family.
         conn.transaction::<_, diesel::result::Error, _>(async move |conn| {
-            let rows: Vec<RefreshRow> = prepared(
+            let rows: Vec<RefreshRow> = prepared!(
                 "SELECT t.token_hash, t.family_id, t.client_id, t.user_id, t.scope, t.audience, t.expires_at, \
                        t.spent, (f.revoked_at IS NOT NULL) AS revoked \
                      FROM refresh_tokens t JOIN refresh_families f USING (family_id) \
@@ -218,18 +218,18 @@ impl GrantStore for PgStore {
                 return Ok(Err(RefreshOutcome::Invalid));
             }
             if row.spent {
-                prepared("UPDATE refresh_families SET revoked_at = $2 WHERE family_id = $1")
+                prepared!("UPDATE refresh_families SET revoked_at = $2 WHERE family_id = $1")
                     .bind::<Text, _>(&row.family_id)
                     .bind::<Timestamptz, _>(now)
                     .execute(conn)
                     .await?;
                 return Ok(Err(RefreshOutcome::Reused));
             }
-            prepared("UPDATE refresh_tokens SET spent = true WHERE token_hash = $1")
+            prepared!("UPDATE refresh_tokens SET spent = true WHERE token_hash = $1")
                 .bind::<Bytea, _>(&presented)
                 .execute(conn)
                 .await?;
-            prepared(
+            prepared!(
                 "INSERT INTO refresh_tokens (token_hash, family_id, client_id, user_id, scope, audience, expires_at) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7)",
             )
@@ -309,7 +309,7 @@ impl KeyStore for PgStore {
     async fn active(&self) -> Result<Option<SigningKeyRecord>, StoreError> {
         let mut conn = self.conn().await?;
         let rows: Vec<KeyRow> =
-            prepared(concat!("SELECT ", key_columns!(), " FROM signing_keys WHERE state = 'active'"))
+            prepared!(concat!("SELECT ", key_columns!(), " FROM signing_keys WHERE state = 'active'"))
                 .load(&mut conn)
                 .await
                 .map_err(db_err("reading the active key"))?;
@@ -318,7 +318,7 @@ impl KeyStore for PgStore {
 
     async fn published(&self, now: OffsetDateTime) -> Result<Vec<SigningKeyRecord>, StoreError> {
         let mut conn = self.conn().await?;
-        let rows: Vec<KeyRow> = prepared(concat!(
+        let rows: Vec<KeyRow> = prepared!(concat!(
             "SELECT ",
             key_columns!(),
             " FROM signing_keys WHERE state = 'active' OR (state = 'retiring' AND retire_at > $1) \
@@ -334,11 +334,11 @@ impl KeyStore for PgStore {
     async fn activate(&self, key: SigningKeyRecord, retire_until: OffsetDateTime) -> Result<(), StoreError> {
         let mut conn = self.conn().await?;
         conn.transaction::<_, diesel::result::Error, _>(async move |conn| {
-            prepared("UPDATE signing_keys SET state = 'retiring', retire_at = $1 WHERE state = 'active'")
+            prepared!("UPDATE signing_keys SET state = 'retiring', retire_at = $1 WHERE state = 'active'")
                 .bind::<Timestamptz, _>(retire_until)
                 .execute(conn)
                 .await?;
-            prepared(concat!(
+            prepared!(concat!(
                 "INSERT INTO signing_keys (",
                 key_columns!(),
                 ") VALUES ($1, $2, $3, $4, $5, 'active', NULL)"
@@ -358,7 +358,7 @@ impl KeyStore for PgStore {
 
     async fn retire(&self, kid: &str) -> Result<bool, StoreError> {
         let mut conn = self.conn().await?;
-        let n = prepared("UPDATE signing_keys SET state = 'retired' WHERE kid = $1 AND state <> 'active'")
+        let n = prepared!("UPDATE signing_keys SET state = 'retired' WHERE kid = $1 AND state <> 'active'")
             .bind::<Text, _>(kid)
             .execute(&mut conn)
             .await
@@ -389,7 +389,7 @@ struct AuditRow {
 
 /// Appends an audit event's eight values (at, kind, client_id, connection, identifier, user_id,
 /// ip, detail) to `query`'s binds.
-pub(crate) fn bind_audit(query: Prepared<'_>, e: AuditEvent) -> Prepared<'_> {
+pub(crate) fn bind_audit<S>(query: Prepared<'_, S>, e: AuditEvent) -> Prepared<'_, S> {
     query
         .bind::<Timestamptz, _>(e.at)
         .bind::<Text, _>(to_name(&e.kind))
@@ -405,7 +405,7 @@ pub(crate) fn bind_audit(query: Prepared<'_>, e: AuditEvent) -> Prepared<'_> {
 impl AuditLog for PgStore {
     async fn record(&self, e: AuditEvent) -> Result<(), StoreError> {
         let mut conn = self.conn().await?;
-        let query = prepared(
+        let query = prepared!(
             "INSERT INTO audit_events (at, kind, client_id, connection, identifier, user_id, ip, detail) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         );
@@ -434,7 +434,7 @@ impl AuditLog for PgStore {
         }
         let mut conn = self.conn().await?;
         // One statement for the batch; `unnest` keeps the order, so ids follow it.
-        prepared(
+        prepared!(
             "INSERT INTO audit_events (at, kind, client_id, connection, identifier, user_id, ip, detail) \
              SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
                $7::text[], $8::text[])",
@@ -455,7 +455,7 @@ impl AuditLog for PgStore {
 
     async fn recent(&self, limit: usize) -> Result<Vec<AuditEvent>, StoreError> {
         let mut conn = self.conn().await?;
-        let rows: Vec<AuditRow> = prepared(
+        let rows: Vec<AuditRow> = prepared!(
             "SELECT at, kind, client_id, connection, identifier, user_id, ip, detail FROM audit_events \
              ORDER BY at DESC, id DESC LIMIT $1",
         )

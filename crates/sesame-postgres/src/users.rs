@@ -71,7 +71,7 @@ impl UserStore for PgStore {
         let mut conn = self.conn().await?;
         // Racing first logins meet on the (connection, identifier) key: one insert wins, the
         // others update the row it made.
-        let row: UserRow = prepared(concat!(
+        let row: UserRow = prepared!(concat!(
             "INSERT INTO users (user_id, connection, identifier_kind, identifier, email_verified, phone_verified, \
                created_at, updated_at, last_login, logins_count) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $7, 1) \
@@ -100,7 +100,7 @@ impl UserStore for PgStore {
         let (_, value) = identifier_parts(identifier);
         let mut conn = self.conn().await?;
         let rows: Vec<UserRow> =
-            prepared(concat!("SELECT ", user_columns!(), " FROM users WHERE connection = $1 AND identifier = $2"))
+            prepared!(concat!("SELECT ", user_columns!(), " FROM users WHERE connection = $1 AND identifier = $2"))
                 .bind::<Text, _>(connection.as_str())
                 .bind::<Text, _>(value)
                 .load(&mut conn)
@@ -111,7 +111,7 @@ impl UserStore for PgStore {
 
     async fn find_by_id(&self, id: &UserId) -> Result<Option<User>, StoreError> {
         let mut conn = self.conn().await?;
-        let rows: Vec<UserRow> = prepared(concat!("SELECT ", user_columns!(), " FROM users WHERE user_id = $1"))
+        let rows: Vec<UserRow> = prepared!(concat!("SELECT ", user_columns!(), " FROM users WHERE user_id = $1"))
             .bind::<Text, _>(&id.0)
             .load(&mut conn)
             .await
