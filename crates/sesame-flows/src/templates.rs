@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 
-use liquid::model::Value;
+use liquid::ObjectView as _;
 
 /// One configured email template.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
@@ -110,45 +110,136 @@ pub struct Rendered {
 
 /// Escapes text for HTML content and quoted attributes.
 pub fn escape_html(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            other => out.push(other),
-        }
+    let mut out = String::with_capacity(s.len() + s.len() / 8);
+    let mut plain = 0;
+    // The five characters are ASCII, so byte offsets around them are char boundaries.
+    for (i, b) in s.bytes().enumerate() {
+        let entity = match b {
+            b'&' => "&amp;",
+            b'<' => "&lt;",
+            b'>' => "&gt;",
+            b'"' => "&quot;",
+            b'\'' => "&#39;",
+            _ => continue,
+        };
+        out.push_str(&s[plain..i]);
+        out.push_str(entity);
+        plain = i + 1;
     }
+    out.push_str(&s[plain..]);
     out
 }
 
-fn globals(c: &MessageContext<'_>, escape: bool) -> liquid::Object {
-    let v = |s: &str| Value::scalar(if escape { escape_html(s) } else { s.to_owned() });
-    let mut user = liquid::Object::new();
-    if let Some(e) = c.email {
-        user.insert("email".into(), v(e));
+/// A template's variables, borrowed from the message context: no map is built per message.
+#[derive(Debug, liquid::ObjectView, liquid::ValueView)]
+struct Globals<'a, U: liquid::ObjectView + liquid::ValueView> {
+    code: &'a str,
+    password: &'a str,
+    link: &'a str,
+    send: &'a str,
+    request_language: Option<&'a str>,
+    operation: Option<&'a str>,
+    minutes: i64,
+    application: Named<'a>,
+    connection: Named<'a>,
+    user: U,
+}
+
+#[derive(Debug, liquid::ObjectView, liquid::ValueView)]
+struct Named<'a> {
+    name: &'a str,
+}
+
+/// `user` of an email message: only `email` exists (an SMS template naming it fails its
+/// test render at load, as it should).
+#[derive(Debug, liquid::ObjectView, liquid::ValueView)]
+struct EmailUser<'a> {
+    email: &'a str,
+}
+
+#[derive(Debug, liquid::ObjectView, liquid::ValueView)]
+struct PhoneUser<'a> {
+    phone_number: &'a str,
+}
+
+#[derive(Debug, liquid::ObjectView, liquid::ValueView)]
+struct NoUser {}
+
+/// Renders `t` with the variables of `c`, HTML-escaped when `escape`.
+fn render(t: &liquid::Template, c: &MessageContext<'_>, escape: bool) -> Result<String, liquid::Error> {
+    let escaped;
+    let c = if escape {
+        escaped = Escaped::of(c);
+        &escaped.context()
+    } else {
+        c
+    };
+    fn with<U: liquid::ObjectView + liquid::ValueView>(
+        t: &liquid::Template,
+        c: &MessageContext<'_>,
+        user: U,
+    ) -> Result<String, liquid::Error> {
+        t.render(&Globals {
+            code: c.code,
+            password: c.code,
+            link: c.link,
+            send: c.send,
+            request_language: c.request_language,
+            operation: None,
+            minutes: i64::try_from(c.minutes).unwrap_or(i64::MAX),
+            application: Named { name: c.application },
+            connection: Named { name: c.connection },
+            user,
+        })
     }
-    if let Some(p) = c.phone_number {
-        user.insert("phone_number".into(), v(p));
+    match (c.email, c.phone_number) {
+        (Some(email), _) => with(t, c, EmailUser { email }),
+        (None, Some(phone_number)) => with(t, c, PhoneUser { phone_number }),
+        (None, None) => with(t, c, NoUser {}),
     }
-    let mut app = liquid::Object::new();
-    app.insert("name".into(), v(c.application));
-    let mut conn = liquid::Object::new();
-    conn.insert("name".into(), v(c.connection));
-    let mut g = liquid::Object::new();
-    g.insert("code".into(), v(c.code));
-    g.insert("password".into(), v(c.code));
-    g.insert("link".into(), v(c.link));
-    g.insert("send".into(), v(c.send));
-    g.insert("request_language".into(), c.request_language.map_or(Value::Nil, v));
-    g.insert("operation".into(), Value::Nil);
-    g.insert("minutes".into(), Value::scalar(i64::try_from(c.minutes).unwrap_or(i64::MAX)));
-    g.insert("application".into(), Value::Object(app));
-    g.insert("connection".into(), Value::Object(conn));
-    g.insert("user".into(), Value::Object(user));
-    g
+}
+
+/// HTML-escaped copies of a context's values.
+struct Escaped {
+    code: String,
+    link: String,
+    send: String,
+    request_language: Option<String>,
+    connection: String,
+    application: String,
+    email: Option<String>,
+    phone_number: Option<String>,
+    minutes: u64,
+}
+
+impl Escaped {
+    fn of(c: &MessageContext<'_>) -> Self {
+        Self {
+            code: escape_html(c.code),
+            link: escape_html(c.link),
+            send: escape_html(c.send),
+            request_language: c.request_language.map(escape_html),
+            connection: escape_html(c.connection),
+            application: escape_html(c.application),
+            email: c.email.map(escape_html),
+            phone_number: c.phone_number.map(escape_html),
+            minutes: c.minutes,
+        }
+    }
+
+    fn context(&self) -> MessageContext<'_> {
+        MessageContext {
+            code: &self.code,
+            link: &self.link,
+            send: &self.send,
+            request_language: self.request_language.as_deref(),
+            connection: &self.connection,
+            application: &self.application,
+            email: self.email.as_deref(),
+            phone_number: self.phone_number.as_deref(),
+            minutes: self.minutes,
+        }
+    }
 }
 
 /// Auth0's `md_with_macros` SMS placeholders, as Liquid.
@@ -184,8 +275,7 @@ fn compile(parser: &liquid::Parser, which: &str, text: &str, email: bool) -> Res
     // A test render with every variable set: an unknown variable fails here, not at a login.
     for send in ["code", "link"] {
         let ctx = MessageContext { send, ..sample(email) };
-        t.render(&globals(&ctx, false))
-            .map_err(|e| TemplateError { which: which.to_owned(), message: e.to_string() })?;
+        render(&t, &ctx, false).map_err(|e| TemplateError { which: which.to_owned(), message: e.to_string() })?;
     }
     Ok(t)
 }
@@ -291,8 +381,8 @@ impl Templates {
             .or_else(|| map.get(&(None, None, lang)))
     }
 
-    fn render_one(t: &liquid::Template, globals: &liquid::Object) -> anyhow::Result<String> {
-        t.render(globals).map_err(|e| anyhow::anyhow!("rendering a template: {e}"))
+    fn render_one(t: &liquid::Template, ctx: &MessageContext<'_>, escape: bool) -> anyhow::Result<String> {
+        render(t, ctx, escape).map_err(|e| anyhow::anyhow!("rendering a template: {e}"))
     }
 
     /// Renders the email for `client_id` on `ctx.connection`.
@@ -306,11 +396,10 @@ impl Templates {
             .or_else(|| Self::find(&self.email, ctx.connection, client_id, &self.default_language))
             .or_else(|| Self::find(&self.email, ctx.connection, client_id, "en"))
             .ok_or_else(|| anyhow::anyhow!("no email template"))?;
-        let raw = globals(ctx, false);
-        let html = t.html.as_ref().map(|h| Self::render_one(h, &globals(ctx, true))).transpose()?;
+        let html = t.html.as_ref().map(|h| Self::render_one(h, ctx, true)).transpose()?;
         Ok(Rendered {
-            subject: Some(one_line(&Self::render_one(&t.subject, &raw)?)),
-            text: Self::render_one(&t.text, &raw)?,
+            subject: Some(one_line(&Self::render_one(&t.subject, ctx, false)?)),
+            text: Self::render_one(&t.text, ctx, false)?,
             html,
             language: lang,
         })
@@ -327,7 +416,7 @@ impl Templates {
             .or_else(|| Self::find(&self.sms, ctx.connection, client_id, &self.default_language))
             .or_else(|| Self::find(&self.sms, ctx.connection, client_id, "en"))
             .ok_or_else(|| anyhow::anyhow!("no SMS template"))?;
-        let text = Self::render_one(t, &globals(ctx, false))?.trim().to_owned();
+        let text = Self::render_one(t, ctx, false)?.trim().to_owned();
         Ok(Rendered { subject: None, text, html: None, language: lang })
     }
 }
@@ -419,6 +508,15 @@ mod tests {
                 .unwrap_or_else(|e| panic!("{e}"));
             assert!(sms.text.ends_with("482913"), "{lang}: {}", sms.text);
         }
+    }
+
+    #[test]
+    fn escape_html_replaces_the_five_characters_and_keeps_the_rest() {
+        assert_eq!(escape_html(""), "");
+        assert_eq!(escape_html("plain é ✓"), "plain é ✓");
+        assert_eq!(escape_html("<a href='x'>\"&\"</a>"), "&lt;a href=&#39;x&#39;&gt;&quot;&amp;&quot;&lt;/a&gt;");
+        assert_eq!(escape_html("é&é"), "é&amp;é");
+        assert_eq!(escape_html("&&"), "&amp;&amp;");
     }
 
     #[test]
