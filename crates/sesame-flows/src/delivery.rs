@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use futures::StreamExt as _;
 
-use sesame_domain::{Channel, Email, PhoneNumber};
+use sesame_domain::{Channel, Email, Identifier, PhoneNumber};
 use sesame_ports::{AuditEvent, AuditKind, ClaimedMessage, OutgoingEmail, OutgoingSms, SendError, Settled, Settlement};
 
 use crate::Sesame;
@@ -105,6 +105,14 @@ pub enum Delivered {
     Dropped,
 }
 
+/// A message a worker holds the lease of, with its text and recipient when the start that
+/// made it passed them along (then the sealed copy need not be opened, nor the address parsed).
+#[derive(Debug)]
+pub(crate) struct Handed {
+    pub(crate) claimed: ClaimedMessage,
+    pub(crate) ready: Option<(Rendered, Identifier)>,
+}
+
 /// One attempt at one message: what became of it, and what to record.
 #[derive(Debug)]
 struct Attempt {
@@ -126,13 +134,13 @@ impl Sesame {
         let now = self.ports.clock.now();
         let claimed = self.ports.outbox.claim_due(now, policy.batch, policy.lease).await?;
         let n = claimed.len();
-        self.deliver_claimed(claimed).await;
+        self.deliver_claimed(claimed.into_iter().map(|claimed| Handed { claimed, ready: None }).collect()).await;
         Ok(n)
     }
 
     /// Delivers one claimed message and records the outcome.
-    pub(crate) async fn deliver_one(&self, claimed: ClaimedMessage) -> anyhow::Result<Delivered> {
-        let attempt = self.attempt(claimed).await;
+    pub(crate) async fn deliver_one(&self, handed: Handed) -> anyhow::Result<Delivered> {
+        let attempt = self.attempt(handed).await;
         let delivered = attempt.delivered.clone();
         self.settle(vec![attempt]).await?;
         Ok(delivered)
@@ -155,7 +163,9 @@ impl Sesame {
     }
 
     /// Tries to hand one message to its provider. Touches no store.
-    async fn attempt(&self, claimed: ClaimedMessage) -> Attempt {
+    async fn attempt(&self, handed: Handed) -> Attempt {
+        let Handed { claimed, ready } = handed;
+        let (rendered, to) = ready.map_or((None, None), |(r, to)| (Some(r), Some(to)));
         let msg = &claimed.message;
         let now = self.ports.clock.now();
         let mut event = AuditEvent::new(AuditKind::NotificationFailed, now);
@@ -169,12 +179,15 @@ impl Sesame {
             event.detail = Some("dropped: the code expired before delivery".into());
             return done(Delivered::Dropped, Settlement::Dropped, Some(event));
         }
-        let rendered: Rendered = match self
-            .secrets()
-            .unseal(&seal_context(&msg.id), &msg.sealed.0)
-            .map_err(anyhow::Error::new)
-            .and_then(|plain| serde_json::from_slice(&plain).map_err(anyhow::Error::new))
-        {
+        let rendered: Rendered = match rendered.map_or_else(
+            || {
+                self.secrets()
+                    .unseal(&seal_context(&msg.id), &msg.sealed.0)
+                    .map_err(anyhow::Error::new)
+                    .and_then(|plain| serde_json::from_slice(&plain).map_err(anyhow::Error::new))
+            },
+            Ok,
+        ) {
             Ok(r) => r,
             Err(e) => {
                 let reason = format!("message cannot be opened: {e}");
@@ -192,7 +205,7 @@ impl Sesame {
             return done(Delivered::Retrying, Settlement::Retry { at, error }, None);
         }
         let sent = match msg.channel {
-            Channel::Email => match Email::parse(&msg.recipient) {
+            Channel::Email => match email_of(to).map_or_else(|| Email::parse(&msg.recipient), Ok) {
                 Ok(to) => {
                     let email = OutgoingEmail {
                         to,
@@ -204,7 +217,7 @@ impl Sesame {
                 }
                 Err(_) => Err(SendError::Rejected("invalid recipient address".into())),
             },
-            Channel::Sms => match PhoneNumber::parse(&msg.recipient) {
+            Channel::Sms => match phone_of(to).map_or_else(|| PhoneNumber::parse(&msg.recipient), Ok) {
                 Ok(to) => self.ports.sms.send(&OutgoingSms { to, text: rendered.text }).await,
                 Err(_) => Err(SendError::Rejected("invalid recipient number".into())),
             },
@@ -264,6 +277,14 @@ impl Sesame {
                     if n == 0 {
                         local = None;
                     } else {
+                        if n < batch && let Some(rx) = local.as_mut() {
+                            // Under load more follow at once: a moment's wait makes one round
+                            // (and one settle) of many, instead of a wake-up per message.
+                            tokio::time::sleep(GATHER).await;
+                            while handed.len() < batch && let Ok(more) = rx.try_recv() {
+                                handed.push(more);
+                            }
+                        }
                         self.deliver_claimed(std::mem::take(&mut handed)).await;
                     }
                 }
@@ -284,7 +305,7 @@ impl Sesame {
     }
 
     /// Delivers messages this worker holds the lease of, and settles them in one step.
-    async fn deliver_claimed(&self, claimed: Vec<ClaimedMessage>) {
+    async fn deliver_claimed(&self, claimed: Vec<Handed>) {
         if claimed.is_empty() {
             return;
         }
@@ -298,12 +319,25 @@ impl Sesame {
     }
 }
 
+fn email_of(to: Option<Identifier>) -> Option<Email> {
+    match to {
+        Some(Identifier::Email(e)) => Some(e),
+        _ => None,
+    }
+}
+
+fn phone_of(to: Option<Identifier>) -> Option<PhoneNumber> {
+    match to {
+        Some(Identifier::Phone(p)) => Some(p),
+        _ => None,
+    }
+}
+
+/// How long the worker lets handed-over messages gather before a round.
+const GATHER: Duration = Duration::from_millis(2);
+
 /// `recv_many` on the local queue, or never when this worker has none.
-async fn recv_many(
-    rx: &mut Option<tokio::sync::mpsc::Receiver<ClaimedMessage>>,
-    buf: &mut Vec<ClaimedMessage>,
-    limit: usize,
-) -> usize {
+async fn recv_many(rx: &mut Option<tokio::sync::mpsc::Receiver<Handed>>, buf: &mut Vec<Handed>, limit: usize) -> usize {
     match rx {
         Some(rx) => rx.recv_many(buf, limit).await,
         None => std::future::pending().await,
@@ -315,8 +349,8 @@ async fn recv_many(
 /// process (`run_delivery`) is there a place to reserve.
 #[derive(Debug)]
 pub(crate) struct LocalQueue {
-    tx: tokio::sync::mpsc::Sender<ClaimedMessage>,
-    rx: std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<ClaimedMessage>>>,
+    tx: tokio::sync::mpsc::Sender<Handed>,
+    rx: std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<Handed>>>,
     open: std::sync::atomic::AtomicBool,
 }
 
@@ -329,12 +363,12 @@ impl LocalQueue {
         Self { tx, rx: std::sync::Mutex::new(Some(rx)), open: std::sync::atomic::AtomicBool::new(false) }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Option<tokio::sync::mpsc::Receiver<ClaimedMessage>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<tokio::sync::mpsc::Receiver<Handed>>> {
         self.rx.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// A place for one message, while a worker takes them.
-    pub(crate) fn reserve(&self) -> Option<tokio::sync::mpsc::Permit<'_, ClaimedMessage>> {
+    pub(crate) fn reserve(&self) -> Option<tokio::sync::mpsc::Permit<'_, Handed>> {
         if !self.open.load(std::sync::atomic::Ordering::Acquire) {
             return None;
         }
@@ -342,7 +376,7 @@ impl LocalQueue {
     }
 
     /// The receiving end, for one worker at a time (`None` for a second one).
-    fn open(&self) -> Option<tokio::sync::mpsc::Receiver<ClaimedMessage>> {
+    fn open(&self) -> Option<tokio::sync::mpsc::Receiver<Handed>> {
         let rx = self.lock().take();
         if rx.is_some() {
             self.open.store(true, std::sync::atomic::Ordering::Release);
@@ -356,7 +390,7 @@ impl LocalQueue {
     }
 
     /// Gives the receiving end back for the next worker.
-    fn put_back(&self, rx: tokio::sync::mpsc::Receiver<ClaimedMessage>) {
+    fn put_back(&self, rx: tokio::sync::mpsc::Receiver<Handed>) {
         *self.lock() = Some(rx);
     }
 }

@@ -8,7 +8,7 @@ use sesame_domain::{
 };
 use sesame_ports::{AuditEvent, AuditKind, ClaimedMessage, LimitDecision};
 
-use crate::crypto::{generate_code, generate_link_token, random_object_id};
+use crate::crypto::{Drawn, generate_code, generate_link_token, random_object_id};
 use crate::limits::Limited;
 use crate::messages::magic_link;
 use crate::templates::MessageContext;
@@ -139,7 +139,8 @@ impl Sesame {
             return Err(StartError::SignupDisabled);
         }
         let send = req.send.unwrap_or_else(|| Send::default_for(connection.strategy));
-        let random = &*self.ports.random;
+        let drawn = Drawn::new(&*self.ports.random);
+        let random = &drawn;
         let code = generate_code(random, connection.policy.length());
         let link_token = generate_link_token(random);
         let link = magic_link(&self.settings.issuer, &key, &req.auth_params, link_token.expose());
@@ -204,7 +205,10 @@ impl Sesame {
         let claimed_until = (wait_for_sms || permit.is_some()).then(|| now + self.settings.delivery.lease);
         // The challenge, its message and the audit record: one write.
         self.ports.challenges.start(challenge, message.clone(), event, claimed_until).await?;
-        let claimed = ClaimedMessage { message, attempt: 1 };
+        let claimed = delivery::Handed {
+            claimed: ClaimedMessage { message, attempt: 1 },
+            ready: Some((rendered, key.identifier.clone())),
+        };
         if wait_for_sms {
             // Auth0 reports a provider's refusal of an SMS to the caller: try once, now.
             if let delivery::Delivered::Failed(reason) = self.deliver_one(claimed).await? {
