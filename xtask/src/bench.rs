@@ -35,7 +35,7 @@ use anyhow::{Context as _, bail, ensure};
 use crate::{root, run, target_dir};
 
 const USAGE: &str = "usage: cargo xtask bench [--quick] [--codes N] [--config extra.toml]
-                       [--store postgres [--pg-url URL] [--pool-size N]]
+                       [--store postgres [--pg-url URL] [--pool-size N] [--rounds N]]
                        [--ses-outage [--ses-rate N] [--ses-delay-ms N] [--ses-secs N] [--ses-rounds N]
                                      [--ses-long-secs N]]
   --quick              short phases (a smoke run of the bench itself; figures are not comparable)
@@ -51,6 +51,8 @@ const USAGE: &str = "usage: cargo xtask bench [--quick] [--codes N] [--config ex
   --pg-url URL         the Postgres server, as a superuser that may create databases
                        (default postgres://postgres@127.0.0.1:5432)
   --pool-size N        the service's [database] pool_size (default 32)
+  --rounds N           slices of (start peak, floor) one after the other, 5 s each, for the
+                       target's ratio (default 10; 1 with --quick)
   --ses-outage         instead of the usual phases: start latency at a fixed rate with email = \"ses\"
                        on the local AWS emulator (moto) while it is up, slowed, frozen and stopped
   --ses-rate N         the paced rate of --ses-outage, in starts per second (default 200)
@@ -100,6 +102,7 @@ struct Options {
     ses_secs: Option<u64>,
     ses_rounds: Option<u32>,
     ses_long_secs: Option<u64>,
+    rounds: Option<u32>,
 }
 
 impl Options {
@@ -117,6 +120,7 @@ impl Options {
             ses_secs: None,
             ses_rounds: None,
             ses_long_secs: None,
+            rounds: None,
         };
         let mut it = args.iter();
         fn number<T: std::str::FromStr>(it: &mut std::slice::Iter<'_, String>, name: &str) -> anyhow::Result<T>
@@ -146,6 +150,7 @@ impl Options {
                 "--ses-secs" => opts.ses_secs = Some(number(&mut it, "--ses-secs")?),
                 "--ses-rounds" => opts.ses_rounds = Some(number(&mut it, "--ses-rounds")?),
                 "--ses-long-secs" => opts.ses_long_secs = Some(number(&mut it, "--ses-long-secs")?),
+                "--rounds" => opts.rounds = Some(number(&mut it, "--rounds")?),
                 "-h" | "--help" => bail!("{USAGE}"),
                 other => bail!("unknown option {other:?}\n{USAGE}"),
             }
@@ -184,6 +189,9 @@ impl Options {
             if self.pool_size != 32 {
                 let _ = write!(command, " --pool-size {}", self.pool_size);
             }
+            if let Some(n) = self.rounds {
+                let _ = write!(command, " --rounds {n}");
+            }
         }
         if self.ses_outage {
             let _ = write!(command, " --ses-outage --ses-rate {} --ses-delay-ms {}", self.ses_rate, self.ses_delay_ms);
@@ -216,6 +224,10 @@ struct Plan {
     codes: usize,
     /// Each pgbench run of the floor (`--store postgres`).
     floor: Duration,
+    /// `--store postgres`: rounds of the start peak and its floor, one after the other.
+    rounds: u32,
+    /// Each half of a round.
+    round: Duration,
     /// Each phase of `--ses-outage`.
     ses_phase: Duration,
     /// Times `--ses-outage` runs its five phases.
@@ -239,6 +251,8 @@ impl Plan {
                 token: secs(3),
                 codes: 15_000,
                 floor: secs(3),
+                rounds: 1,
+                round: secs(3),
                 ses_phase: secs(4),
                 ses_rounds: 1,
                 ses_long: secs(12),
@@ -257,6 +271,11 @@ impl Plan {
                 // as many is still more than its token phase uses, and the codes stay fresh.
                 codes: if opts.store == Store::Postgres { 30_000 } else { 60_000 },
                 floor: secs(15),
+                // The machine's speed moves by tens of percent from one few seconds to the next
+                // here: the target's ratio is taken from slices that alternate the two, 5 s each
+                // (each floor slice opens 64 new backends; longer slices make that cost smaller).
+                rounds: 10,
+                round: secs(5),
                 // A p99 of a few milliseconds moves by tens of percent between two identical
                 // phases here: three rounds of 20 s, and the median of each phase's three p99s.
                 ses_phase: secs(20),
@@ -276,6 +295,9 @@ impl Plan {
         }
         if let Some(n) = opts.codes {
             plan.codes = n;
+        }
+        if let Some(n) = opts.rounds {
+            plan.rounds = n.max(1);
         }
         plan
     }
@@ -532,7 +554,9 @@ impl Ctx {
         let pg = match (&self.pg, db_state) {
             (Some(pg), Some(state)) => {
                 eprintln!("xtask: phase 5/5: the floor: pgbench replaying the SQL of one start");
-                Some(self.floor(pg, state, &mut rows)?)
+                let mut report = self.floor(pg, state, &mut rows)?;
+                report.rounds = self.alternate(pg, state)?;
+                Some(report)
             }
             _ => None,
         };
