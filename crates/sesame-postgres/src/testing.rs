@@ -68,6 +68,43 @@ impl TestDatabase {
 }
 
 impl PgStore {
+    /// The generic plans (`plan_cache_mode = force_generic_plan`: what a connection keeps once
+    /// it stops planning per call) of the outbox's per-message statements, made now, by name.
+    ///
+    /// # Errors
+    /// When Postgres cannot be reached or a statement does not prepare.
+    pub async fn outbox_generic_plans(&self) -> anyhow::Result<Vec<(&'static str, String)>> {
+        #[derive(diesel::QueryableByName)]
+        struct Line {
+            #[diesel(sql_type = diesel::sql_types::Text, column_name = "QUERY PLAN")]
+            line: String,
+        }
+        let statements = [
+            (
+                "settle",
+                crate::challenges::SETTLE,
+                "text[], text[], text[], text[], timestamptz[], text[], timestamptz",
+                "'{a}', '{b}', '{failed}', '{NULL}', '{NULL}', '{NULL}', now()",
+            ),
+            ("claim", crate::challenges::CLAIM_ONE, "text, timestamptz, timestamptz", "'a', now(), now()"),
+        ];
+        let mut conn = self.conn().await.map_err(|e| anyhow::anyhow!("{e:#}"))?;
+        conn.batch_execute("SET plan_cache_mode = force_generic_plan").await?;
+        let mut plans = Vec::new();
+        for (name, sql, types, args) in statements {
+            conn.batch_execute(&format!("PREPARE plan_{name} ({types}) AS {sql}")).await?;
+            let lines: Vec<Line> = diesel_async::RunQueryDsl::load(
+                diesel::sql_query(format!("EXPLAIN EXECUTE plan_{name}({args})")),
+                &mut conn,
+            )
+            .await?;
+            conn.batch_execute(&format!("DEALLOCATE plan_{name}")).await?;
+            plans.push((name, lines.into_iter().map(|l| l.line).collect::<Vec<_>>().join("\n")));
+        }
+        conn.batch_execute("RESET plan_cache_mode").await?;
+        Ok(plans)
+    }
+
     /// What one pooled connection holds prepared (`pg_prepared_statements`): with a pool of
     /// one, what the statements run so far have left there.
     ///

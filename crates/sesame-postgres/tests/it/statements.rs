@@ -25,3 +25,17 @@ async fn the_hot_statements_are_prepared_once_per_connection() {
     assert_eq!(count("SELECT client_id"), 1, "the client lookup, once: {prepared:?}");
     assert_eq!(count("SELECT name, strategy"), 1, "the connection lookup, once: {prepared:?}");
 }
+
+/// A connection keeps a generic plan once it stops planning per call, made from the statistics
+/// of that moment. The outbox's per-message statements must find their rows by primary key
+/// even in a plan made while the table was empty (the partial index of pending messages would
+/// make every settle scan the whole backlog).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbox_statements_find_rows_by_primary_key_in_a_plan_made_on_an_empty_table() {
+    let db = TestDatabase::new().await.expect("test database");
+    let store = db.store().unwrap();
+    for (name, plan) in store.outbox_generic_plans().await.unwrap() {
+        assert!(plan.contains("outbox_pkey"), "{name}: {plan}");
+        assert!(!plan.contains("outbox_pending"), "{name}: {plan}");
+    }
+}
