@@ -71,7 +71,9 @@ impl Application {
     /// # Errors
     /// As `build`.
     pub async fn build_with(settings: Settings, overrides: Overrides) -> anyhow::Result<Self> {
-        let Wired { sesame, mailbox, mailbox_delivers, .. } = wire(&settings, overrides).await?;
+        // One HTTP worker per core (actix's default), each with Postgres connections of its own.
+        let workers = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        let Wired { sesame, mailbox, mailbox_delivers, pg, .. } = wire_with(&settings, overrides, workers).await?;
         seed(&sesame, &settings).await.context("loading clients and connections")?;
 
         let listener = TcpListener::bind(&settings.listen).with_context(|| format!("binding {}", settings.listen))?;
@@ -84,12 +86,17 @@ impl Application {
         });
         let body_limit = settings.max_body_bytes;
         let server = HttpServer::new(move || {
+            // Runs on each worker's thread as it starts.
+            if let Some(pg) = &pg {
+                pg.pin_thread();
+            }
             App::new()
                 .app_data(state.clone())
                 .app_data(web::PayloadConfig::new(body_limit))
                 .wrap(actix_web::middleware::from_fn(crate::middleware::cors_and_errors))
                 .configure(routes::configure)
         })
+        .workers(workers)
         .listen(listener)?
         .shutdown_timeout(10)
         .run();
@@ -141,6 +148,8 @@ pub struct Wired {
     pub mailbox: Arc<Mailbox>,
     /// Whether the mailbox is what delivers (so `/dev/mailbox` may be served).
     pub mailbox_delivers: bool,
+    /// The Postgres store, when it is the store (HTTP workers pin their threads to it).
+    pub pg: Option<PgStore>,
 }
 
 struct StorePorts {
@@ -175,15 +184,23 @@ where
 /// # Errors
 /// When a key, secret or adapter cannot be set up.
 pub async fn wire(settings: &Settings, overrides: Overrides) -> anyhow::Result<Wired> {
+    wire_with(settings, overrides, 0).await
+}
+
+/// As `wire`, with the Postgres pool split for `http_workers` pinned threads (0: not split).
+async fn wire_with(settings: &Settings, overrides: Overrides, http_workers: usize) -> anyhow::Result<Wired> {
     let clock = overrides.clock.unwrap_or_else(|| Arc::new(SystemClock));
     let random: Arc<dyn Random> = Arc::new(OsRandom);
     let secret = server_secret(settings, &*random);
     let secrets = Secrets::new(&secret)?;
+    let mut pg = None;
     let stores = match settings.store {
         StoreKind::Memory => store_ports(Arc::new(MemoryStore::new())),
         StoreKind::Postgres => {
             let db = settings.database.as_ref().context("store = \"postgres\" needs [database]")?;
-            let pg = Arc::new(PgStore::connect(&db.pg())?);
+            let store = PgStore::connect_sharded(&db.pg(), http_workers)?;
+            pg = Some(store.clone());
+            let pg = Arc::new(store);
             if db.migrate_on_start {
                 let applied = pg.migrate().await.context("applying migrations")?;
                 tracing::info!(?applied, "migrations applied");
@@ -255,7 +272,7 @@ pub async fn wire(settings: &Settings, overrides: Overrides) -> anyhow::Result<W
         random,
     };
     let sesame = Sesame::new(ports, secrets, flow_settings(settings)?);
-    Ok(Wired { sesame, keys, mailbox, mailbox_delivers: settings.mailbox_delivers() })
+    Ok(Wired { sesame, keys, mailbox, mailbox_delivers: settings.mailbox_delivers(), pg })
 }
 
 fn server_secret(settings: &Settings, random: &dyn Random) -> Vec<u8> {

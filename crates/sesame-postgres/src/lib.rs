@@ -78,16 +78,32 @@ impl PgConfig {
     }
 }
 
-/// Every store port over one Postgres connection pool.
+/// Every store port over Postgres connection pools: one, or (`connect_sharded`) one per HTTP
+/// worker thread and one for every other thread. tokio-postgres drives each connection in a
+/// task on the thread that opened it, so a query from another thread costs two cross-thread
+/// wake-ups (an eventfd write and a context switch each); with a pool per worker a query stays
+/// on its thread.
 #[derive(Clone)]
 pub struct PgStore {
-    pool: Pool<AsyncPgConnection>,
+    /// The pinned threads' shards, then the shared one (the last).
+    pools: std::sync::Arc<[Pool<AsyncPgConnection>]>,
+    next_pin: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+thread_local! {
+    /// The shard `PgStore::pin_thread` gave this thread.
+    static PINNED: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
 }
 
 impl std::fmt::Debug for PgStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let status = self.pool.status();
-        f.debug_struct("PgStore").field("size", &status.size).field("available", &status.available).finish()
+        let (size, available) =
+            self.pools.iter().map(Pool::status).fold((0, 0), |(s, a), st| (s + st.size, a + st.available));
+        f.debug_struct("PgStore")
+            .field("shards", &self.pools.len())
+            .field("size", &size)
+            .field("available", &available)
+            .finish()
     }
 }
 
@@ -98,6 +114,30 @@ impl PgStore {
     /// # Errors
     /// When the configuration is unusable.
     pub fn connect(config: &PgConfig) -> anyhow::Result<Self> {
+        Self::connect_sharded(config, 0)
+    }
+
+    /// As `connect`, with `pool_size` split into a pool for each of `pinned` threads (each one
+    /// calls `pin_thread`: the HTTP workers) and a pool for every other thread (start-up,
+    /// delivery, key refresh), which gets an eighth of the connections, at least 2. With
+    /// `pinned` 0, or a pool too small to split, one pool.
+    ///
+    /// # Errors
+    /// When the configuration is unusable.
+    pub fn connect_sharded(config: &PgConfig, pinned: usize) -> anyhow::Result<Self> {
+        let size = config.pool_size.max(1);
+        let shared = (size / 8).max(2);
+        let sizes: Vec<usize> = if pinned == 0 || size < shared + pinned {
+            vec![size]
+        } else {
+            let each = size - shared;
+            (0..pinned).map(|i| each / pinned + usize::from(i < each % pinned)).chain([shared]).collect()
+        };
+        let pools = sizes.into_iter().map(|n| Self::pool(config, n)).collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(Self { pools: pools.into(), next_pin: std::sync::Arc::default() })
+    }
+
+    fn pool(config: &PgConfig, size: usize) -> anyhow::Result<Pool<AsyncPgConnection>> {
         let statement_timeout = config.statement_timeout_ms;
         let mut manager_config = ManagerConfig::<AsyncPgConnection>::default();
         // No `SELECT 1` at every checkout (a round trip per statement on the hot paths): a
@@ -116,19 +156,35 @@ impl PgStore {
         });
         let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(&config.url, manager_config);
         let wait = Duration::from_millis(config.connect_timeout_ms.max(1));
-        let pool = Pool::builder(manager)
-            .max_size(config.pool_size.max(1))
+        Pool::builder(manager)
+            .max_size(size)
             .wait_timeout(Some(wait))
             .create_timeout(Some(wait))
             .recycle_timeout(Some(wait))
             .runtime(deadpool::Runtime::Tokio1)
             .build()
-            .context("building the Postgres pool")?;
-        Ok(Self { pool })
+            .context("building the Postgres pool")
+    }
+
+    /// Gives the calling thread a pool of its own (of `connect_sharded`'s `pinned`), so that
+    /// its queries run on connections it drives. Call it once on each HTTP worker thread.
+    pub fn pin_thread(&self) {
+        let next = self.next_pin.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        PINNED.with(|p| p.set(Some(next)));
+    }
+
+    /// The pool for the calling thread.
+    fn pool_here(&self) -> &Pool<AsyncPgConnection> {
+        let (n, shared) = (self.pools.len(), self.pools.len() - 1);
+        let shard = match PINNED.with(std::cell::Cell::get) {
+            Some(i) if n > 1 => i % shared,
+            _ => shared,
+        };
+        &self.pools[shard]
     }
 
     pub(crate) async fn conn(&self) -> Result<Object<AsyncPgConnection>, StoreError> {
-        self.pool.get().await.map_err(|e| match e {
+        self.pool_here().get().await.map_err(|e| match e {
             PoolError::Timeout(_) | PoolError::Backend(_) | PoolError::Closed | PoolError::NoRuntimeSpecified => {
                 StoreError::Unavailable(anyhow::anyhow!("Postgres connection: {e}"))
             }
@@ -199,4 +255,41 @@ fn is_transient(message: &str) -> bool {
         "Connection closed",
     ];
     MARKERS.iter().any(|m| message.contains(m))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sizes(store: &PgStore) -> Vec<usize> {
+        store.pools.iter().map(|p| p.status().max_size).collect()
+    }
+
+    #[test]
+    fn the_pool_splits_across_pinned_threads_with_an_eighth_for_the_rest() {
+        // Pools open their connections lazily: nothing listens here, nothing is tried.
+        let mut config = PgConfig::new("postgres://nobody@127.0.0.1:1/none");
+        config.pool_size = 32;
+        assert_eq!(sizes(&PgStore::connect(&config).unwrap()), vec![32]);
+        let store = PgStore::connect_sharded(&config, 2).unwrap();
+        assert_eq!(sizes(&store), vec![14, 14, 4]);
+        config.pool_size = 3;
+        assert_eq!(sizes(&PgStore::connect_sharded(&config, 2).unwrap()), vec![3], "too small to split");
+
+        // Unpinned threads share the last pool; each pinned one gets its own, in turn.
+        let shared = std::ptr::from_ref(&store.pools[2]);
+        assert!(std::ptr::eq(store.pool_here(), shared));
+        let picked: Vec<usize> = (0..3)
+            .map(|_| {
+                let store = store.clone();
+                std::thread::spawn(move || {
+                    store.pin_thread();
+                    store.pools.iter().position(|p| std::ptr::eq(p, store.pool_here())).unwrap_or(99)
+                })
+                .join()
+                .unwrap_or(99)
+            })
+            .collect();
+        assert_eq!(picked, vec![0, 1, 0]);
+    }
 }
