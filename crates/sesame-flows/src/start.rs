@@ -205,17 +205,18 @@ impl Sesame {
         let claimed_until = (wait_for_sms || permit.is_some()).then(|| now + self.settings.delivery.lease);
         // The challenge, its message and the audit record: one write.
         self.ports.challenges.start(challenge, message.clone(), event, claimed_until).await?;
-        let claimed = delivery::Handed {
+        // What this replica delivers itself: the message it holds the lease of, with its text.
+        let handed = || delivery::Handed {
             claimed: ClaimedMessage { message, attempt: 1 },
             ready: Some((rendered, key.identifier.clone())),
         };
         if wait_for_sms {
             // Auth0 reports a provider's refusal of an SMS to the caller: try once, now.
-            if let delivery::Delivered::Failed(reason) = self.deliver_one(claimed).await? {
+            if let delivery::Delivered::Failed(reason) = self.deliver_one(handed()).await? {
                 return Err(StartError::SmsProviderError(reason));
             }
         } else if let Some(permit) = permit {
-            permit.send(claimed);
+            permit.send(handed());
         } else {
             delivery::wake(self);
         }

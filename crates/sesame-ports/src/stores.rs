@@ -143,8 +143,9 @@ pub trait Outbox: Send + Sync + std::fmt::Debug {
         max: usize,
         lease: Duration,
     ) -> Result<Vec<ClaimedMessage>, StoreError>;
-    /// Claims the message `id` if it is pending, due and not leased (the start path delivers its
-    /// own SMS at once); `None` otherwise.
+    /// Claims the message `id` if it is pending, due and not leased (for a caller that must
+    /// deliver one message itself; Sesame's start enqueues its message already claimed instead,
+    /// see `ChallengeStore::start`); `None` otherwise.
     async fn claim(
         &self,
         id: &MessageId,

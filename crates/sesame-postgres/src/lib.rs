@@ -2,15 +2,16 @@
 //! ClientStore, ConnectionStore, ChallengeStore, Outbox, UserStore, GrantStore, KeyStore and
 //! AuditLog. Every guarantee of the ports holds in SQL, across any number of replicas:
 //!
-//! - `start` is one statement (a CTE) that replaces the challenge and inserts the outbox row;
+//! - `start` is one statement (a CTE) that replaces the challenge, inserts the outbox row
+//!   (claimed by the caller when it asks) and the audit row: one round trip, one commit;
 //! - `check` is one `UPDATE … RETURNING` that counts the try and consumes on a match, so
 //!   concurrent checks of one code serialise on the row and exactly one wins;
 //! - first logins upsert with `ON CONFLICT`;
 //! - outbox claims use `FOR UPDATE SKIP LOCKED` with a lease.
 //!
 //! Statements are written as SQL with typed binds: the atomic ones do not fit Diesel's DSL, and
-//! one style for all keeps them reviewable side by side. Each is a `&'static str` run through
-//! `prepared::prepared`, so every connection prepares it once and then sends only its binds.
+//! one style for all keeps them reviewable side by side. Each is a constant run through
+//! `prepared!`, so every connection prepares it once and then sends only its binds.
 
 mod challenges;
 mod clients;
