@@ -31,6 +31,19 @@ pub enum ClientCommand {
         #[command(flatten)]
         json: JsonFlag,
     },
+    /// Set the scopes of one API that an application's access tokens may carry (replaces that
+    /// API's list; no `--scope` takes them all away).
+    Scopes {
+        client_id: String,
+        /// The API's identifier (its `audience`), as in `[[apis]]`.
+        #[arg(long)]
+        api: String,
+        /// A scope (repeatable).
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
     /// Make a new secret for a confidential application; the old one stops working at once.
     RotateSecret {
         client_id: String,
@@ -145,6 +158,12 @@ pub struct CreateArgs {
     /// A file with a public key (PEM, X.509 certificate or JWK) for private_key_jwt (repeatable).
     #[arg(long = "public-key")]
     pub public_keys: Vec<std::path::PathBuf>,
+    /// Scopes of an API the client's access tokens may carry, as `API=SCOPE,SCOPE` (repeatable).
+    #[arg(long = "api-scopes")]
+    pub api_scopes: Vec<String>,
+    /// Believe this confidential client's `auth0-forwarded-for` header as the end user's IP.
+    #[arg(long)]
+    pub trust_forwarded_for: bool,
     #[command(flatten)]
     pub json: JsonFlag,
 }
@@ -327,6 +346,18 @@ async fn shutdown_signal() {
     }
 }
 
+/// `--api-scopes API=SCOPE,SCOPE` values.
+fn api_scopes_arg(raw: &[String]) -> anyhow::Result<std::collections::BTreeMap<String, Vec<String>>> {
+    let mut map = std::collections::BTreeMap::new();
+    for entry in raw {
+        let (api, scopes) = entry.rsplit_once('=').context("--api-scopes is API=SCOPE,SCOPE")?;
+        let scopes: Vec<String> =
+            scopes.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect();
+        map.insert(api.to_owned(), scopes);
+    }
+    Ok(map)
+}
+
 /// `sesame migrate`: applies pending migrations.
 ///
 /// # Errors
@@ -348,6 +379,8 @@ fn client_json(c: &Client, secret: Option<&str>) -> serde_json::Value {
         "allowed_origins": c.allowed_origins,
         "grant_types": c.grant_types.iter().map(|g| g.as_str()).collect::<Vec<_>>(),
         "public_keys": c.public_keys.len(),
+        "api_scopes": c.api_scopes,
+        "trust_forwarded_for": c.trust_forwarded_for,
     });
     if let Some(s) = secret {
         v["client_secret"] = json!(s);
@@ -440,7 +473,12 @@ pub async fn client(settings: &Settings, command: ClientCommand) -> anyhow::Resu
                 allowed_origins: args.origins,
                 grant_types,
                 public_keys,
+                api_scopes: api_scopes_arg(&args.api_scopes)?,
+                trust_forwarded_for: args.trust_forwarded_for,
             };
+            if client.trust_forwarded_for && !client.is_confidential() {
+                bail!("--trust-forwarded-for is only for confidential clients (a public one proves nothing)");
+            }
             if clients.find(&client.id).await?.is_some() {
                 bail!("a client with id {id} exists already");
             }
@@ -482,6 +520,22 @@ pub async fn client(settings: &Settings, command: ClientCommand) -> anyhow::Resu
             } else {
                 out(&format!("deleted {client_id}"))
             }
+        }
+        ClientCommand::Scopes { client_id, api, scopes, json } => {
+            let mut c = clients
+                .find(&ClientId::new(client_id.clone()))
+                .await?
+                .with_context(|| format!("no client {client_id}"))?;
+            if !settings.apis.iter().any(|a| a.identifier == api) {
+                bail!("no API {api:?} in [[apis]] of the config");
+            }
+            if scopes.is_empty() {
+                c.api_scopes.remove(&api);
+            } else {
+                c.api_scopes.insert(api, scopes);
+            }
+            clients.save(&c).await?;
+            show(&c, None, json.json)
         }
         ClientCommand::RotateSecret { client_id, json } => {
             let mut c = clients

@@ -55,8 +55,12 @@ pub struct Settings {
     pub rate_limit: LimiterKind,
     pub email: SenderKind,
     pub sms: SenderKind,
-    /// Serve `GET /dev/mailbox` (only ever while the mailbox sender delivers).
-    pub dev_mailbox: bool,
+    /// Whether the development mailbox may stand in for a provider (and `GET /dev/mailbox`
+    /// publish what it holds). Unset: only in the embedded default (`store`, `email` and `sms`
+    /// all at their defaults); anywhere else a channel whose provider is `mailbox` is disabled
+    /// unless this is `true`. Also read as `allow_dev_mailbox`.
+    #[serde(default, alias = "allow_dev_mailbox")]
+    pub dev_mailbox: Option<bool>,
     pub log_format: LogFormat,
     /// Largest accepted request body, in bytes.
     pub max_body_bytes: usize,
@@ -242,6 +246,12 @@ pub struct ClientSettings {
     /// PEM or JWK public keys for `private_key_jwt`.
     #[serde(default)]
     pub public_keys: Vec<String>,
+    /// The scopes of each API (by identifier) this client's access tokens may carry.
+    #[serde(default)]
+    pub api_scopes: std::collections::BTreeMap<String, Vec<String>>,
+    /// Believe `auth0-forwarded-for` from this confidential client as the end user's IP.
+    #[serde(default)]
+    pub trust_forwarded_for: bool,
 }
 
 impl std::fmt::Debug for ClientSettings {
@@ -274,7 +284,6 @@ store = "memory"
 rate_limit = "memory"
 email = "mailbox"
 sms = "mailbox"
-dev_mailbox = true
 log_format = "compact"
 max_body_bytes = 16384
 
@@ -349,6 +358,9 @@ impl Settings {
             "server_secret must be at least {} bytes",
             sesame_flows::Secrets::MIN_LEN
         );
+        if !self.server_secret.is_empty() {
+            check_secret_strength(&self.server_secret)?;
+        }
         anyhow::ensure!(self.max_body_bytes >= 1024, "max_body_bytes must be at least 1024");
         anyhow::ensure!(
             self.rate_limit != LimiterKind::Redis || self.redis.is_some(),
@@ -401,9 +413,29 @@ impl Settings {
         sesame_flows::templates::Templates::compile(&self.templates).context("templates")
     }
 
-    /// Whether the development mailbox delivers anything (then `/dev/mailbox` may be served).
+    /// The embedded default: everything in memory, both channels in the development mailbox.
+    pub fn is_embedded_default(&self) -> bool {
+        self.store == StoreKind::Memory && self.email == SenderKind::Mailbox && self.sms == SenderKind::Mailbox
+    }
+
+    /// Whether the development mailbox may deliver (`dev_mailbox`, else the embedded default).
+    pub fn mailbox_allowed(&self) -> bool {
+        self.dev_mailbox.unwrap_or_else(|| self.is_embedded_default())
+    }
+
+    /// Whether email can be sent: a real provider, or the mailbox where it is allowed.
+    pub fn email_enabled(&self) -> bool {
+        self.email != SenderKind::Mailbox || self.mailbox_allowed()
+    }
+
+    /// Whether SMS can be sent: a real provider, or the mailbox where it is allowed.
+    pub fn sms_enabled(&self) -> bool {
+        self.sms != SenderKind::Mailbox || self.mailbox_allowed()
+    }
+
+    /// Whether the development mailbox delivers anything (then `/dev/mailbox` is served).
     pub fn mailbox_delivers(&self) -> bool {
-        self.email == SenderKind::Mailbox || self.sms == SenderKind::Mailbox
+        self.mailbox_allowed() && (self.email == SenderKind::Mailbox || self.sms == SenderKind::Mailbox)
     }
 
     /// `trusted_proxies` parsed; a bare IP is a /32 (or /128).
@@ -433,6 +465,7 @@ impl Settings {
             "EMAIL",
             "SMS",
             "DEV_MAILBOX",
+            "ALLOW_DEV_MAILBOX",
             "LOG_FORMAT",
             "MAX_BODY_BYTES",
             "TOKENS",
@@ -446,6 +479,45 @@ impl Settings {
             })
             .collect()
     }
+}
+
+/// Words found in example and placeholder secrets (README text, templates); a secret that holds
+/// one was pasted, not generated.
+const PLACEHOLDER_WORDS: &[&str] = &[
+    "…",
+    "...",
+    "changeme",
+    "change-me",
+    "change_me",
+    "replace",
+    "placeholder",
+    "random bytes",
+    "secret store",
+    "your-secret",
+    "your_secret",
+    "xxxxxxxx",
+];
+
+/// Fewest distinct bytes a generated secret of 32+ bytes has (64 hex digits have 16; 32 random
+/// bytes in base64 about 27); fewer means a typed or repeated string.
+const MIN_DISTINCT_SECRET_BYTES: usize = 12;
+
+/// Refuses placeholder and low-entropy server secrets.
+fn check_secret_strength(secret: &str) -> anyhow::Result<()> {
+    let lower = secret.to_lowercase();
+    if let Some(word) = PLACEHOLDER_WORDS.iter().find(|w| lower.contains(**w)) {
+        anyhow::bail!(
+            "server_secret looks like a placeholder (it contains {word:?}): set it to 32+ random bytes, \
+             e.g. `openssl rand -base64 32`"
+        );
+    }
+    let distinct = secret.bytes().collect::<std::collections::BTreeSet<u8>>().len();
+    anyhow::ensure!(
+        distinct >= MIN_DISTINCT_SECRET_BYTES,
+        "server_secret has only {distinct} distinct characters, too few for a random secret: set it to 32+ \
+         random bytes, e.g. `openssl rand -base64 32`"
+    );
+    Ok(())
 }
 
 #[cfg(test)]

@@ -165,6 +165,12 @@ pub fn start(err: StartError) -> ApiError {
     match err {
         StartError::ConnectionNotFound => ApiError::bad_request("bad.connection", "Connection does not exist"),
         StartError::ConnectionDisabled => ApiError::bad_request("bad.connection", "Connection is disabled"),
+        StartError::NoProvider(Strategy::Email) => {
+            ApiError::bad_request("bad.connection", "No email provider is configured on this server")
+        }
+        StartError::NoProvider(Strategy::Sms) => {
+            ApiError::bad_request("bad.connection", "No SMS provider is configured on this server")
+        }
         StartError::EmailMissing => ApiError::bad_request("bad.email", "Missing required property: email"),
         StartError::EmailInvalid(raw) => {
             ApiError::bad_request("bad.email", format!("error in email - email format validation failed: {raw}"))
@@ -186,6 +192,10 @@ pub fn start(err: StartError) -> ApiError {
         StartError::CountryNotAllowed => {
             ApiError::bad_request("bad.phone_number", "SMS to this phone number's country is not allowed")
         }
+        StartError::CostlyNumber(kind) => ApiError::bad_request(
+            "bad.phone_number",
+            format!("SMS to this kind of number ({}) is not allowed", kind.label()),
+        ),
         StartError::RateLimited => ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_requests", TOO_MANY_REQUESTS),
         StartError::Unavailable(cause) => ApiError::unavailable(&cause),
         StartError::Unexpected(cause) => ApiError::internal(&cause),

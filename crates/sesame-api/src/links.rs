@@ -130,7 +130,7 @@ async fn prepare(
             return Err(error_page("The service is temporarily unavailable. Please try again later."));
         }
     };
-    match check_authorization(&client, &params_of(map)) {
+    match check_authorization(&client, &state.sesame.settings.apis, &params_of(map)) {
         Ok(auth) => Ok((client, auth)),
         Err(AuthorizeError::UntrustedRedirect) => {
             Err(error_page("The link's redirect_uri is not a registered callback of the application."))

@@ -28,16 +28,18 @@ pub struct AppState {
 }
 
 /// The end user's IP: the peer, or what trusted proxies forwarded; `auth0-forwarded-for` only
-/// from an authenticated confidential client (a backend calling for its user), as Auth0 does.
+/// from an authenticated confidential client marked `trust_forwarded_for` (a backend calling for
+/// its user: Auth0's "Trust Token Endpoint IP Header").
 fn end_user_ip(state: &AppState, req: &HttpRequest, client: &sesame_domain::Client) -> Option<String> {
     if client.is_confidential()
+        && client.trust_forwarded_for
         && let Some(ip) = req
             .headers()
             .get("auth0-forwarded-for")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<std::net::IpAddr>().ok())
     {
-        return Some(ip.to_string());
+        return Some(wire::bucket(ip.to_canonical()));
     }
     wire::client_ip(req, &state.trusted_proxies)
 }

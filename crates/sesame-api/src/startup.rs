@@ -80,7 +80,7 @@ impl Application {
         let port = listener.local_addr()?.port();
         let state = web::Data::new(AppState {
             sesame: sesame.clone(),
-            mailbox: (settings.dev_mailbox && mailbox_delivers).then(|| mailbox.clone()),
+            mailbox: mailbox_delivers.then(|| mailbox.clone()),
             trusted_proxies: settings.trusted_proxy_nets()?,
             confirm_links: settings.magic_link.confirm,
         });
@@ -221,11 +221,10 @@ async fn wire_with(settings: &Settings, overrides: Overrides, http_workers: usiz
     let keys = Arc::new(
         KeyRing::open(stores.keys.clone(), kek, Arc::clone(&clock), refresh, initial).await.context("signing keys")?,
     );
+    // The replica's own limiter: the whole limiter in memory mode, the floor under Redis.
+    let local = Arc::new(MemoryRateLimiter::new());
     let (limiter, replay): (Arc<dyn RateLimiter>, Arc<dyn ReplayGuard>) = match settings.rate_limit {
-        LimiterKind::Memory => {
-            let l = Arc::new(MemoryRateLimiter::new());
-            (l.clone(), l)
-        }
+        LimiterKind::Memory => (local.clone(), local.clone()),
         LimiterKind::Redis => {
             let cfg = settings.redis.as_ref().context("rate_limit = \"redis\" needs [redis]")?;
             // Lazy: Sesame starts while Redis is down and behaves as `limits.fail` says until it is back.
@@ -241,7 +240,8 @@ async fn wire_with(settings: &Settings, overrides: Overrides, http_workers: usiz
                 let cfg = settings.ses.as_ref().context("email = \"ses\" needs [ses]")?;
                 Arc::new(SesEmailSender::connect(cfg).await.context("Amazon SES settings")?)
             }
-            _ => mailbox.clone(),
+            _ if settings.email_enabled() => mailbox.clone(),
+            _ => Arc::new(NoProvider),
         },
     };
     let sms: Arc<dyn SmsSender> = match (overrides.sms, settings.sms) {
@@ -251,9 +251,15 @@ async fn wire_with(settings: &Settings, overrides: Overrides, http_workers: usiz
                 let cfg = settings.sns.as_ref().context("sms = \"sns\" needs [sns]")?;
                 Arc::new(SnsSmsSender::connect(cfg).await.context("Amazon SNS settings")?)
             }
-            _ => mailbox.clone(),
+            _ if settings.sms_enabled() => mailbox.clone(),
+            _ => Arc::new(NoProvider),
         },
     };
+    if settings.mailbox_delivers() && !settings.is_embedded_default() {
+        tracing::warn!(
+            "dev_mailbox = true: codes for the mailbox channels are published at GET /dev/mailbox; never do this in production"
+        );
+    }
     let ports = Ports {
         clients: stores.clients,
         connections: stores.connections,
@@ -265,6 +271,7 @@ async fn wire_with(settings: &Settings, overrides: Overrides, http_workers: usiz
         tokens: keys.clone(),
         assertions: Arc::new(sesame_jwt::AssertionVerifier),
         limiter,
+        floor_limiter: local,
         replay,
         email,
         sms,
@@ -273,6 +280,32 @@ async fn wire_with(settings: &Settings, overrides: Overrides, http_workers: usiz
     };
     let sesame = Sesame::new(ports, secrets, flow_settings(settings)?);
     Ok(Wired { sesame, keys, mailbox, mailbox_delivers: settings.mailbox_delivers(), pg })
+}
+
+/// The sender of a channel that has no provider: starts on it are refused before anything is
+/// stored (`FlowSettings::email_enabled`/`sms_enabled`), so this only ever sees a message left
+/// in a durable outbox from before the change, and gives it up.
+#[derive(Debug)]
+struct NoProvider;
+
+#[async_trait::async_trait]
+impl EmailSender for NoProvider {
+    async fn send(
+        &self,
+        _: &sesame_ports::OutgoingEmail,
+    ) -> Result<sesame_ports::DeliveryReceipt, sesame_ports::SendError> {
+        Err(sesame_ports::SendError::Rejected("no email provider is configured".into()))
+    }
+}
+
+#[async_trait::async_trait]
+impl SmsSender for NoProvider {
+    async fn send(
+        &self,
+        _: &sesame_ports::OutgoingSms,
+    ) -> Result<sesame_ports::DeliveryReceipt, sesame_ports::SendError> {
+        Err(sesame_ports::SendError::Rejected("no SMS provider is configured".into()))
+    }
 }
 
 fn server_secret(settings: &Settings, random: &dyn Random) -> Vec<u8> {
@@ -288,12 +321,22 @@ fn server_secret(settings: &Settings, random: &dyn Random) -> Vec<u8> {
     }
 }
 
-/// The configured key-encryption key, or one derived from the server secret.
+/// The configured key-encryption key, or one derived from the server secret with HKDF-SHA-256
+/// (RFC 5869; salt `sesame`, info `sesame/kek/v2`). Keys sealed under the v1 derivation
+/// (HMAC-SHA-256 of the label `sesame/kek/v1`) still open; new ones are sealed under v2.
 fn key_encryption_key(settings: &Settings, server_secret: &[u8]) -> anyhow::Result<KeyEncryptionKey> {
+    use aws_lc_rs::hkdf;
     use base64::Engine as _;
     if settings.signing_keys.kek.is_empty() {
+        let mut derived = [0u8; 32];
+        hkdf::Salt::new(hkdf::HKDF_SHA256, b"sesame")
+            .extract(server_secret)
+            .expand(&[b"sesame/kek/v2"], hkdf::HKDF_SHA256)
+            .and_then(|okm| okm.fill(&mut derived))
+            .map_err(|_| anyhow::anyhow!("deriving the key-encryption key"))?;
         let root = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, server_secret);
-        KeyEncryptionKey::new(aws_lc_rs::hmac::sign(&root, b"sesame/kek/v1").as_ref())
+        let v1 = KeyEncryptionKey::new(aws_lc_rs::hmac::sign(&root, b"sesame/kek/v1").as_ref())?;
+        Ok(KeyEncryptionKey::new(&derived)?.also_opening(v1))
     } else {
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(settings.signing_keys.kek.trim())
@@ -323,6 +366,8 @@ fn flow_settings(settings: &Settings) -> anyhow::Result<FlowSettings> {
     flow.limits = settings.limits.clone();
     flow.templates = Arc::new(settings.compiled_templates()?);
     flow.sms_wait_first_attempt = settings.delivery.sms_wait_first_attempt;
+    flow.email_enabled = settings.email_enabled();
+    flow.sms_enabled = settings.sms_enabled();
     let d = &settings.delivery;
     flow.delivery = RetryPolicy {
         max_attempts: d.max_attempts.max(1),
@@ -376,6 +421,8 @@ async fn seed(sesame: &Sesame, settings: &Settings) -> anyhow::Result<()> {
             allowed_origins: c.allowed_origins.clone(),
             grant_types: c.grant_types.clone(),
             public_keys: c.public_keys.clone(),
+            api_scopes: c.api_scopes.clone(),
+            trust_forwarded_for: c.trust_forwarded_for,
         };
         sesame.ports.clients.save(&client).await?;
     }
@@ -391,6 +438,8 @@ async fn seed(sesame: &Sesame, settings: &Settings) -> anyhow::Result<()> {
             allowed_origins: vec!["http://localhost:3000".into()],
             grant_types: vec![GrantType::PasswordlessOtp, GrantType::AuthorizationCode, GrantType::RefreshToken],
             public_keys: vec![],
+            api_scopes: Default::default(),
+            trust_forwarded_for: false,
         };
         sesame.ports.clients.save(&dev).await?;
         tracing::info!(client_id = DEV_CLIENT_ID, "embedded default: public development client ready");

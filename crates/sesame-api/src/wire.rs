@@ -1,6 +1,8 @@
 //! Reading request bodies as Auth0 does: JSON objects (and form bodies on `/oauth/token`),
 //! `null` meaning absent, each type error naming its field.
 
+use std::net::IpAddr;
+
 use actix_web::HttpRequest;
 use actix_web::http::header;
 use base64::Engine as _;
@@ -27,18 +29,19 @@ fn encoding(req: &HttpRequest) -> Option<Encoding> {
     }
 }
 
-/// The body as a JSON object. Form bodies become an object of strings. A body without a
-/// content type is read as JSON.
+/// The body as a JSON object. Form bodies become an object of strings. Only JSON and form
+/// bodies are read: a `text/plain` body (or one without a type) is what a page on any origin can
+/// make a browser send without a CORS preflight, so it is refused.
 ///
 /// # Errors
-/// `None` when the body is not an object in its encoding.
+/// `None` when the body is not an object in its encoding, or not JSON or a form.
 pub fn object(req: &HttpRequest, body: &[u8]) -> Option<Map<String, Value>> {
-    match encoding(req) {
-        Some(Encoding::Form) => {
+    match encoding(req)? {
+        Encoding::Form => {
             let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(body).ok()?;
             Some(pairs.into_iter().map(|(k, v)| (k, Value::String(v))).collect())
         }
-        Some(Encoding::Json) | None => match serde_json::from_slice::<Value>(body).ok()? {
+        Encoding::Json => match serde_json::from_slice::<Value>(body).ok()? {
             Value::Object(map) => Some(map),
             _ => None,
         },
@@ -116,22 +119,81 @@ pub fn request_language(req: &HttpRequest) -> Option<String> {
     pick("x-request-language").or_else(|| pick("accept-language"))
 }
 
-/// The caller's address: the socket peer, unless the peer is a trusted proxy; then the
-/// rightmost `X-Forwarded-For` entry that is not itself a trusted proxy (entries further left
-/// were written by the client and prove nothing).
+/// The caller's address as a rate-limit bucket: the socket peer, unless the peer is a trusted
+/// proxy; then `X-Forwarded-For` read right to left, skipping trusted proxies, up to the first
+/// address that is not one. Entries further left were written by the client and prove nothing;
+/// a malformed entry ends the chain there (nothing left of it is believed), and the nearest
+/// trusted hop stands in. IPv4-mapped IPv6 addresses are their IPv4 address; IPv6 clients share
+/// one bucket per /64 (one host usually holds a whole /64).
 pub fn client_ip(req: &HttpRequest, trusted: &[ipnet::IpNet]) -> Option<String> {
-    let peer = req.peer_addr()?.ip();
-    let is_trusted = |ip: &std::net::IpAddr| trusted.iter().any(|n| n.contains(ip));
+    let peer = req.peer_addr()?.ip().to_canonical();
+    let headers = req.headers().get_all("x-forwarded-for").map(|v| v.to_str().ok());
+    Some(bucket(forwarded_client(peer, headers, trusted)))
+}
+
+fn forwarded_client<'a>(
+    peer: IpAddr,
+    headers: impl DoubleEndedIterator<Item = Option<&'a str>>,
+    trusted: &[ipnet::IpNet],
+) -> IpAddr {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.contains(ip));
+    let mut nearest = peer;
     if !is_trusted(&peer) {
-        return Some(peer.to_string());
+        return peer;
     }
-    let forwarded: Vec<std::net::IpAddr> = req
-        .headers()
-        .get_all("x-forwarded-for")
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map_while(|entry| entry.trim().parse().ok())
-        .collect();
-    let ip = forwarded.iter().rev().find(|ip| !is_trusted(ip)).or(forwarded.first()).copied().unwrap_or(peer);
-    Some(ip.to_string())
+    for header in headers.rev() {
+        // A header that is not even text is as malformed as a bad entry.
+        let Some(header) = header else { return nearest };
+        for entry in header.rsplit(',') {
+            let Some(ip) = parse_hop(entry.trim()) else { return nearest };
+            if !is_trusted(&ip) {
+                return ip;
+            }
+            nearest = ip;
+        }
+    }
+    nearest
+}
+
+/// One `X-Forwarded-For` entry: an address, optionally with a port (`1.2.3.4:80`, `[::1]:80`).
+fn parse_hop(entry: &str) -> Option<IpAddr> {
+    entry
+        .parse::<IpAddr>()
+        .or_else(|_| entry.parse::<std::net::SocketAddr>().map(|s| s.ip()))
+        .ok()
+        .map(|ip| ip.to_canonical())
+}
+
+/// The rate-limit bucket of an address: itself for IPv4, its /64 for IPv6.
+pub fn bucket(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => ipnet::Ipv6Net::new(v6, 64).map_or_else(|_| v6.to_string(), |n| n.trunc().to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(peer: &str, header: &[&str], trusted: &[&str]) -> String {
+        let trusted: Vec<ipnet::IpNet> = trusted.iter().map(|t| t.parse().expect("net")).collect();
+        let peer: IpAddr = peer.parse().expect("peer");
+        bucket(forwarded_client(peer.to_canonical(), header.iter().map(|h| Some(*h)), &trusted))
+    }
+
+    #[test]
+    fn the_chain_is_read_right_to_left_and_stops_at_a_bad_hop() {
+        let lb = ["10.0.0.0/8"];
+        assert_eq!(client("10.0.0.5", &["203.0.113.9"], &lb), "203.0.113.9");
+        assert_eq!(client("10.0.0.5", &["1.1.1.1, 203.0.113.9, 10.0.0.7"], &lb), "203.0.113.9");
+        assert_eq!(client("10.0.0.5", &["1.1.1.1", "203.0.113.9:4711"], &lb), "203.0.113.9");
+        assert_eq!(client("10.0.0.5", &["203.0.113.9, x"], &lb), "10.0.0.5", "junk: the proxy's bucket");
+        assert_eq!(client("10.0.0.5", &["203.0.113.9, x, 10.0.0.7"], &lb), "10.0.0.7");
+        assert_eq!(client("10.0.0.5", &[], &lb), "10.0.0.5");
+        assert_eq!(client("192.0.2.1", &["203.0.113.9"], &lb), "192.0.2.1", "untrusted peer: header ignored");
+        assert_eq!(client("::ffff:10.0.0.5", &["198.51.100.1"], &lb), "198.51.100.1", "IPv4-mapped peer");
+        assert_eq!(client("10.0.0.5", &["2001:db8:0:1:abcd::9"], &lb), "2001:db8:0:1::/64");
+        assert_eq!(client("10.0.0.5", &["[2001:db8::1]:443"], &lb), "2001:db8::/64");
+    }
 }

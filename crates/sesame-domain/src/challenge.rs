@@ -72,9 +72,11 @@ pub enum Proof {
 pub enum CheckOutcome {
     /// The proof matched; with `consume`, the challenge is now used up.
     Accepted(Box<Challenge>),
-    /// The proof did not match; the challenge lives on.
+    /// The proof did not match a live challenge, and this try counted. With `attempts_left` 0
+    /// this try used the last attempt: the challenge is now dead.
     Wrong { attempts_left: u32 },
-    /// This try (or an earlier one) used the last attempt: the challenge is dead.
+    /// An earlier try used the last attempt: the challenge was dead already and this try did
+    /// not count (so tries against a dead code cannot be piled up against its owner).
     Exhausted,
     /// The challenge outlived its lifetime.
     Expired,

@@ -107,6 +107,14 @@ pub struct Client {
     pub grant_types: Vec<GrantType>,
     /// PEM or JWK public keys for `private_key_jwt`.
     pub public_keys: Vec<String>,
+    /// The scopes of each API (by its identifier) that this client's access tokens may carry,
+    /// beyond the OpenID Connect ones. An API the client has no entry for grants it none.
+    #[serde(default)]
+    pub api_scopes: std::collections::BTreeMap<String, Vec<String>>,
+    /// Whether this confidential client's `auth0-forwarded-for` header is believed as the end
+    /// user's IP (Auth0's "Trust Token Endpoint IP Header"). Off unless set.
+    #[serde(default)]
+    pub trust_forwarded_for: bool,
 }
 
 impl Client {
@@ -123,6 +131,11 @@ impl Client {
     pub fn may_use(&self, grant: GrantType) -> bool {
         let spa_forbidden = self.app_type == AppType::Spa && grant == GrantType::PasswordlessOtp;
         !spa_forbidden && self.grant_types.contains(&grant)
+    }
+
+    /// The scopes of `api` this client may be granted.
+    pub fn api_scopes(&self, api: &str) -> &[String] {
+        self.api_scopes.get(api).map_or(&[], Vec::as_slice)
     }
 
     /// Exact string match against the registered callbacks (RFC 9700 §2.1).

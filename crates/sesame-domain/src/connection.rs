@@ -104,8 +104,11 @@ pub struct ConnectionLimits {
     pub send_cooldown_secs: Option<u64>,
     pub failed_per_identifier: Option<Rate>,
     pub sms_per_country: Option<Rate>,
+    pub sms_per_range: Option<Rate>,
     /// ISO 3166 countries this (SMS) connection may send to; empty allows all.
     pub sms_allowed_countries: Option<Vec<String>>,
+    /// Costly kinds of number this (SMS) connection may send to; empty refuses them all.
+    pub sms_allowed_kinds: Option<Vec<crate::CostlyKind>>,
 }
 
 /// A passwordless connection and its settings.

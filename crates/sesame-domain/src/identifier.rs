@@ -20,17 +20,30 @@ pub enum IdentifierError {
 pub struct Email(String);
 
 impl Email {
-    /// Parses and normalises a submitted address.
+    /// Parses and normalises a submitted address: trimmed, the local part lower-cased, the domain
+    /// mapped by IDNA (UTS 46) to lower-case ASCII (punycode), so `jane@exａmple.com`,
+    /// `Jane@EXAMPLE.com` and `jane@example.com` are one address, and `bücher.example` is
+    /// `xn--bcher-kva.example`.
     ///
     /// # Errors
-    /// `BadEmail` when the trimmed string is not a plain address (no display name, no comments)
-    /// or holds any control character.
+    /// `BadEmail` when the trimmed string is not a plain address (no display name, no comments,
+    /// no quoted local part), its domain is no valid IDNA name, or it holds any control character.
     pub fn parse(raw: &str) -> Result<Self, IdentifierError> {
         let trimmed = raw.trim();
         if trimmed.is_empty() || trimmed.len() > 254 || trimmed.chars().any(char::is_control) {
             return Err(IdentifierError::BadEmail);
         }
-        let lowered = trimmed.to_lowercase();
+        // Quoted local parts ("jane"@x, "a@b"@x) make one mailbox spellable many ways and have
+        // carried SMTP injection (MimeKit GHSA-g7hc-96xr-gvvx): refused.
+        if trimmed.contains('"') {
+            return Err(IdentifierError::BadEmail);
+        }
+        let (local, domain) = trimmed.rsplit_once('@').ok_or(IdentifierError::BadEmail)?;
+        let domain = idna::domain_to_ascii_strict(domain).map_err(|_| IdentifierError::BadEmail)?;
+        let lowered = format!("{}@{domain}", local.to_lowercase());
+        if lowered.len() > 254 {
+            return Err(IdentifierError::BadEmail);
+        }
         let options = email_address::Options::default().without_display_text().without_domain_literal();
         match email_address::EmailAddress::parse_with_options(&lowered, options) {
             // The crate accepts dotless domains ("a@localhost"); a login address needs a real domain.
@@ -80,6 +93,29 @@ impl fmt::Debug for Email {
 pub struct PhoneNumber {
     e164: String,
     country: Option<String>,
+    kind: Option<CostlyKind>,
+}
+
+/// Kinds of number an SMS costs the sender (or earns a fraudster) more than a plain one; they
+/// are the targets of SMS pumping, refused unless `limits.sms_allowed_kinds` names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CostlyKind {
+    PremiumRate,
+    SharedCost,
+    /// Satellite and international networks: +870 (Inmarsat), +881 (GMSS), +882 and +883.
+    Satellite,
+}
+
+impl CostlyKind {
+    /// The words used in the refusal.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::PremiumRate => "premium rate",
+            Self::SharedCost => "shared cost",
+            Self::Satellite => "satellite or international network",
+        }
+    }
 }
 
 impl PhoneNumber {
@@ -98,7 +134,16 @@ impl PhoneNumber {
         }
         let e164 = parsed.format().mode(phonenumber::Mode::E164).to_string();
         let country = parsed.country().id().map(|id| id.as_ref().to_owned());
-        Ok(Self { e164, country })
+        let kind = if matches!(parsed.code().value(), 870 | 881 | 882 | 883) {
+            Some(CostlyKind::Satellite)
+        } else {
+            match parsed.number_type(&phonenumber::metadata::DATABASE) {
+                phonenumber::Type::PremiumRate => Some(CostlyKind::PremiumRate),
+                phonenumber::Type::SharedCost => Some(CostlyKind::SharedCost),
+                _ => None,
+            }
+        };
+        Ok(Self { e164, country, kind })
     }
 
     pub fn e164(&self) -> &str {
@@ -108,6 +153,17 @@ impl PhoneNumber {
     /// ISO 3166 region of the number (`US`, `FR`, …) where the plan names one.
     pub fn country(&self) -> Option<&str> {
         self.country.as_deref()
+    }
+
+    /// The costly kind of this number, if it is one (premium rate, shared cost, satellite).
+    pub fn costly_kind(&self) -> Option<CostlyKind> {
+        self.kind
+    }
+
+    /// The number range: the E.164 form without its last two digits (`+14155552671` is in
+    /// `+141555526`), the key of the per-range SMS cap against pumping through one block.
+    pub fn range(&self) -> &str {
+        &self.e164[..self.e164.len().saturating_sub(2).max(2)]
     }
 
     /// `+1415***71`: the form that may appear in logs.
@@ -199,5 +255,16 @@ mod tests {
             assert_eq!(PhoneNumber::parse(bad), Err(IdentifierError::PhonePattern), "{bad:?}");
         }
         assert_eq!(PhoneNumber::parse("+999123"), Err(IdentifierError::PhoneNotDialable));
+    }
+
+    #[test]
+    fn costly_numbers_are_recognised_and_a_range_drops_the_last_two_digits() {
+        let kind = |n: &str| PhoneNumber::parse(n).expect(n).costly_kind();
+        assert_eq!(kind("+14155552671"), None);
+        assert_eq!(kind("+33612345678"), None);
+        assert_eq!(kind("+449098765432"), Some(CostlyKind::PremiumRate), "UK 09");
+        assert_eq!(kind("+19002345678"), Some(CostlyKind::PremiumRate), "US 900");
+        assert_eq!(kind("+881612345678"), Some(CostlyKind::Satellite));
+        assert_eq!(PhoneNumber::parse("+14155552671").expect("US").range(), "+141555526");
     }
 }

@@ -16,7 +16,7 @@ pub use client::{AppType, AuthMethod, Client, ClientId, GrantType};
 pub use connection::{
     CodePolicy, Connection, ConnectionLimits, ConnectionName, PolicyError, Rate, Send, SendError, Strategy,
 };
-pub use identifier::{Email, Identifier, IdentifierError, PhoneNumber};
+pub use identifier::{CostlyKind, Email, Identifier, IdentifierError, PhoneNumber};
 pub use message::{Channel, MessageId, OutboxMessage, SealedMessage};
 pub use secret::{LinkToken, OtpCode, SecretHash};
 pub use user::{User, UserId};

@@ -4,10 +4,7 @@
 use aws_lc_rs::digest;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use sesame_domain::{
-    ChallengeKey, CheckOutcome, Client, ConnectionName, Email, GrantType, Identifier, PhoneNumber, Proof, SecretHash,
-    Strategy, UserId,
-};
+use sesame_domain::{Client, GrantType, SecretHash, Strategy, UserId};
 use sesame_ports::{AuditEvent, AuditKind, AuthorizationCode, RefreshOutcome};
 use subtle::ConstantTimeEq as _;
 
@@ -131,6 +128,30 @@ pub enum AuthorizeError {
     Unexpected(#[from] anyhow::Error),
 }
 
+/// What a refused link or verify_redirect sends back to the app (`Ok`), or the error that may
+/// not be redirected (`Err`).
+fn link_refusal(e: crate::exchange::ExchangeError) -> Result<Redirectable, AuthorizeError> {
+    use crate::exchange::ExchangeError as E;
+    Ok(match e {
+        E::RealmNotFound => redirectable("invalid_request", "Connection does not exist"),
+        E::RealmDisabled => redirectable("invalid_request", "Connection is disabled"),
+        E::GrantNotAllowed => redirectable("unauthorized_client", "Grant type not allowed for the client."),
+        E::AudienceNotFound(aud) => redirectable("access_denied", format!("Service not found: {aud}")),
+        E::WrongCode(Strategy::Email) => redirectable("unauthorized", "Wrong email or verification code."),
+        E::WrongCode(Strategy::Sms) => redirectable("unauthorized", "Wrong phone number or verification code."),
+        E::Exhausted => {
+            redirectable("unauthorized", "You've reached the maximum number of attempts. Please try to login again.")
+        }
+        E::Expired => redirectable("unauthorized", "The verification code has expired. Please try to login again."),
+        E::RateLimited => redirectable("too_many_requests", "Too many requests. Please try again later."),
+        E::TooManyAttempts => {
+            redirectable("too_many_attempts", "Too many failed attempts for this user. Please try again later.")
+        }
+        E::Unavailable(e) => return Err(AuthorizeError::Unavailable(e)),
+        E::Unexpected(e) => return Err(AuthorizeError::Unexpected(e)),
+    })
+}
+
 fn redirectable(error: &'static str, description: impl Into<String>) -> Redirectable {
     Redirectable { error, description: description.into() }
 }
@@ -138,9 +159,15 @@ fn redirectable(error: &'static str, description: impl Into<String>) -> Redirect
 /// Checks an authorization request against the client (RFC 9700: exact redirect match, PKCE
 /// S256 for public clients using codes; OIDC: a nonce for implicit id_tokens).
 ///
+/// The `audience`, if any, must be one of `apis`: a token is never signed for an unknown one.
+///
 /// # Errors
 /// `UntrustedRedirect` when the redirect target cannot be trusted; otherwise a redirectable error.
-pub fn check_authorization(client: &Client, p: &AuthorizeParams) -> Result<Authorization, AuthorizeError> {
+pub fn check_authorization(
+    client: &Client,
+    apis: &[crate::Api],
+    p: &AuthorizeParams,
+) -> Result<Authorization, AuthorizeError> {
     let redirect_uri = match &p.redirect_uri {
         Some(uri) if client.callback_allowed(uri) => uri.clone(),
         Some(_) => return Err(AuthorizeError::UntrustedRedirect),
@@ -233,6 +260,12 @@ pub fn check_authorization(client: &Client, p: &AuthorizeParams) -> Result<Autho
     if response_type.returns_id_token() && p.nonce.as_deref().is_none_or(str::is_empty) {
         return fail(redirectable("invalid_request", "nonce is required when an id_token is returned"), mode);
     }
+    let audience = p.audience.clone().filter(|a| !a.is_empty());
+    if let Some(aud) = &audience
+        && !apis.iter().any(|a| &a.identifier == aud)
+    {
+        return fail(redirectable("access_denied", format!("Service not found: {aud}")), mode);
+    }
     Ok(Authorization {
         response_type,
         mode,
@@ -240,7 +273,7 @@ pub fn check_authorization(client: &Client, p: &AuthorizeParams) -> Result<Autho
         scope: p.scope.clone().unwrap_or_else(|| "openid".into()),
         state,
         nonce: p.nonce.clone(),
-        audience: p.audience.clone().filter(|a| !a.is_empty()),
+        audience,
         code_challenge,
     })
 }
@@ -320,70 +353,56 @@ impl From<TokenIssueError> for GrantError {
 crate::store_errors_into!(AuthorizeError);
 
 impl Sesame {
-    /// Completes a magic link: checks the code like an OTP (newest only, expiry, single use,
-    /// tries), then answers the authorization request.
+    /// Completes a magic link (or auth0.js's verify_redirect with a typed code): checks it on the
+    /// same path as the OTP grant (limits, the per-identifier failure count, newest only, expiry,
+    /// single use, tries), then answers the authorization request. A link token answers the
+    /// authorization request of its own start (`authParams` stored with the challenge): the
+    /// parameters it is opened with only decide where an error may go, so whoever holds a link
+    /// cannot swap its PKCE challenge, redirect, state, scope or audience. A typed code answers
+    /// the request it comes with (the browser that typed it made that request).
     ///
     /// # Errors
-    /// A redirectable error for a wrong, used or expired link; `Unavailable` when a store is down.
+    /// A redirectable error for a wrong, used, expired or limited proof; `Unavailable` when a
+    /// store is down.
     pub async fn complete_link(&self, req: LinkCompletion) -> Result<AuthorizationResponse, AuthorizeError> {
         let auth = req.authorization;
         let refuse = |r: Redirectable| AuthorizeError::Redirect(r, Box::new(auth.clone()));
-        let name = ConnectionName::new(req.connection.clone());
-        let Some(connection) = self.ports.connections.find(&name).await? else {
-            return Err(refuse(redirectable("invalid_request", "Connection does not exist")));
+        let exchange = crate::exchange::OtpExchange {
+            realm: req.connection.clone(),
+            username: req.email.clone().or(req.phone_number.clone()).unwrap_or_default(),
+            otp: req.verification_code.clone(),
+            scope: None,
+            audience: None,
+            ip: req.ip.clone(),
+            client: req.client,
         };
-        if !req.client.connection_enabled(&connection.name) {
-            return Err(refuse(redirectable("invalid_request", "Connection is disabled")));
-        }
-        let wrong = match connection.strategy {
-            Strategy::Email => "Wrong email or verification code.",
-            Strategy::Sms => "Wrong phone number or verification code.",
+        let mut limit = None;
+        let checked = self.check_otp(&exchange, crate::exchange::Presented::CodeOrLink, true, false, &mut limit).await;
+        let crate::exchange::Checked { connection, key, challenge, by_link } = match checked {
+            Ok(c) => c,
+            Err(e) => return Err(link_refusal(e).map_or_else(|e| e, refuse)),
         };
-        let identifier = match connection.strategy {
-            Strategy::Email => req.email.as_deref().and_then(|e| Email::parse(e).ok()).map(Identifier::Email),
-            Strategy::Sms => {
-                req.phone_number.as_deref().and_then(|p| PhoneNumber::parse(p).ok()).map(Identifier::Phone)
-            }
-        };
-        let Some(identifier) = identifier else {
-            return Err(refuse(redirectable("unauthorized", wrong)));
-        };
-        let key = ChallengeKey { client_id: req.client.id.clone(), connection: connection.name.clone(), identifier };
-        let code = req.verification_code.trim();
-        // auth0.js sends the typed numeric code here; our links carry a 256-bit token.
-        let proof = if !code.is_empty() && code.bytes().all(|b| b.is_ascii_digit()) {
-            Proof::Code(self.secrets().code_hash(&key, code))
+        let client = exchange.client;
+        let auth = if by_link {
+            let stored = &challenge.challenge.auth_params;
+            let params = AuthorizeParams::from_lookup(|k| stored.get_str(k).filter(|v| !v.is_empty()));
+            check_authorization(&client, &self.settings.apis, &params)?
         } else {
-            Proof::Link(self.secrets().link_hash(&key, code))
+            auth
         };
         let now = self.ports.clock.now();
-        let outcome = self.ports.challenges.check(&key, proof, true, now).await?;
-        let mut event = AuditEvent::new(AuditKind::LoginFailed, now);
+        let new_id = UserId(format!("{}|{}", connection.strategy.as_str(), random_object_id(&*self.ports.random)));
+        let user = self.ports.users.record_login(&connection.name, &key.identifier, new_id, now).await?;
+        let mut event = AuditEvent::new(AuditKind::LoginSucceeded, now);
         event.client_id = Some(key.client_id.0.clone());
         event.connection = Some(key.connection.0.clone());
         event.identifier = Some(key.identifier.masked());
-        event.ip = req.ip.clone();
-        let failure = match outcome {
-            CheckOutcome::Accepted(_) => None,
-            CheckOutcome::Wrong { .. } | CheckOutcome::NotFound => Some(wrong),
-            CheckOutcome::Exhausted => {
-                Some("You've reached the maximum number of attempts. Please try to login again.")
-            }
-            CheckOutcome::Expired => Some("The verification code has expired. Please try to login again."),
-        };
-        if let Some(description) = failure {
-            event.detail = Some(format!("magic link: {description}"));
-            self.audit(event).await;
-            return Err(refuse(redirectable("unauthorized", description)));
-        }
-        let new_id = UserId(format!("{}|{}", connection.strategy.as_str(), random_object_id(&*self.ports.random)));
-        let user = self.ports.users.record_login(&connection.name, &key.identifier, new_id, now).await?;
-        event.kind = AuditKind::LoginSucceeded;
+        event.ip = exchange.ip.clone();
         event.user_id = Some(user.id.0.clone());
-        event.detail = Some("magic link".into());
+        event.detail = Some(if by_link { "magic link" } else { "verify_redirect" }.into());
         self.audit(event).await;
 
-        self.authorization_response(&req.client, &user, &auth, now).await
+        self.authorization_response(&client, &user, &auth, now).await
     }
 
     /// `GET /authorize?login_ticket=…` (auth0.js after `/co/authenticate`): the ticket is single
@@ -547,7 +566,8 @@ impl Sesame {
         let next_hash: SecretHash = self.secrets().token_hash("refresh_token", &next_token);
         let next_expires_at = now + self.settings.refresh_token_lifetime;
         let presented_hash = self.secrets().token_hash("refresh_token", presented);
-        let rotated = self.ports.grants.rotate_refresh(&presented_hash, next_hash, next_expires_at, now).await?;
+        let rotated =
+            self.ports.grants.rotate_refresh(&client.id, &presented_hash, next_hash, next_expires_at, now).await?;
         let current = match rotated {
             RefreshOutcome::Rotated(current) => current,
             RefreshOutcome::Reused => {
@@ -559,9 +579,6 @@ impl Sesame {
             }
             RefreshOutcome::Invalid => return Err(GrantError::InvalidGrant("Unknown or invalid refresh token.")),
         };
-        if current.client_id != client.id {
-            return Err(GrantError::InvalidGrant("Unknown or invalid refresh token."));
-        }
         let user = self
             .ports
             .users

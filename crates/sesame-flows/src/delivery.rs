@@ -426,6 +426,7 @@ mod tests {
             tokens: Arc::new(sesame_jwt::JwtIssuer::new(sesame_jwt::RsaSigningKey::generate().unwrap())),
             assertions: Arc::new(sesame_jwt::AssertionVerifier),
             limiter: limiter.clone(),
+            floor_limiter: limiter.clone(),
             replay: limiter,
             email: mailbox.clone(),
             sms: mailbox.clone(),
@@ -451,6 +452,8 @@ mod tests {
             allowed_origins: vec![],
             grant_types: vec![GrantType::PasswordlessOtp],
             public_keys: vec![],
+            api_scopes: Default::default(),
+            trust_forwarded_for: false,
         };
         ClientStore::save(&*store, &client).await.unwrap();
         let sesame = Sesame::new(ports, Secrets::new(&[7u8; 32]).unwrap(), FlowSettings::new("https://sesame.test/"));

@@ -81,7 +81,7 @@ impl Sesame {
     /// As `exchange_otp`.
     pub async fn verify_otp(&self, req: OtpExchange) -> Limited<(), ExchangeError> {
         let mut limit = None;
-        let result = self.check_otp(&req, false, false, &mut limit).await.map(|_| ());
+        let result = self.check_otp(&req, Presented::Code, false, false, &mut limit).await.map(|_| ());
         Limited::new(result, limit)
     }
 
@@ -100,7 +100,7 @@ impl Sesame {
     async fn ticket_for(&self, req: &OtpExchange, limit: &mut Option<LimitDecision>) -> Result<String, ExchangeError> {
         // Browser logins (SPAs above all) come this way; the grant that matters is the one
         // `/authorize` checks for the response type, not the OTP grant of the token endpoint.
-        let (connection, key) = self.check_otp(req, true, false, limit).await?;
+        let Checked { connection, key, .. } = self.check_otp(req, Presented::Code, true, false, limit).await?;
         let now = self.ports.clock.now();
         let random = &*self.ports.random;
         let new_id = UserId(format!("{}|{}", connection.strategy.as_str(), random_object_id(random)));
@@ -134,7 +134,7 @@ impl Sesame {
         req: OtpExchange,
         limit: &mut Option<LimitDecision>,
     ) -> Result<TokenSet, ExchangeError> {
-        let (connection, key) = self.check_otp(&req, true, true, limit).await?;
+        let Checked { connection, key, .. } = self.check_otp(&req, Presented::Code, true, true, limit).await?;
         let now = self.ports.clock.now();
         let strategy = connection.strategy;
         let new_id = UserId(format!("{}|{}", strategy.as_str(), random_object_id(&*self.ports.random)));
@@ -161,15 +161,22 @@ impl Sesame {
         Ok(tokens)
     }
 
-    /// Everything up to and including the code check: grant, realm, audience, limits, the
-    /// atomic check (consuming or not), and counting a failure.
-    async fn check_otp(
+    /// Everything up to and including the code check, for every path that checks a code or a
+    /// link (`/oauth/token`, `/co/authenticate`, `/passwordless/verify`, magic links): grant,
+    /// realm, audience, limits, the atomic check (consuming or not), and counting a failure.
+    ///
+    /// A failure counts against the identifier only when it was a try against a live code (a
+    /// wrong proof, or the one that used the last attempt): tries where no code exists, or
+    /// against a dead or expired one, cannot guess anything, so they must not lock out an owner
+    /// who has not even asked for a code yet.
+    pub(crate) async fn check_otp(
         &self,
         req: &OtpExchange,
+        presented: Presented,
         consume: bool,
         otp_grant: bool,
         limit: &mut Option<LimitDecision>,
-    ) -> Result<(sesame_domain::Connection, ChallengeKey), ExchangeError> {
+    ) -> Result<Checked, ExchangeError> {
         if otp_grant && !req.client.may_use(GrantType::PasswordlessOtp) {
             return Err(ExchangeError::GrantNotAllowed);
         }
@@ -191,7 +198,14 @@ impl Sesame {
         }
         .map_err(|_| ExchangeError::WrongCode(strategy))?;
         let key = ChallengeKey { client_id: req.client.id.clone(), connection: connection.name.clone(), identifier };
-        let proof = Proof::Code(self.secrets().code_hash(&key, req.otp.trim()));
+        let secret = req.otp.trim();
+        // A typed code is digits; our links carry a 256-bit token.
+        let by_link = presented == Presented::CodeOrLink && !secret.bytes().all(|b| b.is_ascii_digit());
+        let proof = if by_link {
+            Proof::Link(self.secrets().link_hash(&key, secret))
+        } else {
+            Proof::Code(self.secrets().code_hash(&key, secret))
+        };
         let now = self.ports.clock.now();
         let limits = &self.settings.limits.for_connection(&connection.limits);
         let tag = self.limit_tag(&key);
@@ -202,12 +216,12 @@ impl Sesame {
         limit.clone_from(&decision);
         if decision.as_ref().is_some_and(|d| !d.allowed) {
             // Which bucket refused? Only on this path is it worth a second look.
-            let failures = self.ports.limiter.check(&[LimitRule { cost: 0, ..limits.failure_rule(&tag) }], now).await;
+            let failures = self.check_or_floor(&[LimitRule { cost: 0, ..limits.failure_rule(&tag) }], now).await;
             let mut event = AuditEvent::new(AuditKind::RateLimited, now);
             event.client_id = Some(key.client_id.0.clone());
             event.identifier = Some(key.identifier.masked());
             event.ip = req.ip.clone();
-            event.detail = Some("oauth/token".into());
+            event.detail = Some(if by_link { "magic link" } else { "code check" }.into());
             self.audit(event).await;
             return Err(match failures {
                 Ok(f) if !f.allowed => ExchangeError::TooManyAttempts,
@@ -220,21 +234,41 @@ impl Sesame {
         event.connection = Some(key.connection.0.clone());
         event.identifier = Some(key.identifier.masked());
         event.ip = req.ip.clone();
-        let failure = match outcome {
-            CheckOutcome::Accepted(_) => None,
-            CheckOutcome::Wrong { .. } | CheckOutcome::NotFound => Some(ExchangeError::WrongCode(strategy)),
-            CheckOutcome::Exhausted => Some(ExchangeError::Exhausted),
-            CheckOutcome::Expired => Some(ExchangeError::Expired),
+        let (err, counts) = match outcome {
+            CheckOutcome::Accepted(challenge) => return Ok(Checked { connection, key, challenge, by_link }),
+            CheckOutcome::Wrong { attempts_left: 0 } => (ExchangeError::Exhausted, true),
+            CheckOutcome::Wrong { .. } => (ExchangeError::WrongCode(strategy), true),
+            CheckOutcome::NotFound => (ExchangeError::WrongCode(strategy), false),
+            CheckOutcome::Exhausted => (ExchangeError::Exhausted, false),
+            CheckOutcome::Expired => (ExchangeError::Expired, false),
         };
-        if let Some(err) = failure {
-            // Count the failure against the identifier, across all its codes.
-            if let Err(e) = self.ports.limiter.check(&[limits.failure_rule(&tag)], now).await {
-                tracing::warn!(error = ?e, limiter_failure = true, "could not count a failed try");
-            }
-            event.detail = Some(err.to_string());
-            self.audit(event).await;
-            return Err(err);
+        if counts {
+            // Count the failure against the identifier, across all its codes; with the shared
+            // limiter down, the local one counts it.
+            self.count_failure(&limits.failure_rule(&tag), now).await;
         }
-        Ok((connection, key))
+        event.detail = Some(if by_link { format!("magic link: {err}") } else { err.to_string() });
+        self.audit(event).await;
+        Err(err)
     }
+}
+
+/// How a secret may be presented at a check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Presented {
+    /// Only a typed code (the token endpoint and its relatives).
+    Code,
+    /// A typed code or a magic link's token (`/passwordless/verify_redirect`).
+    CodeOrLink,
+}
+
+/// A proof that was accepted.
+#[derive(Debug)]
+pub(crate) struct Checked {
+    pub connection: sesame_domain::Connection,
+    pub key: ChallengeKey,
+    /// The challenge as stored, with the `authParams` of its start.
+    pub challenge: Box<sesame_domain::Challenge>,
+    /// Whether the proof was a link token (not a typed code).
+    pub by_link: bool,
 }

@@ -54,6 +54,10 @@ pub struct Ports {
     pub tokens: Arc<dyn TokenIssuer>,
     pub assertions: Arc<dyn ClientAssertionVerifier>,
     pub limiter: Arc<dyn RateLimiter>,
+    /// This replica's own limiter, the floor while `limiter` cannot be reached: a path that
+    /// fails open is limited per replica instead of not at all. (With the memory limiter as
+    /// `limiter`, the same one.)
+    pub floor_limiter: Arc<dyn RateLimiter>,
     pub replay: Arc<dyn ReplayGuard>,
     pub email: Arc<dyn EmailSender>,
     pub sms: Arc<dyn SmsSender>,
@@ -86,6 +90,9 @@ pub struct FlowSettings {
     /// For SMS, wait for the first delivery attempt so that a permanent refusal by the provider
     /// reaches the caller as Auth0's `sms_provider_error`.
     pub sms_wait_first_attempt: bool,
+    /// Whether each channel has a provider; a start on a channel without one is refused.
+    pub email_enabled: bool,
+    pub sms_enabled: bool,
 }
 
 impl FlowSettings {
@@ -104,6 +111,8 @@ impl FlowSettings {
             limits: limits::LimitSettings::default(),
             templates: Arc::new(templates::Templates::builtin()),
             sms_wait_first_attempt: true,
+            email_enabled: true,
+            sms_enabled: true,
         }
     }
 }
@@ -137,7 +146,8 @@ impl Sesame {
         &self.secrets
     }
 
-    /// Checks `rules` at once. `Ok(None)` when the limiter failed and `mode` is open.
+    /// Checks `rules` at once. When the limiter fails and `mode` is open, the replica's own
+    /// floor limiter decides (`Ok(None)` only if that fails too).
     async fn limit(
         &self,
         rules: &[sesame_ports::LimitRule],
@@ -147,10 +157,29 @@ impl Sesame {
         match self.ports.limiter.check(rules, now).await {
             Ok(d) => Ok(Some(d)),
             Err(e) if mode == limits::FailMode::Open => {
-                tracing::warn!(error = ?e, limiter_failure = true, "rate limiter unavailable; failing open");
-                Ok(None)
+                tracing::warn!(error = ?e, limiter_failure = true, "rate limiter unavailable; failing open to the local floor");
+                Ok(self.ports.floor_limiter.check(rules, now).await.ok())
             }
             Err(e) => Err(anyhow::Error::new(e).context("rate limiter unavailable; failing closed")),
+        }
+    }
+
+    /// `rules` on the shared limiter, or on the local floor while it cannot be reached.
+    async fn check_or_floor(
+        &self,
+        rules: &[sesame_ports::LimitRule],
+        now: time::OffsetDateTime,
+    ) -> Result<sesame_ports::LimitDecision, sesame_ports::LimitError> {
+        match self.ports.limiter.check(rules, now).await {
+            Ok(d) => Ok(d),
+            Err(_) => self.ports.floor_limiter.check(rules, now).await,
+        }
+    }
+
+    /// Takes a token for a failed try.
+    async fn count_failure(&self, rule: &sesame_ports::LimitRule, now: time::OffsetDateTime) {
+        if let Err(e) = self.check_or_floor(std::slice::from_ref(rule), now).await {
+            tracing::warn!(error = ?e, limiter_failure = true, "could not count a failed try");
         }
     }
 

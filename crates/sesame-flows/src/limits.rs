@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use sesame_domain::{ChallengeKey, ConnectionLimits, Identifier, Strategy};
+use sesame_domain::{ChallengeKey, ConnectionLimits, CostlyKind, Identifier, Strategy};
 use sesame_ports::{LimitDecision, LimitRule};
 
 pub use sesame_domain::Rate;
@@ -47,8 +47,12 @@ pub struct LimitSettings {
     pub start_per_identifier: Rate,
     /// A ceiling per client, against one compromised app draining the budget.
     pub start_per_client: Rate,
-    /// SMS per destination country, against SMS pumping.
+    /// SMS per destination country, against SMS pumping: a modest ceiling, to raise for a
+    /// country where real traffic is larger.
     pub sms_per_country: Rate,
+    /// SMS per number range (the number without its last two digits), against pumping through
+    /// one block of numbers a fraudster rents.
+    pub sms_per_range: Rate,
     /// Minimum seconds between two sends to one identifier; 0 = off (Auth0: a quick resend works).
     pub send_cooldown_secs: u64,
     /// Code exchanges per client IP.
@@ -58,6 +62,9 @@ pub struct LimitSettings {
     pub failed_per_identifier: Rate,
     /// ISO 3166 countries SMS may go to; empty allows all.
     pub sms_allowed_countries: Vec<String>,
+    /// Costly kinds of number (premium rate, shared cost, satellite) SMS may go to; empty
+    /// refuses them all.
+    pub sms_allowed_kinds: Vec<CostlyKind>,
     pub fail: FailModes,
 }
 
@@ -67,11 +74,13 @@ impl Default for LimitSettings {
             start_per_ip: Rate::per_hour(50),
             start_per_identifier: Rate::per_hour(10),
             start_per_client: Rate::per_hour(100_000),
-            sms_per_country: Rate::per_hour(10_000),
+            sms_per_country: Rate::per_hour(1_000),
+            sms_per_range: Rate::per_hour(10),
             send_cooldown_secs: 0,
             exchange_per_ip: Rate { limit: 100, window_secs: 60 },
             failed_per_identifier: Rate::per_hour(100),
             sms_allowed_countries: Vec::new(),
+            sms_allowed_kinds: Vec::new(),
             fail: FailModes::default(),
         }
     }
@@ -85,6 +94,8 @@ impl LimitSettings {
             send_cooldown_secs: own.send_cooldown_secs.unwrap_or(self.send_cooldown_secs),
             failed_per_identifier: own.failed_per_identifier.unwrap_or(self.failed_per_identifier),
             sms_per_country: own.sms_per_country.unwrap_or(self.sms_per_country),
+            sms_per_range: own.sms_per_range.unwrap_or(self.sms_per_range),
+            sms_allowed_kinds: own.sms_allowed_kinds.clone().unwrap_or_else(|| self.sms_allowed_kinds.clone()),
             sms_allowed_countries: own
                 .sms_allowed_countries
                 .clone()
@@ -109,6 +120,7 @@ impl LimitSettings {
         }
         if let Identifier::Phone(p) = &key.identifier {
             rules.push(rule(self.sms_per_country, format!("sms:country:{}", p.country().unwrap_or("unknown")), 1));
+            rules.push(rule(self.sms_per_range, format!("sms:range:{}", p.range()), 1));
         }
         rules
     }
@@ -132,6 +144,11 @@ impl LimitSettings {
             Strategy::Email => self.fail.email,
             Strategy::Sms => self.fail.sms,
         }
+    }
+
+    /// Whether SMS may go to a number of this costly kind (`None`: a plain number).
+    pub fn sms_kind_allowed(&self, kind: Option<CostlyKind>) -> bool {
+        kind.is_none_or(|k| self.sms_allowed_kinds.contains(&k))
     }
 
     /// Whether SMS may go to `country` (ISO 3166 alpha-2).
@@ -172,11 +189,22 @@ mod tests {
         let keys: Vec<String> = s.start_rules(&key, "TAG", Some("10.0.0.1")).into_iter().map(|r| r.key).collect();
         assert_eq!(
             keys,
-            vec!["start:ip:10.0.0.1", "start:id:TAG", "start:client:c", "start:cooldown:TAG", "sms:country:FR"]
+            vec![
+                "start:ip:10.0.0.1",
+                "start:id:TAG",
+                "start:client:c",
+                "start:cooldown:TAG",
+                "sms:country:FR",
+                "sms:range:+336123456"
+            ]
         );
         assert!(s.sms_country_allowed(Some("FR")));
         assert!(!s.sms_country_allowed(Some("US")));
         assert!(!s.sms_country_allowed(None));
         assert!(LimitSettings::default().sms_country_allowed(None), "empty list allows all");
+        assert!(!LimitSettings::default().sms_kind_allowed(Some(CostlyKind::PremiumRate)), "refused by default");
+        assert!(LimitSettings::default().sms_kind_allowed(None));
+        let open = LimitSettings { sms_allowed_kinds: vec![CostlyKind::Satellite], ..Default::default() };
+        assert!(open.sms_kind_allowed(Some(CostlyKind::Satellite)));
     }
 }

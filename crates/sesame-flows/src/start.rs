@@ -44,6 +44,9 @@ pub enum StartError {
     ConnectionNotFound,
     #[error("connection is not enabled for the client")]
     ConnectionDisabled,
+    /// The connection's channel has no provider on this server.
+    #[error("no provider for this channel")]
+    NoProvider(Strategy),
     #[error("email missing")]
     EmailMissing,
     #[error("email invalid")]
@@ -54,6 +57,8 @@ pub enum StartError {
     PhoneInvalid(IdentifierError),
     #[error("public signup is disabled")]
     SignupDisabled,
+    #[error("SMS to this kind of number ({}) is not allowed", .0.label())]
+    CostlyNumber(sesame_domain::CostlyKind),
     #[error("SMS to this country is not allowed")]
     CountryNotAllowed,
     /// The SMS provider refused the message for good on the first attempt.
@@ -93,11 +98,19 @@ impl Sesame {
         let connection = self.ports.connections.find(&req.connection).await?.ok_or(StartError::ConnectionNotFound)?;
         check_auth_params(
             &req.client,
+            &self.settings.apis,
             &req.auth_params,
             req.send.unwrap_or_else(|| Send::default_for(connection.strategy)),
         )?;
         if !req.client.connection_enabled(&connection.name) {
             return Err(StartError::ConnectionDisabled);
+        }
+        let provided = match connection.strategy {
+            Strategy::Email => self.settings.email_enabled,
+            Strategy::Sms => self.settings.sms_enabled,
+        };
+        if !provided {
+            return Err(StartError::NoProvider(connection.strategy));
         }
         let identifier = match connection.strategy {
             Strategy::Email => {
@@ -114,6 +127,12 @@ impl Sesame {
             && !limits.sms_country_allowed(p.country())
         {
             return Err(StartError::CountryNotAllowed);
+        }
+        if let Identifier::Phone(p) = &identifier
+            && let Some(kind) = p.costly_kind()
+            && !limits.sms_kind_allowed(Some(kind))
+        {
+            return Err(StartError::CostlyNumber(kind));
         }
         let now = self.ports.clock.now();
         let key = ChallengeKey { client_id: req.client.id.clone(), connection: connection.name.clone(), identifier };
@@ -228,7 +247,7 @@ impl Sesame {
 /// A link must carry an authorization request the client may make (exact callback, supported
 /// response type and mode, PKCE for public clients using codes). A code start only has its
 /// `redirect_uri` checked, if it has one (auth0.js sends its options along with every start).
-fn check_auth_params(client: &Client, params: &AuthParams, send: Send) -> Result<(), StartError> {
+fn check_auth_params(client: &Client, apis: &[crate::Api], params: &AuthParams, send: Send) -> Result<(), StartError> {
     let request = crate::authorize::AuthorizeParams::from_lookup(|k| params.get_str(k));
     if !send.is_link() {
         return match &request.redirect_uri {
@@ -238,7 +257,7 @@ fn check_auth_params(client: &Client, params: &AuthParams, send: Send) -> Result
             _ => Ok(()),
         };
     }
-    match crate::authorize::check_authorization(client, &request) {
+    match crate::authorize::check_authorization(client, apis, &request) {
         Ok(_) => Ok(()),
         Err(crate::authorize::AuthorizeError::UntrustedRedirect) => Err(StartError::BadAuthParams(
             "redirect_uri must be one of the client's callback URLs (exact match)".into(),

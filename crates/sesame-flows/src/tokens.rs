@@ -38,6 +38,23 @@ pub struct TokenRequest<'a> {
     pub with_id_token: bool,
 }
 
+/// The scopes OpenID Connect defines: any client may ask for them.
+pub const OIDC_SCOPES: &[&str] = &["openid", "profile", "email", "phone", "address", "offline_access"];
+
+/// What of `requested` a token may carry: the OIDC scopes, and of an API's own scopes only those
+/// the client holds for that audience (`Client::api_scopes`). Anything else is dropped, as Auth0
+/// drops scopes that are not granted; the response's `scope` says what was granted.
+pub fn granted_scope(client: &Client, audience: Option<&str>, requested: &str) -> String {
+    let held = audience.map_or(&[][..], |aud| client.api_scopes(aud));
+    let mut granted: Vec<&str> = Vec::new();
+    for s in requested.split_whitespace() {
+        if (OIDC_SCOPES.contains(&s) || held.iter().any(|h| h == s)) && !granted.contains(&s) {
+            granted.push(s);
+        }
+    }
+    granted.join(" ")
+}
+
 fn has_scope(scope: &str, wanted: &str) -> bool {
     scope.split_whitespace().any(|s| s == wanted)
 }
@@ -83,7 +100,7 @@ impl Sesame {
         let iat = now.unix_timestamp();
         let settings = &self.settings;
         let random = &*self.ports.random;
-        let scope = req.scope.split_whitespace().collect::<Vec<_>>().join(" ");
+        let scope = granted_scope(req.client, req.audience, req.scope);
         let openid = has_scope(&scope, "openid");
         let access_ttl =
             if req.implicit { std::time::Duration::from_secs(7200) } else { settings.access_token_lifetime };

@@ -1,8 +1,10 @@
 //! Signing keys kept in the `KeyStore` and shared by every replica: one active key signs, older
 //! ones stay in the JWKS until the tokens they signed have expired. Private keys are stored
 //! sealed (AES-256-GCM under a key-encryption key, bound to the kid). Each replica reloads the
-//! ring every `refresh`, and at once when it meets an unknown `kid`, so a rotation needs no
-//! restart; signing itself never waits on the store.
+//! ring every `refresh`, and when it meets an unknown `kid` (at most once per
+//! [`UNKNOWN_KID_RELOAD_GAP`], so tokens with made-up kids cannot turn every request into a
+//! store read), so a rotation needs no restart; signing itself never waits on the store or on
+//! a reload in progress.
 
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -17,8 +19,15 @@ use time::OffsetDateTime;
 
 use crate::RsaSigningKey;
 
-/// Encrypts private keys at rest.
-pub struct KeyEncryptionKey(aead::LessSafeKey);
+/// Shortest time between two reloads caused by a token whose `kid` is unknown.
+pub const UNKNOWN_KID_RELOAD_GAP: Duration = Duration::from_secs(5);
+
+/// Encrypts private keys at rest. It may carry an older key that only opens: keys sealed under
+/// it stay readable while new ones are sealed under the current key.
+pub struct KeyEncryptionKey {
+    current: aead::LessSafeKey,
+    opens_only: Option<aead::LessSafeKey>,
+}
 
 impl std::fmt::Debug for KeyEncryptionKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -34,14 +43,21 @@ impl KeyEncryptionKey {
     pub fn new(bytes: &[u8]) -> anyhow::Result<Self> {
         anyhow::ensure!(bytes.len() == 32, "the key-encryption key must be 32 bytes");
         let key = aead::UnboundKey::new(&aead::AES_256_GCM, bytes).map_err(|_| anyhow::anyhow!("bad key"))?;
-        Ok(Self(aead::LessSafeKey::new(key)))
+        Ok(Self { current: aead::LessSafeKey::new(key), opens_only: None })
+    }
+
+    /// This key, also opening what `older` sealed (after a change of how the key is derived).
+    #[must_use]
+    pub fn also_opening(mut self, older: Self) -> Self {
+        self.opens_only = Some(older.current);
+        self
     }
 
     fn seal(&self, kid: &str, plain: &[u8]) -> anyhow::Result<Vec<u8>> {
         let mut nonce = [0u8; aead::NONCE_LEN];
         aws_lc_rs::rand::fill(&mut nonce).map_err(|_| anyhow::anyhow!("random"))?;
         let mut buf = plain.to_vec();
-        self.0
+        self.current
             .seal_in_place_append_tag(
                 aead::Nonce::assume_unique_for_key(nonce),
                 aead::Aad::from(kid.as_bytes()),
@@ -57,12 +73,15 @@ impl KeyEncryptionKey {
         anyhow::ensure!(sealed.len() > aead::NONCE_LEN, "sealed key too short");
         let (nonce, body) = sealed.split_at(aead::NONCE_LEN);
         let nonce = aead::Nonce::try_assume_unique_for_key(nonce).map_err(|_| anyhow::anyhow!("nonce"))?;
-        let mut buf = body.to_vec();
-        let plain = self
-            .0
-            .open_in_place(nonce, aead::Aad::from(kid.as_bytes()), &mut buf)
-            .map_err(|_| anyhow::anyhow!("signing key {kid} cannot be opened: wrong key-encryption key?"))?;
-        Ok(plain.to_vec())
+        let nonce = nonce.as_ref().to_owned();
+        for key in std::iter::once(&self.current).chain(self.opens_only.as_ref()) {
+            let mut buf = body.to_vec();
+            let once = aead::Nonce::assume_unique_for_key(nonce);
+            if let Ok(plain) = key.open_in_place(once, aead::Aad::from(kid.as_bytes()), &mut buf) {
+                return Ok(plain.to_vec());
+            }
+        }
+        anyhow::bail!("signing key {kid} cannot be opened: wrong key-encryption key?")
     }
 }
 
@@ -79,7 +98,14 @@ pub struct KeyRing {
     clock: Arc<dyn Clock>,
     refresh: Duration,
     loaded: RwLock<Loaded>,
-    reloading: tokio::sync::Mutex<()>,
+    /// Held during a reload; holds when the last ones were tried (whether they worked or not).
+    reloading: tokio::sync::Mutex<Tries>,
+}
+
+struct Tries {
+    last: Instant,
+    /// The last reload an unknown `kid` caused.
+    for_unknown_kid: Option<Instant>,
 }
 
 impl std::fmt::Debug for KeyRing {
@@ -139,7 +165,7 @@ impl KeyRing {
             clock,
             refresh,
             loaded: RwLock::new(Loaded { keys: Vec::new(), at: Instant::now() }),
-            reloading: tokio::sync::Mutex::new(()),
+            reloading: tokio::sync::Mutex::new(Tries { last: Instant::now(), for_unknown_kid: None }),
         };
         ring.reload().await?;
         Ok(ring)
@@ -150,7 +176,12 @@ impl KeyRing {
     /// # Errors
     /// When the store is unreachable or a key cannot be opened.
     pub async fn reload(&self) -> anyhow::Result<()> {
-        let _one_at_a_time = self.reloading.lock().await;
+        let mut tried = self.reloading.lock().await;
+        self.reload_holding(&mut tried).await
+    }
+
+    async fn reload_holding(&self, tried: &mut Tries) -> anyhow::Result<()> {
+        tried.last = Instant::now();
         let now = self.clock.now();
         let records = self.store.published(now).await.context("reading signing keys")?;
         let cached: Vec<Arc<RsaSigningKey>> = self.read().keys.clone();
@@ -178,11 +209,30 @@ impl KeyRing {
         self.loaded.read().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// Reloads when `refresh` has passed since the last try, unless a reload is already under
+    /// way: then the keys at hand serve (signing never waits).
     async fn fresh(&self) {
-        if self.read().at.elapsed() >= self.refresh
-            && let Err(e) = self.reload().await
-        {
+        if self.read().at.elapsed() < self.refresh {
+            return;
+        }
+        let Ok(mut tried) = self.reloading.try_lock() else { return };
+        if tried.last.elapsed() < self.refresh {
+            return;
+        }
+        if let Err(e) = self.reload_holding(&mut tried).await {
             // Keep signing with the keys we have; the store may be back next time.
+            tracing::warn!(error = ?e, "signing keys could not be reloaded");
+        }
+    }
+
+    /// Reloads for a `kid` not in the ring, at most once per [`UNKNOWN_KID_RELOAD_GAP`].
+    async fn look_for_new_keys(&self) {
+        let mut tried = self.reloading.lock().await;
+        if tried.for_unknown_kid.is_some_and(|at| at.elapsed() < UNKNOWN_KID_RELOAD_GAP) {
+            return;
+        }
+        tried.for_unknown_kid = Some(Instant::now());
+        if let Err(e) = self.reload_holding(&mut tried).await {
             tracing::warn!(error = ?e, "signing keys could not be reloaded");
         }
     }
@@ -257,8 +307,8 @@ impl TokenIssuer for KeyRing {
         let key = match find(self) {
             Some(k) => k,
             None => {
-                // Another replica may have rotated: look again once.
-                let _ = self.reload().await;
+                // Another replica may have rotated: look again (rate-limited).
+                self.look_for_new_keys().await;
                 find(self).ok_or_else(|| TokenError::Invalid("unknown kid".into()))?
             }
         };
@@ -273,5 +323,105 @@ impl TokenIssuer for KeyRing {
     async fn jwks(&self) -> Result<Value, TokenError> {
         self.fresh().await;
         Ok(json!({"keys": self.read().keys.iter().map(|k| k.public_jwk().clone()).collect::<Vec<_>>()}))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use base64::Engine as _;
+    use sesame_ports::{StoreError, SystemClock};
+
+    use super::*;
+
+    /// A key store that counts its reads and can be made to hang.
+    #[derive(Debug, Default)]
+    struct CountingStore {
+        keys: Mutex<Vec<SigningKeyRecord>>,
+        reads: AtomicUsize,
+        gate: tokio::sync::RwLock<()>,
+    }
+
+    #[async_trait]
+    impl KeyStore for CountingStore {
+        async fn active(&self) -> Result<Option<SigningKeyRecord>, StoreError> {
+            Ok(self.keys.lock().unwrap_or_else(std::sync::PoisonError::into_inner).first().cloned())
+        }
+        async fn published(&self, _: OffsetDateTime) -> Result<Vec<SigningKeyRecord>, StoreError> {
+            self.reads.fetch_add(1, Ordering::SeqCst);
+            let _open = self.gate.read().await;
+            Ok(self.keys.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone())
+        }
+        async fn activate(&self, key: SigningKeyRecord, _: OffsetDateTime) -> Result<(), StoreError> {
+            self.keys.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(0, key);
+            Ok(())
+        }
+        async fn retire(&self, _: &str) -> Result<bool, StoreError> {
+            Ok(false)
+        }
+    }
+
+    async fn ring(store: &Arc<CountingStore>, refresh: Duration) -> KeyRing {
+        let kek = KeyEncryptionKey::new(&[7u8; 32]).expect("kek");
+        KeyRing::open(Arc::clone(store) as Arc<dyn KeyStore>, kek, Arc::new(SystemClock), refresh, None)
+            .await
+            .expect("ring")
+    }
+
+    /// `token` with its header swapped for one naming `kid`.
+    fn with_kid(token: &str, kid: &str) -> String {
+        let header = json!({"alg": "RS256", "typ": "JWT", "kid": kid}).to_string();
+        let rest = token.split_once('.').expect("a JWT").1;
+        format!("{}.{rest}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(header))
+    }
+
+    #[tokio::test]
+    async fn made_up_kids_cause_at_most_one_store_read_per_gap() {
+        let store = Arc::new(CountingStore::default());
+        let ring = ring(&store, Duration::from_secs(3600)).await;
+        let token = ring.sign(TokenKind::IdToken, &json!({"sub": "x", "exp": 4_000_000_000_u64})).await.expect("sign");
+        let before = store.reads.load(Ordering::SeqCst);
+        for i in 0..50 {
+            assert!(ring.verify(&with_kid(&token, &format!("made-up-{i}"))).await.is_err());
+        }
+        assert_eq!(store.reads.load(Ordering::SeqCst) - before, 1, "one reload for fifty unknown kids");
+        assert!(ring.verify(&token).await.is_ok(), "the real key still verifies");
+    }
+
+    #[tokio::test]
+    async fn signing_does_not_wait_for_a_reload_in_progress() {
+        let store = Arc::new(CountingStore::default());
+        let ring = Arc::new(ring(&store, Duration::ZERO).await);
+        let token = ring.sign(TokenKind::IdToken, &json!({"sub": "x"})).await.expect("sign");
+        let hang = store.gate.write().await;
+        let before = store.reads.load(Ordering::SeqCst);
+        let stuck = tokio::spawn({
+            let ring = Arc::clone(&ring);
+            async move { ring.verify(&with_kid(&token, "made-up")).await }
+        });
+        while store.reads.load(Ordering::SeqCst) == before {
+            tokio::task::yield_now().await;
+        }
+        // A reload now hangs on the store, holding the reload lock; signing goes on without it.
+        let signed = tokio::time::timeout(Duration::from_secs(30), ring.sign(TokenKind::IdToken, &json!({"sub": "y"})))
+            .await
+            .expect("signing waited for the reload");
+        assert!(signed.is_ok());
+        drop(hang);
+        assert!(stuck.await.expect("task").is_err(), "the made-up kid is still unknown");
+    }
+
+    #[test]
+    fn a_key_sealed_under_the_older_kek_still_opens() {
+        let old = KeyEncryptionKey::new(&[1u8; 32]).expect("kek");
+        let sealed = old.seal("kid-1", b"private").expect("seal");
+        let new = KeyEncryptionKey::new(&[2u8; 32]).expect("kek");
+        assert!(new.open("kid-1", &sealed).is_err(), "a different key does not open it");
+        let both = new.also_opening(KeyEncryptionKey::new(&[1u8; 32]).expect("kek"));
+        assert_eq!(both.open("kid-1", &sealed).expect("opens"), b"private");
+        let resealed = both.seal("kid-1", b"private").expect("seal");
+        assert!(old.open("kid-1", &resealed).is_err(), "new seals use the current key");
     }
 }

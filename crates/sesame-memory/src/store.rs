@@ -201,11 +201,7 @@ impl ChallengeStore for MemoryStore {
             return Ok(CheckOutcome::Accepted(Box::new(live.clone())));
         }
         live.attempts += 1;
-        Ok(if live.attempts >= CodePolicy::MAX_ATTEMPTS {
-            CheckOutcome::Exhausted
-        } else {
-            CheckOutcome::Wrong { attempts_left: CodePolicy::MAX_ATTEMPTS - live.attempts }
-        })
+        Ok(CheckOutcome::Wrong { attempts_left: CodePolicy::MAX_ATTEMPTS.saturating_sub(live.attempts) })
     }
 }
 
@@ -369,6 +365,7 @@ impl GrantStore for MemoryStore {
     }
     async fn rotate_refresh(
         &self,
+        client: &ClientId,
         presented: &SecretHash,
         next_hash: SecretHash,
         next_expires_at: OffsetDateTime,
@@ -379,7 +376,7 @@ impl GrantStore for MemoryStore {
             return Ok(RefreshOutcome::Invalid);
         };
         let family = row.token.family_id.clone();
-        if state.revoked_families.contains(&family) || row.token.expires_at <= now {
+        if row.token.client_id != *client || state.revoked_families.contains(&family) || row.token.expires_at <= now {
             return Ok(RefreshOutcome::Invalid);
         }
         if row.spent {
@@ -390,7 +387,8 @@ impl GrantStore for MemoryStore {
         if let Some(row) = state.refresh.get_mut(presented) {
             row.spent = true;
         }
-        let next = RefreshToken { token_hash: next_hash, expires_at: next_expires_at, ..current.clone() };
+        let expires_at = next_expires_at.min(current.expires_at);
+        let next = RefreshToken { token_hash: next_hash, expires_at, ..current.clone() };
         state.refresh.insert(next_hash, RefreshRow { token: next, spent: false });
         Ok(RefreshOutcome::Rotated(current))
     }

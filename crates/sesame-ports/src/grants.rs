@@ -65,10 +65,16 @@ pub trait GrantStore: Send + Sync + std::fmt::Debug {
     async fn save_opaque(&self, token: OpaqueToken) -> Result<(), StoreError>;
     async fn find_opaque(&self, hash: &SecretHash, now: OffsetDateTime) -> Result<Option<OpaqueToken>, StoreError>;
     async fn save_refresh(&self, token: RefreshToken) -> Result<(), StoreError>;
-    /// Spends `presented` and makes a new token current, atomically: `next_hash`, expiring at
-    /// `next_expires_at`, with the family, client, user, scope and audience of `presented`.
+    /// Spends `presented` and makes a new token current, atomically: `next_hash`, with the
+    /// family, client, user, scope and audience of `presented`, expiring at `next_expires_at`
+    /// or when `presented` does, whichever comes first (a family's lifetime is absolute:
+    /// rotation never extends it).
+    ///
+    /// A token of another client than `client` is `Invalid` and left untouched: a client that
+    /// merely holds someone else's token cannot spend it (nor revoke its family).
     async fn rotate_refresh(
         &self,
+        client: &ClientId,
         presented: &SecretHash,
         next_hash: SecretHash,
         next_expires_at: OffsetDateTime,

@@ -103,6 +103,8 @@ pub fn client(id: &str, origins: &[&str]) -> Client {
         allowed_origins: origins.iter().map(|o| (*o).to_owned()).collect(),
         grant_types: vec![sesame_domain::GrantType::PasswordlessOtp],
         public_keys: vec![],
+        api_scopes: Default::default(),
+        trust_forwarded_for: false,
     }
 }
 
@@ -149,8 +151,13 @@ where
         store.check(&key, Proof::Code(wrong), true, now).await.unwrap(),
         CheckOutcome::Wrong { attempts_left: 1 }
     );
-    assert_eq!(store.check(&key, Proof::Code(wrong), true, now).await.unwrap(), CheckOutcome::Exhausted);
+    assert_eq!(
+        store.check(&key, Proof::Code(wrong), true, now).await.unwrap(),
+        CheckOutcome::Wrong { attempts_left: 0 },
+        "the try that burns the code still counts"
+    );
     assert_eq!(store.check(&key, Proof::Code(right), true, now).await.unwrap(), CheckOutcome::Exhausted);
+    assert_eq!(store.check(&key, Proof::Code(wrong), true, now).await.unwrap(), CheckOutcome::Exhausted);
     assert_eq!(CodePolicy::MAX_ATTEMPTS, 3);
 
     // Two wrong tries, then the right code: accepted.
@@ -554,33 +561,53 @@ pub async fn grant_store<S: GrantStore + 'static>(store: Arc<S>) {
     store.save_refresh(r1.clone()).await.unwrap();
     let exp = r2.expires_at;
     assert_eq!(
-        store.rotate_refresh(&r1.token_hash, r2.token_hash, exp, now).await.unwrap(),
+        store.rotate_refresh(&ClientId::new("another-client"), &r1.token_hash, r2.token_hash, exp, now).await.unwrap(),
+        RefreshOutcome::Invalid,
+        "another client's try is refused"
+    );
+    assert_eq!(
+        store.rotate_refresh(&r1.client_id, &r1.token_hash, r2.token_hash, exp, now).await.unwrap(),
         RefreshOutcome::Rotated(r1.clone())
     );
     // The new token inherits the family, user and scope of the one it replaced.
     let r4 = rt(unique_hash());
     assert_eq!(
-        store.rotate_refresh(&r2.token_hash, r4.token_hash, exp, now).await.unwrap(),
+        store.rotate_refresh(&r1.client_id, &r2.token_hash, r4.token_hash, exp, now).await.unwrap(),
         RefreshOutcome::Rotated(r2.clone())
     );
-    assert_eq!(store.rotate_refresh(&r1.token_hash, r3.token_hash, exp, now).await.unwrap(), RefreshOutcome::Reused);
     assert_eq!(
-        store.rotate_refresh(&r4.token_hash, r3.token_hash, exp, now).await.unwrap(),
+        store.rotate_refresh(&r1.client_id, &r1.token_hash, r3.token_hash, exp, now).await.unwrap(),
+        RefreshOutcome::Reused
+    );
+    assert_eq!(
+        store.rotate_refresh(&r1.client_id, &r4.token_hash, r3.token_hash, exp, now).await.unwrap(),
         RefreshOutcome::Invalid,
         "reuse revoked the family, the current token included"
     );
-    assert_eq!(store.rotate_refresh(&unique_hash(), r3.token_hash, exp, now).await.unwrap(), RefreshOutcome::Invalid);
+    assert_eq!(
+        store.rotate_refresh(&r1.client_id, &unique_hash(), r3.token_hash, exp, now).await.unwrap(),
+        RefreshOutcome::Invalid
+    );
     // Concurrent rotations of one token: one succeeds, the others see reuse.
     let r5 = RefreshToken { family_id: unique("fam"), ..rt(unique_hash()) };
     store.save_refresh(r5.clone()).await.unwrap();
     let tasks: Vec<_> = (0..8)
         .map(|_| {
-            let (store, h) = (Arc::clone(&store), r5.token_hash);
-            tokio::spawn(async move { store.rotate_refresh(&h, unique_hash(), exp, now).await.unwrap() })
+            let (store, h, c) = (Arc::clone(&store), r5.token_hash, r5.client_id.clone());
+            tokio::spawn(async move { store.rotate_refresh(&c, &h, unique_hash(), exp, now).await.unwrap() })
         })
         .collect();
     let outcomes: Vec<_> = futures::future::join_all(tasks).await.into_iter().map(Result::unwrap).collect();
     assert_eq!(outcomes.iter().filter(|o| matches!(o, RefreshOutcome::Rotated(_))).count(), 1, "{outcomes:?}");
+    // A family's lifetime is absolute: rotating never moves its end.
+    let r6 = RefreshToken { family_id: unique("fam"), expires_at: now + secs(100), ..rt(unique_hash()) };
+    store.save_refresh(r6.clone()).await.unwrap();
+    let r7 = unique_hash();
+    store.rotate_refresh(&r6.client_id, &r6.token_hash, r7, now + secs(10_000), now).await.unwrap();
+    match store.rotate_refresh(&r6.client_id, &r7, unique_hash(), now + secs(10_000), now).await.unwrap() {
+        RefreshOutcome::Rotated(t) => assert_eq!(t.expires_at, r6.expires_at),
+        other => panic!("{other:?}"),
+    }
 }
 
 fn key_record(kid: &str) -> SigningKeyRecord {

@@ -214,11 +214,7 @@ impl ChallengeStore for PgStore {
                 return Ok(CheckOutcome::Accepted(Box::new(row.into_challenge()?)));
             }
             let left = MAX_ATTEMPTS - row.attempts;
-            return Ok(if left <= 0 {
-                CheckOutcome::Exhausted
-            } else {
-                CheckOutcome::Wrong { attempts_left: u32::try_from(left).unwrap_or(0) }
-            });
+            return Ok(CheckOutcome::Wrong { attempts_left: u32::try_from(left).unwrap_or(0) });
         }
         // Nothing live was touched: say why, in the memory adapter's order.
         let state: Vec<ChallengeState> = prepared!(

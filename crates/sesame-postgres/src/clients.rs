@@ -30,6 +30,10 @@ struct ClientRow {
     grant_types: Vec<String>,
     #[diesel(sql_type = Array<Text>)]
     public_keys: Vec<String>,
+    #[diesel(sql_type = Jsonb)]
+    api_scopes: serde_json::Value,
+    #[diesel(sql_type = Bool)]
+    trust_forwarded_for: bool,
 }
 
 /// A text column holding a serde enum's snake_case name.
@@ -66,6 +70,9 @@ impl ClientRow {
                 })
                 .collect::<Result<_, _>>()?,
             public_keys: self.public_keys,
+            api_scopes: serde_json::from_value(self.api_scopes)
+                .map_err(|e| StoreError::Unexpected(anyhow::anyhow!("api_scopes: {e}")))?,
+            trust_forwarded_for: self.trust_forwarded_for,
         })
     }
 }
@@ -74,7 +81,7 @@ impl ClientRow {
 macro_rules! client_columns {
     () => {
         "client_id, name, app_type, auth_method, secret_hash, connections, callbacks, allowed_origins, grant_types, \
-         public_keys"
+         public_keys, api_scopes, trust_forwarded_for"
     };
 }
 
@@ -119,12 +126,14 @@ impl ClientStore for PgStore {
         let mut conn = self.conn().await?;
         prepared!(
             "INSERT INTO clients (client_id, name, app_type, auth_method, secret_hash, connections, callbacks, \
-             allowed_origins, grant_types, public_keys) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+             allowed_origins, grant_types, public_keys, api_scopes, trust_forwarded_for) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
              ON CONFLICT (client_id) DO UPDATE SET name = EXCLUDED.name, app_type = EXCLUDED.app_type, \
              auth_method = EXCLUDED.auth_method, secret_hash = EXCLUDED.secret_hash, \
              connections = EXCLUDED.connections, callbacks = EXCLUDED.callbacks, \
              allowed_origins = EXCLUDED.allowed_origins, grant_types = EXCLUDED.grant_types, \
-             public_keys = EXCLUDED.public_keys, updated_at = now()",
+             public_keys = EXCLUDED.public_keys, api_scopes = EXCLUDED.api_scopes, \
+             trust_forwarded_for = EXCLUDED.trust_forwarded_for, updated_at = now()",
         )
         .bind::<Text, _>(c.id.as_str())
         .bind::<Text, _>(&c.name)
@@ -136,6 +145,8 @@ impl ClientStore for PgStore {
         .bind::<Array<Text>, _>(&c.allowed_origins)
         .bind::<Array<Text>, _>(c.grant_types.iter().map(|g| g.as_str().to_owned()).collect::<Vec<_>>())
         .bind::<Array<Text>, _>(&c.public_keys)
+        .bind::<Jsonb, _>(serde_json::to_value(&c.api_scopes).map_err(|e| StoreError::Unexpected(e.into()))?)
+        .bind::<Bool, _>(c.trust_forwarded_for)
         .execute(&mut conn)
         .await
         .map_err(db_err("saving a client"))?;

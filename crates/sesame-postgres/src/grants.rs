@@ -192,12 +192,14 @@ impl GrantStore for PgStore {
 
     async fn rotate_refresh(
         &self,
+        client: &ClientId,
         presented: &SecretHash,
         next_hash: SecretHash,
         next_expires_at: OffsetDateTime,
         now: OffsetDateTime,
     ) -> Result<RefreshOutcome, StoreError> {
         let presented = presented.0.to_vec();
+        let client = client.as_str().to_owned();
         let mut conn = self.conn().await?;
         // One transaction with the presented row locked: two concurrent rotations of one token
         // cannot both succeed; the loser sees it spent and revokes the family.
@@ -214,7 +216,7 @@ impl GrantStore for PgStore {
             let Some(row) = rows.into_iter().next() else {
                 return Ok(Err(RefreshOutcome::Invalid));
             };
-            if row.revoked || row.expires_at <= now {
+            if row.client_id != client || row.revoked || row.expires_at <= now {
                 return Ok(Err(RefreshOutcome::Invalid));
             }
             if row.spent {
@@ -239,7 +241,7 @@ impl GrantStore for PgStore {
             .bind::<Text, _>(&row.user_id)
             .bind::<Text, _>(&row.scope)
             .bind::<Nullable<Text>, _>(row.audience.clone())
-            .bind::<Timestamptz, _>(next_expires_at)
+            .bind::<Timestamptz, _>(next_expires_at.min(row.expires_at))
             .execute(conn)
             .await?;
             Ok(Ok(row))

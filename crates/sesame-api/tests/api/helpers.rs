@@ -106,6 +106,9 @@ async fn spawn(
     if let Some(url) = database_url {
         settings.store = StoreKind::Postgres;
         settings.database = Some(database_settings(url));
+        // The tests read codes from the development mailbox: outside the embedded default it
+        // must be asked for.
+        settings.dev_mailbox = Some(true);
     }
     settings.apis = vec![sesame_flows::Api { identifier: API.into(), allow_offline_access: true }];
     configure(&mut settings);

@@ -193,7 +193,7 @@ async fn two_instances_on_one_redis_share_the_limits() {
 }
 
 #[tokio::test]
-async fn with_redis_down_email_fails_open_sms_fails_closed_and_both_recover() {
+async fn with_redis_down_email_falls_to_the_local_floor_sms_fails_closed_and_both_recover() {
     let proxy = Proxy::start("127.0.0.1:6379").await;
     let url = format!("redis://127.0.0.1:{}", proxy.port);
     let prefix = unique_prefix();
@@ -206,7 +206,10 @@ async fn with_redis_down_email_fails_open_sms_fails_closed_and_both_recover() {
     proxy.down().await;
     let email = app.post_start(&start_body("redis-down@example.com")).await;
     assert_eq!(email.status, 200, "email fails open: {}", email.body);
-    assert!(!email.headers.contains_key("x-ratelimit-limit"), "no limit state to report");
+    assert!(
+        email.headers.contains_key("x-ratelimit-limit"),
+        "open is never unlimited: the in-process floor limits and reports"
+    );
     let down = app.post_start(&sms).await;
     down.assert_error(
         503,

@@ -7,13 +7,13 @@ use serde_json::{Value, json};
 
 use crate::helpers::{ISSUER, OTP_GRANT, TestApp, spawn_app, spawn_app_configured};
 
-const CALLBACK: &str = "https://app.example.com/callback";
+pub(crate) const CALLBACK: &str = "https://app.example.com/callback";
 // RFC 7636 appendix B.
-const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
-const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+pub(crate) const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+pub(crate) const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
 
 /// Starts a link login and returns the link as the user got it, pointed at the test server.
-async fn link_for(app: &TestApp, email: &str, auth_params: Value) -> String {
+pub(crate) async fn link_for(app: &TestApp, email: &str, auth_params: Value) -> String {
     let before = app.http.get(format!("{}/dev/mailbox?to={email}", app.base)).send().await.expect("mailbox");
     let n = before.json::<Vec<Value>>().await.expect("json").len();
     let r = app
@@ -24,20 +24,20 @@ async fn link_for(app: &TestApp, email: &str, auth_params: Value) -> String {
     msg["link"].as_str().expect("link").replacen(ISSUER, &format!("{}/", app.base), 1)
 }
 
-fn query_of(url: &str) -> HashMap<String, String> {
+pub(crate) fn query_of(url: &str) -> HashMap<String, String> {
     url::Url::parse(url).expect("url").query_pairs().into_owned().collect()
 }
 
-fn location(resp: &reqwest::Response) -> String {
+pub(crate) fn location(resp: &reqwest::Response) -> String {
     resp.headers().get("location").expect("a redirect").to_str().expect("ascii").to_owned()
 }
 
-fn params_after(location: &str, sep: char) -> HashMap<String, String> {
+pub(crate) fn params_after(location: &str, sep: char) -> HashMap<String, String> {
     let part = location.split_once(sep).map(|(_, p)| p).unwrap_or("");
     url::form_urlencoded::parse(part.as_bytes()).into_owned().collect()
 }
 
-async fn confirm(app: &TestApp, link: &str) -> reqwest::Response {
+pub(crate) async fn confirm(app: &TestApp, link: &str) -> reqwest::Response {
     let form: Vec<(String, String)> = query_of(link).into_iter().collect();
     app.http.post(format!("{}/passwordless/verify_redirect", app.base)).form(&form).send().await.expect("confirm")
 }

@@ -12,6 +12,7 @@ mod login;
 #[allow(dead_code, reason = "shared with the adapter tests; not every helper is used here")]
 mod moto;
 mod outage;
+mod security;
 mod start_errors;
 mod token_errors;
 mod web;

@@ -47,6 +47,7 @@ async fn no_row_holds_a_code_link_token_or_bearer_token_in_the_clear() {
         tokens: Arc::new(sesame_jwt::JwtIssuer::new(sesame_jwt::RsaSigningKey::generate().unwrap())),
         assertions: Arc::new(sesame_jwt::AssertionVerifier),
         limiter: limiter.clone(),
+        floor_limiter: limiter.clone(),
         replay: limiter,
         email: mailbox.clone(),
         sms: mailbox.clone(),
@@ -76,6 +77,8 @@ async fn no_row_holds_a_code_link_token_or_bearer_token_in_the_clear() {
         allowed_origins: vec![],
         grant_types: vec![GrantType::PasswordlessOtp, GrantType::Implicit],
         public_keys: vec![],
+        api_scopes: Default::default(),
+        trust_forwarded_for: false,
     };
     ClientStore::save(&*store, &client).await.unwrap();
 
