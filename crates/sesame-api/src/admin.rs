@@ -105,6 +105,8 @@ pub enum KeysCommand {
     },
     /// Take a retiring key out of the JWKS now (tokens it signed stop verifying).
     Retire {
+        /// The key id. Key ids are base64url and may begin with `-`; they are still read as the id.
+        #[arg(allow_hyphen_values = true)]
         kid: String,
         #[command(flatten)]
         json: JsonFlag,

@@ -76,3 +76,23 @@ async fn main() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_id_starting_with_a_dash_is_read_as_the_id() {
+        // Key ids are base64url thumbprints: one in 64 begins with '-'.
+        for (args, wants_json) in [(&["-oX3kq"][..], false), (&["-oX3kq", "--json"][..], true)] {
+            let cli = Cli::try_parse_from(["sesame", "keys", "retire"].iter().chain(args)).expect("parses");
+            match cli.command {
+                Command::Keys(KeysCommand::Retire { kid, json }) => {
+                    assert_eq!(kid, "-oX3kq");
+                    assert_eq!(json.json, wants_json);
+                }
+                other => panic!("parsed as {other:?}"),
+            }
+        }
+    }
+}
