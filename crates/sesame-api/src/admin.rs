@@ -349,10 +349,16 @@ async fn shutdown_signal() {
 }
 
 /// `--api-scopes API=SCOPE,SCOPE` values.
-fn api_scopes_arg(raw: &[String]) -> anyhow::Result<std::collections::BTreeMap<String, Vec<String>>> {
+fn api_scopes_arg(
+    settings: &Settings,
+    raw: &[String],
+) -> anyhow::Result<std::collections::BTreeMap<String, Vec<String>>> {
     let mut map = std::collections::BTreeMap::new();
     for entry in raw {
         let (api, scopes) = entry.rsplit_once('=').context("--api-scopes is API=SCOPE,SCOPE")?;
+        if !settings.apis.iter().any(|a| a.identifier == api) {
+            bail!("no API {api:?} in [[apis]] of the config");
+        }
         let scopes: Vec<String> =
             scopes.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect();
         map.insert(api.to_owned(), scopes);
@@ -475,7 +481,7 @@ pub async fn client(settings: &Settings, command: ClientCommand) -> anyhow::Resu
                 allowed_origins: args.origins,
                 grant_types,
                 public_keys,
-                api_scopes: api_scopes_arg(&args.api_scopes)?,
+                api_scopes: api_scopes_arg(settings, &args.api_scopes)?,
                 trust_forwarded_for: args.trust_forwarded_for,
             };
             if client.trust_forwarded_for && !client.is_confidential() {

@@ -401,6 +401,20 @@ impl Settings {
                 c.client_id,
                 c.auth_method.as_str()
             );
+            // A public client's requests come from the user's device: a header it sets proves
+            // nothing, so it may never name the end user's IP.
+            anyhow::ensure!(
+                !c.trust_forwarded_for || c.auth_method != sesame_domain::AuthMethod::None,
+                "client {:?}: trust_forwarded_for needs a confidential client (auth_method other than \"none\")",
+                c.client_id
+            );
+            for api in c.api_scopes.keys() {
+                anyhow::ensure!(
+                    self.apis.iter().any(|a| &a.identifier == api),
+                    "client {:?}: api_scopes names {api:?}, which is not an [[apis]] identifier",
+                    c.client_id
+                );
+            }
         }
         Ok(())
     }
@@ -593,6 +607,28 @@ callbacks = ["https://app.example.com/callback"]
             Settings::load_from(Some(&path), env(&[])).is_err(),
             "a confidential client without a secret is refused"
         );
+        std::fs::write(
+            &path,
+            "[[clients]]\nclient_id = \"x\"\nname = \"X\"\nauth_method = \"none\"\ntrust_forwarded_for = true\n",
+        )
+        .expect("write");
+        let err = Settings::load_from(Some(&path), env(&[])).expect_err("a public client may not vouch for IPs");
+        assert!(format!("{err:#}").contains("trust_forwarded_for"), "{err:#}");
+        std::fs::write(
+            &path,
+            "[[apis]]\nidentifier = \"https://api.example.com/\"\n[[clients]]\nclient_id = \"x\"\nname = \"X\"\n\
+             auth_method = \"none\"\napi_scopes = { \"https://api.example.com/\" = [\"read:a\"] }\n",
+        )
+        .expect("write");
+        Settings::load_from(Some(&path), env(&[])).expect("scopes of a declared API load");
+        std::fs::write(
+            &path,
+            "[[clients]]\nclient_id = \"x\"\nname = \"X\"\nauth_method = \"none\"\n\
+             api_scopes = { \"https://typo.example.com/\" = [\"read:a\"] }\n",
+        )
+        .expect("write");
+        let err = Settings::load_from(Some(&path), env(&[])).expect_err("scopes of an unknown API are refused");
+        assert!(format!("{err:#}").contains("typo.example.com"), "{err:#}");
         std::fs::write(&path, "colour = \"blue\"\n").expect("write");
         assert!(Settings::load_from(Some(&path), env(&[])).is_err(), "unknown keys are refused");
     }

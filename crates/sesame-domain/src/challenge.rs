@@ -76,10 +76,13 @@ pub enum CheckOutcome {
     /// this try used the last attempt: the challenge is now dead.
     Wrong { attempts_left: u32 },
     /// An earlier try used the last attempt: the challenge was dead already and this try did
-    /// not count (so tries against a dead code cannot be piled up against its owner).
+    /// not count (so tries against a dead code cannot be piled up against its owner). Only
+    /// told to a proof that matches the dead challenge; any other proof gets `NotFound`.
     Exhausted,
-    /// The challenge outlived its lifetime.
+    /// The challenge outlived its lifetime. Only told to a proof that matches it; any other
+    /// proof gets `NotFound` (so a stranger cannot learn that a login was started).
     Expired,
-    /// No live challenge: never started, replaced by a newer start, or already used.
+    /// No live challenge the proof could belong to: never started, replaced by a newer start,
+    /// already used, or dead and the proof is not its code.
     NotFound,
 }

@@ -9,7 +9,7 @@ use sesame_ports::{LimitDecision, LimitRule};
 pub use sesame_domain::Rate;
 
 fn rule(rate: Rate, key: String, cost: u32) -> LimitRule {
-    LimitRule { key, limit: rate.limit, window: Duration::from_secs(rate.window_secs.max(1)), cost }
+    LimitRule::new(key, rate.limit, Duration::from_secs(rate.window_secs.max(1)), cost)
 }
 
 /// What to do when the limiter's store cannot be reached.
@@ -107,8 +107,10 @@ impl LimitSettings {
     /// The rules of one start. `id_tag` stands for the identifier (a keyed hash: no email
     /// address or phone number goes into the limiter's keys).
     pub fn start_rules(&self, key: &ChallengeKey, id_tag: &str, ip: Option<&str>) -> Vec<LimitRule> {
+        // The buckets of one identifier (or one number range) are never what the headers report
+        // while a start is allowed: their counts would tell a stranger about someone's logins.
         let mut rules = vec![
-            rule(self.start_per_identifier, format!("start:id:{id_tag}"), 1),
+            rule(self.start_per_identifier, format!("start:id:{id_tag}"), 1).unreported(),
             rule(self.start_per_client, format!("start:client:{}", key.client_id.as_str()), 1),
         ];
         if let Some(ip) = ip {
@@ -116,18 +118,18 @@ impl LimitSettings {
         }
         if self.send_cooldown_secs > 0 {
             let cooldown = Rate { limit: 1, window_secs: self.send_cooldown_secs };
-            rules.push(rule(cooldown, format!("start:cooldown:{id_tag}"), 1));
+            rules.push(rule(cooldown, format!("start:cooldown:{id_tag}"), 1).unreported());
         }
         if let Identifier::Phone(p) = &key.identifier {
             rules.push(rule(self.sms_per_country, format!("sms:country:{}", p.country().unwrap_or("unknown")), 1));
-            rules.push(rule(self.sms_per_range, format!("sms:range:{}", p.range()), 1));
+            rules.push(rule(self.sms_per_range, format!("sms:range:{}", p.range()), 1).unreported());
         }
         rules
     }
 
     /// The rules checked before an exchange: the IP takes a token; failures are only looked at.
     pub fn exchange_rules(&self, id_tag: &str, ip: Option<&str>) -> Vec<LimitRule> {
-        let mut rules = vec![rule(self.failed_per_identifier, format!("failed:id:{id_tag}"), 0)];
+        let mut rules = vec![rule(self.failed_per_identifier, format!("failed:id:{id_tag}"), 0).unreported()];
         if let Some(ip) = ip {
             rules.push(rule(self.exchange_per_ip, format!("exchange:ip:{ip}"), 1));
         }
@@ -136,7 +138,7 @@ impl LimitSettings {
 
     /// The rule a failed try takes a token from.
     pub fn failure_rule(&self, id_tag: &str) -> LimitRule {
-        rule(self.failed_per_identifier, format!("failed:id:{id_tag}"), 1)
+        rule(self.failed_per_identifier, format!("failed:id:{id_tag}"), 1).unreported()
     }
 
     pub fn fail_mode(&self, strategy: Strategy) -> FailMode {

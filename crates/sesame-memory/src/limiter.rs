@@ -52,6 +52,7 @@ struct Verdict {
     reset_at_ns: i128,
     retry_after_ns: i128,
     new_tat: i128,
+    reported: bool,
 }
 
 /// GCRA for one bucket: emission interval `T = window / limit`, burst = `limit`.
@@ -77,6 +78,7 @@ fn evaluate(rule: &LimitRule, tat: Option<i128>, now: i128) -> Verdict {
         reset_at_ns: new_tat.max(now),
         retry_after_ns: if allowed { 0 } else { candidate - window - now },
         new_tat,
+        reported: rule.reported,
     }
 }
 
@@ -84,10 +86,12 @@ fn to_time(ns: i128) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp_nanos(ns).unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
-/// Picks what to report: the refusal that waits longest, else the bucket with fewest left.
+/// Picks what to report: the refusal that waits longest, else the reported bucket with fewest
+/// left (any bucket, when none is reported).
 fn decide(verdicts: &[Verdict], now: i128) -> LimitDecision {
     let refused = verdicts.iter().filter(|v| !v.allowed).max_by_key(|v| v.retry_after_ns);
-    let Some(v) = refused.or_else(|| verdicts.iter().min_by_key(|v| v.remaining)) else {
+    let tightest = verdicts.iter().filter(|v| v.reported).min_by_key(|v| v.remaining);
+    let Some(v) = refused.or(tightest).or_else(|| verdicts.iter().min_by_key(|v| v.remaining)) else {
         return LimitDecision {
             allowed: true,
             limit: 0,

@@ -184,16 +184,17 @@ impl ChallengeStore for MemoryStore {
         if live.consumed_at.is_some() {
             return Ok(CheckOutcome::NotFound);
         }
-        if now >= live.challenge.expires_at {
-            return Ok(CheckOutcome::Expired);
-        }
-        if live.attempts >= CodePolicy::MAX_ATTEMPTS {
-            return Ok(CheckOutcome::Exhausted);
-        }
         let matches = match proof {
             Proof::Code(h) => live.challenge.code_hash == h,
             Proof::Link(h) => live.challenge.link_hash.is_some_and(|l| l == h),
         };
+        // Why a dead code is dead is told only to whoever holds it.
+        if now >= live.challenge.expires_at {
+            return Ok(if matches { CheckOutcome::Expired } else { CheckOutcome::NotFound });
+        }
+        if live.attempts >= CodePolicy::MAX_ATTEMPTS {
+            return Ok(if matches { CheckOutcome::Exhausted } else { CheckOutcome::NotFound });
+        }
         if matches {
             if consume {
                 live.consumed_at = Some(now);

@@ -12,9 +12,28 @@ pub struct LimitRule {
     /// Tokens this request takes: 1 for a request, 0 to only look (e.g. failed tries are
     /// looked at before an exchange and taken after a failure).
     pub cost: u32,
+    /// Whether this bucket may be the one the answer reports while the request is allowed.
+    /// `false` for buckets keyed by an email address or phone number: their remaining count
+    /// would tell anyone who asks how many logins that user started or failed. A refusal
+    /// always reports the bucket that refused.
+    pub reported: bool,
 }
 
-/// The answer for all the rules of one request, reported for the tightest bucket.
+impl LimitRule {
+    /// A rule whose state may be reported.
+    pub fn new(key: impl Into<String>, limit: u32, window: Duration, cost: u32) -> Self {
+        Self { key: key.into(), limit, window, cost, reported: true }
+    }
+
+    /// This rule, never reported while the request is allowed.
+    #[must_use]
+    pub fn unreported(self) -> Self {
+        Self { reported: false, ..self }
+    }
+}
+
+/// The answer for all the rules of one request: the refusal that waits longest, else the
+/// tightest of the reported buckets (of all buckets when none is reported).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LimitDecision {
     pub allowed: bool,

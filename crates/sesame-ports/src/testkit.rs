@@ -157,7 +157,11 @@ where
         "the try that burns the code still counts"
     );
     assert_eq!(store.check(&key, Proof::Code(right), true, now).await.unwrap(), CheckOutcome::Exhausted);
-    assert_eq!(store.check(&key, Proof::Code(wrong), true, now).await.unwrap(), CheckOutcome::Exhausted);
+    assert_eq!(
+        store.check(&key, Proof::Code(wrong), true, now).await.unwrap(),
+        CheckOutcome::NotFound,
+        "only the holder of the burnt code learns that it is burnt"
+    );
     assert_eq!(CodePolicy::MAX_ATTEMPTS, 3);
 
     // Two wrong tries, then the right code: accepted.
@@ -172,6 +176,11 @@ where
     let key = email_key(&unique("client"));
     store.start(challenge(&key, right, None, now), message(&key, now), issued(now), None).await.unwrap();
     assert_eq!(store.check(&key, Proof::Code(right), true, now + secs(180)).await.unwrap(), CheckOutcome::Expired);
+    assert_eq!(
+        store.check(&key, Proof::Code(wrong), true, now + secs(180)).await.unwrap(),
+        CheckOutcome::NotFound,
+        "a stranger's guess cannot tell an expired login from none"
+    );
 
     // A new start replaces the earlier code.
     let key = email_key(&unique("client"));
@@ -445,7 +454,7 @@ pub async fn client_store<S: ClientStore + ConnectionStore + 'static>(store: Arc
 }
 
 fn rule(key: &str, limit: u32, window_secs: u64, cost: u32) -> LimitRule {
-    LimitRule { key: key.to_owned(), limit, window: Duration::from_secs(window_secs), cost }
+    LimitRule::new(key, limit, Duration::from_secs(window_secs), cost)
 }
 
 /// Token buckets: limit, refill, all-or-nothing across keys, look-only checks.
@@ -471,6 +480,18 @@ pub async fn rate_limiter<L: RateLimiter + 'static>(limiter: Arc<L>) {
     let d = limiter.check(&[rule(&a, 10, 60, 1), rule(&b, 1, 60, 1)], now).await.unwrap();
     assert!(!d.allowed);
     assert_eq!(limiter.check(&[rule(&a, 10, 60, 0)], now).await.unwrap().remaining, 10, "a untouched");
+
+    // An unreported bucket is never what an allowed answer shows, even when it is tightest;
+    // a refusal by it is shown.
+    let (open, private) = (unique("open:"), unique("private:"));
+    let both = |cost| [rule(&open, 50, 60, cost), rule(&private, 2, 60, cost).unreported()];
+    let d = limiter.check(&both(1), now).await.unwrap();
+    assert_eq!((d.allowed, d.limit, d.remaining), (true, 50, 49), "the reported bucket is shown");
+    let alone = limiter.check(&[rule(&private, 2, 60, 0).unreported()], now).await.unwrap();
+    assert_eq!((alone.limit, alone.remaining), (2, 1), "with nothing else to show, the bucket is shown");
+    limiter.check(&both(1), now).await.unwrap();
+    let d = limiter.check(&both(1), now).await.unwrap();
+    assert_eq!((d.allowed, d.limit), (false, 2), "the refusing bucket is shown");
 
     // Cost 0 looks without taking.
     let f = unique("fail:");

@@ -110,6 +110,8 @@ struct ChallengeState {
     attempts: i32,
     #[diesel(sql_type = Nullable<Timestamptz>)]
     consumed_at: Option<OffsetDateTime>,
+    #[diesel(sql_type = Bool)]
+    matched: bool,
 }
 
 const MAX_ATTEMPTS: i32 = CodePolicy::MAX_ATTEMPTS as i32;
@@ -216,20 +218,24 @@ impl ChallengeStore for PgStore {
             let left = MAX_ATTEMPTS - row.attempts;
             return Ok(CheckOutcome::Wrong { attempts_left: u32::try_from(left).unwrap_or(0) });
         }
-        // Nothing live was touched: say why, in the memory adapter's order.
+        // Nothing live was touched: say why, in the memory adapter's order, and only to whoever
+        // holds the dead code.
         let state: Vec<ChallengeState> = prepared!(
-            "SELECT expires_at, attempts, consumed_at FROM challenges \
-             WHERE client_id = $1 AND connection = $2 AND identifier = $3",
+            "SELECT expires_at, attempts, consumed_at, \
+               COALESCE((CASE WHEN $5 THEN link_hash ELSE code_hash END) = $4, false) AS matched \
+             FROM challenges WHERE client_id = $1 AND connection = $2 AND identifier = $3",
         )
         .bind::<Text, _>(key.client_id.as_str())
         .bind::<Text, _>(key.connection.as_str())
         .bind::<Text, _>(identifier)
+        .bind::<Bytea, _>(hash.0.to_vec())
+        .bind::<Bool, _>(is_link)
         .load(&mut conn)
         .await
         .map_err(db_err("reading a challenge"))?;
         Ok(match state.into_iter().next() {
             None => CheckOutcome::NotFound,
-            Some(s) if s.consumed_at.is_some() => CheckOutcome::NotFound,
+            Some(s) if s.consumed_at.is_some() || !s.matched => CheckOutcome::NotFound,
             Some(s) if s.expires_at <= now => CheckOutcome::Expired,
             Some(s) if s.attempts >= MAX_ATTEMPTS => CheckOutcome::Exhausted,
             // Changed between the two statements (a new start); the caller may try again.

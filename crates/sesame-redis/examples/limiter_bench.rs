@@ -19,7 +19,7 @@ use time::OffsetDateTime;
 fn rules() -> Vec<LimitRule> {
     ["ip:203.0.113.7", "identifier:user@example.com", "client:bench-app", "country:+33"]
         .into_iter()
-        .map(|key| LimitRule { key: key.into(), limit: 1_000_000_000, window: Duration::from_secs(3600), cost: 1 })
+        .map(|key| LimitRule::new(key, 1_000_000_000, Duration::from_secs(3600), 1))
         .collect()
 }
 

@@ -23,6 +23,8 @@ pub(crate) struct Plan {
     pub(crate) take: i128,
     /// Only rules with a cost write their bucket.
     pub(crate) writes: bool,
+    /// See [`LimitRule::reported`].
+    pub(crate) reported: bool,
 }
 
 impl Plan {
@@ -31,7 +33,7 @@ impl Plan {
         let interval = (window / i128::from(rule.limit.max(1))).max(1);
         // One past the window is enough to refuse, and keeps the script's sums exact.
         let take = (i128::from(rule.cost.max(1)) * interval).min(MAX_EXACT_NS + 1);
-        Self { limit: rule.limit, window, interval, take, writes: rule.cost > 0 }
+        Self { limit: rule.limit, window, interval, take, writes: rule.cost > 0, reported: rule.reported }
     }
 
     /// The verdict for a bucket whose TAT was `offset` ns past now (0 when empty or stale).
@@ -46,6 +48,7 @@ impl Plan {
             remaining: u32::try_from(remaining).unwrap_or(0),
             reset_at_ns: now + after,
             retry_after_ns: if allowed { 0 } else { candidate - self.window },
+            reported: self.reported,
         }
     }
 }
@@ -57,6 +60,7 @@ pub(crate) struct Verdict {
     pub(crate) remaining: u32,
     pub(crate) reset_at_ns: i128,
     pub(crate) retry_after_ns: i128,
+    pub(crate) reported: bool,
 }
 
 /// `now` as the script takes it: whole Unix seconds and the nanoseconds past them.
@@ -68,10 +72,12 @@ fn to_time(ns: i128) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp_nanos(ns).unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
-/// Picks what to report: the refusal that waits longest, else the bucket with fewest left.
+/// Picks what to report: the refusal that waits longest, else the reported bucket with fewest
+/// left (any bucket, when none is reported).
 pub(crate) fn decide(verdicts: &[Verdict], now: i128) -> LimitDecision {
     let refused = verdicts.iter().filter(|v| !v.allowed).max_by_key(|v| v.retry_after_ns);
-    let Some(v) = refused.or_else(|| verdicts.iter().min_by_key(|v| v.remaining)) else {
+    let tightest = verdicts.iter().filter(|v| v.reported).min_by_key(|v| v.remaining);
+    let Some(v) = refused.or(tightest).or_else(|| verdicts.iter().min_by_key(|v| v.remaining)) else {
         return LimitDecision {
             allowed: true,
             limit: 0,
@@ -95,7 +101,7 @@ mod tests {
     use super::*;
 
     fn rule(limit: u32, window: Duration, cost: u32) -> LimitRule {
-        LimitRule { key: "k".into(), limit, window, cost }
+        LimitRule::new("k", limit, window, cost)
     }
 
     #[test]

@@ -307,3 +307,56 @@ fn placeholder_and_low_entropy_server_secrets_are_refused() {
         assert!(format!("{err:#}").contains("server_secret"), "{err:#}");
     }
 }
+
+#[tokio::test]
+async fn a_strangers_guess_cannot_tell_an_expired_or_burnt_login_from_none() {
+    let app = spawn_app_configured(|_| {}).await;
+    let wrong_text = "Wrong email or verification code.";
+    let guess = async |to: &str, code: &str| app.post_token(&TestApp::otp_body("public-app", "email", to, code)).await;
+    let to = "expired@example.com";
+    let code = app.start_and_read_code("public-app", "email", to).await;
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    app.clock.advance(std::time::Duration::from_secs(181));
+    guess(to, wrong).await.assert_error(403, "invalid_grant", wrong_text);
+    guess(to, &code).await.assert_error(
+        403,
+        "invalid_grant",
+        "The verification code has expired. Please try to login again.",
+    );
+
+    let to = "burnt@example.com";
+    let code = app.start_and_read_code("public-app", "email", to).await;
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    let max = "You've reached the maximum number of attempts. Please try to login again.";
+    for _ in 0..2 {
+        guess(to, wrong).await.assert_error(403, "invalid_grant", wrong_text);
+    }
+    guess(to, wrong).await.assert_error(403, "invalid_grant", max);
+    let other = if code == "424242" { "434343" } else { "424242" };
+    guess(to, other).await.assert_error(403, "invalid_grant", wrong_text);
+    guess(to, &code).await.assert_error(403, "invalid_grant", max);
+}
+
+#[tokio::test]
+async fn rate_limit_headers_do_not_count_another_users_starts() {
+    let app = spawn_app_configured(|s| s.trusted_proxies = vec!["127.0.0.1/32".into()]).await;
+    let start_from = async |ip: &str| {
+        let r = app
+            .http
+            .post(format!("{}/passwordless/start", app.base))
+            .header("x-forwarded-for", ip)
+            .json(&start_body("watched@example.com"))
+            .send()
+            .await
+            .expect("start");
+        assert_eq!(r.status(), 200);
+        let header = |name: &str| r.headers()[name].to_str().expect("ascii").to_owned();
+        (header("x-ratelimit-limit"), header("x-ratelimit-remaining"))
+    };
+    for _ in 0..3 {
+        start_from("198.51.100.7").await;
+    }
+    // A stranger's first start for the same address: the headers are its own IP's bucket, not
+    // a count of the victim's logins (10 per hour per address, 3 taken).
+    assert_eq!(start_from("203.0.113.50").await, ("50".to_owned(), "49".to_owned()));
+}

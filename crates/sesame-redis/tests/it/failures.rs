@@ -17,7 +17,7 @@ fn at(url: String) -> RedisConfig {
 }
 
 fn one_rule() -> [LimitRule; 1] {
-    [LimitRule { key: "ip:198.51.100.1".into(), limit: 5, window: Duration::from_secs(60), cost: 1 }]
+    [LimitRule::new("ip:198.51.100.1", 5, Duration::from_secs(60), 1)]
 }
 
 /// Accepts connections and never answers: a hung Redis.

@@ -7,7 +7,7 @@ use time::Duration as Span;
 use crate::TestRedis;
 
 fn rule(key: &str, limit: u32, window: Duration, cost: u32) -> LimitRule {
-    LimitRule { key: key.to_owned(), limit, window, cost }
+    LimitRule::new(key, limit, window, cost)
 }
 
 #[tokio::test]

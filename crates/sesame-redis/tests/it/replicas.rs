@@ -5,7 +5,7 @@ use sesame_ports::{LimitRule, RateLimiter, ReplayGuard, testkit};
 use crate::TestRedis;
 
 fn per_hour(key: &str, limit: u32) -> LimitRule {
-    LimitRule { key: key.to_owned(), limit, window: Duration::from_secs(3600), cost: 1 }
+    LimitRule::new(key, limit, Duration::from_secs(3600), 1)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
