@@ -419,6 +419,33 @@ impl Settings {
         Ok(())
     }
 
+    /// What `serve` refuses beyond `validate`: a production-shaped configuration that is unsafe
+    /// or cannot log anyone in. Each error is one line naming the key to change.
+    ///
+    /// # Errors
+    /// An `http://` issuer on a listen address that is not loopback (tokens and links would
+    /// travel in clear); Postgres with both channels on the mailbox and no `dev_mailbox`
+    /// (nothing could deliver a code).
+    pub fn check_serve(&self) -> anyhow::Result<()> {
+        let loopback = listen_is_loopback(&self.listen);
+        anyhow::ensure!(
+            !self.issuer.starts_with("http://") || loopback,
+            "issuer {:?} is http:// but listen = {:?} is not a loopback address: set issuer to the https:// URL \
+             users reach (TLS ends at the load balancer), or listen on 127.0.0.1 for local use",
+            self.issuer,
+            self.listen
+        );
+        anyhow::ensure!(
+            !(self.store == StoreKind::Postgres
+                && self.email == SenderKind::Mailbox
+                && self.sms == SenderKind::Mailbox
+                && self.dev_mailbox.is_none()),
+            "store = \"postgres\" with email = \"mailbox\" and sms = \"mailbox\": no code can be delivered; set \
+             email = \"ses\" and/or sms = \"sns\" (or dev_mailbox = true for a test environment, never in production)"
+        );
+        Ok(())
+    }
+
     /// The message templates, compiled and test-rendered.
     ///
     /// # Errors
@@ -517,6 +544,14 @@ const PLACEHOLDER_WORDS: &[&str] = &[
 const MIN_DISTINCT_SECRET_BYTES: usize = 12;
 
 /// Refuses placeholder and low-entropy server secrets.
+/// Whether `listen` binds only the loopback interface (`127.0.0.0/8`, `::1`, `localhost`).
+fn listen_is_loopback(listen: &str) -> bool {
+    if let Ok(addr) = listen.parse::<std::net::SocketAddr>() {
+        return addr.ip().is_loopback();
+    }
+    listen.rsplit_once(':').is_some_and(|(host, _)| host == "localhost")
+}
+
 fn check_secret_strength(secret: &str) -> anyhow::Result<()> {
     let lower = secret.to_lowercase();
     if let Some(word) = PLACEHOLDER_WORDS.iter().find(|w| lower.contains(**w)) {

@@ -48,9 +48,24 @@ enum Command {
     CheckConfig,
 }
 
+/// An error prints one line naming its cause (`sesame: error: starting sesame: binding …`);
+/// a backtrace, when `RUST_BACKTRACE` asks for one, follows that line.
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    match run(cli).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sesame: error: {e:#}");
+            if e.backtrace().status() == std::backtrace::BacktraceStatus::Captured {
+                eprintln!("\n{}", e.backtrace());
+            }
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     let mut settings = Settings::load(cli.config.as_deref())?;
     sesame_api::telemetry::init(settings.log_format);
     for key in Settings::unknown_env_keys(std::env::vars()) {
@@ -61,6 +76,7 @@ async fn main() -> anyhow::Result<()> {
             if let Some(listen) = listen {
                 settings.listen = listen;
             }
+            settings.check_serve()?;
             let app = Application::build(settings).await.context("starting sesame")?;
             tracing::info!(port = app.port(), "sesame listening");
             app.run_until_stopped().await?;

@@ -8,22 +8,70 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::Next;
 use actix_web::{HttpResponse, web};
+use tracing::Instrument as _;
 
 use crate::routes::AppState;
 
 /// Request headers the browser SDKs send (auth0.js: `auth0-client`, `content-type`,
 /// `x-request-language`).
 const ALLOWED_HEADERS: &str = "auth0-client, content-type, x-request-language, authorization, accept, accept-language";
-const EXPOSED_HEADERS: &str = "x-ratelimit-limit, x-ratelimit-remaining, x-ratelimit-reset, retry-after";
+const EXPOSED_HEADERS: &str = "x-ratelimit-limit, x-ratelimit-remaining, x-ratelimit-reset, retry-after, x-request-id";
+
+/// The header a request id comes in on (from a load balancer or the caller) and goes back on.
+pub const REQUEST_ID: &str = "x-request-id";
+
+/// A caller's request id when it is safe to log and echo (at most 128 of `[A-Za-z0-9._-]`),
+/// else a fresh one: 16 random bytes in hex.
+fn request_id(req: &ServiceRequest) -> String {
+    let sent = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).filter(|v| {
+        !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+    });
+    if let Some(id) = sent {
+        return id.to_owned();
+    }
+    let mut bytes = [0u8; 16];
+    match req.app_data::<web::Data<AppState>>() {
+        Some(state) => state.sesame.ports.random.fill(&mut bytes),
+        None => bytes = time_based_id(),
+    }
+    hex::encode(bytes)
+}
+
+/// Only for a request served without state (never in the real app): time-based, unique enough.
+fn time_based_id() -> [u8; 16] {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    nanos.to_le_bytes()
+}
 
 pub async fn cors_and_errors(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let started = std::time::Instant::now();
+    let id = request_id(&req);
+    // Every line logged while this request is served carries its id.
+    let span = tracing::info_span!("request", request_id = %id);
+    let mut res = handle(req, next).instrument(span.clone()).await?;
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        res.headers_mut().insert(header::HeaderName::from_static(REQUEST_ID), v);
+    }
+    let _entered = span.enter();
+    tracing::info!(
+        method = %res.request().method(),
+        // The path only: query strings can hold link secrets and must never reach a log.
+        path = res.request().path(),
+        status = res.status().as_u16(),
+        ms = started.elapsed().as_secs_f64() * 1000.0,
+        "request"
+    );
+    Ok(res)
+}
+
+async fn handle(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let method = req.method().clone();
-    // The path only: query strings can hold link secrets and must never reach a log.
-    let path = req.path().to_owned();
     let origin = req.headers().get(header::ORIGIN).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let allowed = match (&origin, req.app_data::<web::Data<AppState>>()) {
         (Some(o), Some(state)) => state.sesame.ports.clients.origin_allowed(o).await.unwrap_or(false),
@@ -57,13 +105,6 @@ pub async fn cors_and_errors(
         h.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static(EXPOSED_HEADERS));
     }
     res.headers_mut().append(header::VARY, HeaderValue::from_static("Origin"));
-    tracing::info!(
-        %method,
-        path,
-        status = res.status().as_u16(),
-        ms = started.elapsed().as_secs_f64() * 1000.0,
-        "request"
-    );
     Ok(res)
 }
 

@@ -196,3 +196,46 @@ async fn clients_are_managed_from_the_command_line() {
     drop(app);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `serve` with an unsafe production-shaped configuration exits at once with one line that names
+/// the key; a backtrace, when asked for, comes after that line.
+#[test]
+fn serve_refuses_unsafe_settings_with_one_line_naming_the_key() {
+    let dir = std::env::temp_dir().join(format!("sesame-cli-refuse-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let config = dir.join("sesame.toml");
+    let cases: [(&str, &[&str], &str); 4] = [
+        ("issuer = \"http://auth.example.com/\"\n", &["serve", "--listen", "0.0.0.0:0"], "issuer"),
+        (
+            "store = \"postgres\"\nserver_secret = \"Zq8xV2mN5pL0wK7rT4yH1jB6cF9dG3sA\"\n[database]\nurl = \"postgres://127.0.0.1:1/x\"\n",
+            &["serve"],
+            "email = \"ses\"",
+        ),
+        ("server_secret = \"short\"\n", &["serve"], "server_secret"),
+        ("listen = \"127.0.0.1:8080\"\ncolour = \"blue\"\n", &["check-config"], "colour"),
+    ];
+    for (text, args, names) in cases {
+        std::fs::write(&config, text).expect("config");
+        for backtrace in ["0", "1"] {
+            let out = Command::new(env!("CARGO_BIN_EXE_sesame"))
+                .arg("--config")
+                .arg(&config)
+                .args(args)
+                .env("RUST_LOG", "off")
+                .env("RUST_BACKTRACE", backtrace)
+                .output()
+                .expect("run sesame");
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success(), "{text}: refused");
+            let first = stderr.lines().next().unwrap_or_default();
+            assert!(first.starts_with("sesame: error: ") && first.contains(names), "{text}: first line {first:?}");
+            if backtrace == "0" {
+                assert_eq!(stderr.lines().count(), 1, "{text}: one line without RUST_BACKTRACE: {stderr}");
+            }
+        }
+    }
+    // An http:// issuer is fine for local use.
+    std::fs::write(&config, "issuer = \"http://127.0.0.1:8080/\"\n").expect("config");
+    let (ok, _, err) = sesame(&config, &["check-config"]);
+    assert!(ok, "{err}");
+}
