@@ -87,6 +87,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Keys(command) => admin::keys(&settings, command).await?,
         Command::Connection(command) => admin::connection(&settings, command).await?,
         Command::CheckConfig => {
+            settings.check_serve()?;
             tracing::info!(issuer = settings.issuer, listen = settings.listen, store = ?settings.store, "settings are valid");
         }
     }

@@ -53,7 +53,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/.well-known/oauth-authorization-server", web::get().to(openid_configuration))
         .route("/.well-known/jwks.json", web::get().to(jwks))
         .route("/dev/mailbox", web::get().to(dev_mailbox))
-        .route("/health", web::get().to(health))
+        .configure(crate::probes::configure)
         .configure(crate::links::configure);
 }
 
@@ -327,10 +327,6 @@ async fn dev_mailbox(state: web::Data<AppState>, query: web::Query<MailboxQuery>
         })
         .collect();
     Ok(HttpResponse::Ok().insert_header((actix_web::http::header::CACHE_CONTROL, "no-store")).json(entries))
-}
-
-async fn health() -> HttpResponse {
-    HttpResponse::Ok().json(json!({"status": "ok"}))
 }
 
 #[cfg(test)]

@@ -194,10 +194,7 @@ impl Sesame {
                 return done(Delivered::Failed(reason.clone()), Settlement::Failed(reason), None);
             }
         };
-        let breaker = match msg.channel {
-            Channel::Email => &self.breakers.0,
-            Channel::Sms => &self.breakers.1,
-        };
+        let breaker = self.breaker(msg.channel);
         if let Some(wait) = breaker.holding() {
             // The provider failed again and again just now: reschedule without calling it.
             let at = now + wait.max(self.settings.delivery.base_backoff);

@@ -24,6 +24,7 @@ pub mod client_auth;
 pub mod crypto;
 pub mod delivery;
 pub mod exchange;
+pub mod health;
 pub mod limits;
 pub mod messages;
 pub mod start;
@@ -139,6 +140,14 @@ impl Sesame {
             wake_delivery: Arc::new(tokio::sync::Notify::new()),
             local: Arc::new(delivery::LocalQueue::new()),
             breakers: Arc::default(),
+        }
+    }
+
+    /// The circuit breaker of a channel's provider.
+    pub(crate) fn breaker(&self, channel: sesame_domain::Channel) -> &delivery::Breaker {
+        match channel {
+            sesame_domain::Channel::Email => &self.breakers.0,
+            sesame_domain::Channel::Sms => &self.breakers.1,
         }
     }
 

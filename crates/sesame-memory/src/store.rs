@@ -8,7 +8,7 @@ use sesame_domain::{
     MessageId, NewChallenge, OutboxMessage, Proof, SecretHash, User, UserId,
 };
 use sesame_ports::{
-    AuditEvent, AuditLog, AuthorizationCode, ChallengeStore, ClaimedMessage, ClientStore, ConnectionStore,
+    AuditEvent, AuditLog, AuthorizationCode, Backlog, ChallengeStore, ClaimedMessage, ClientStore, ConnectionStore,
     DeliveryState, GrantStore, KeyState, KeyStore, OpaqueToken, Outbox, RefreshOutcome, RefreshToken, Settled,
     Settlement, SigningKeyRecord, StoreError, UserStore,
 };
@@ -336,6 +336,11 @@ impl Outbox for MemoryStore {
             .filter_map(|(_, id)| state.outbox.get(id))
             .map(|r| r.lease_until.map_or(r.due_at, |l| l.max(r.due_at)))
             .min())
+    }
+
+    async fn backlog(&self) -> Result<Backlog, StoreError> {
+        let state = self.state();
+        Ok(Backlog { pending: state.pending.len() as u64, oldest: state.pending.first().map(|(at, _)| *at) })
     }
 }
 

@@ -57,6 +57,8 @@ pub struct LimitError(#[source] pub anyhow::Error);
 #[async_trait]
 pub trait RateLimiter: Send + Sync + std::fmt::Debug {
     async fn check(&self, rules: &[LimitRule], now: OffsetDateTime) -> Result<LimitDecision, LimitError>;
+    /// A round trip to where the buckets live (`/readyz`), changing nothing.
+    async fn ping(&self) -> Result<(), LimitError>;
 }
 
 /// Remembers single-use values (client-assertion `jti`s) until they expire.

@@ -180,4 +180,15 @@ pub trait Outbox: Send + Sync + std::fmt::Debug {
     async fn state(&self, id: &MessageId) -> Result<Option<DeliveryState>, StoreError>;
     /// The earliest time any pending message becomes due, to let a worker sleep until then.
     async fn next_due(&self) -> Result<Option<OffsetDateTime>, StoreError>;
+    /// How many messages wait to be delivered and when the oldest of them was written: what
+    /// an operator alerts on (`/metrics`), and a real round trip to the store (`/readyz`).
+    async fn backlog(&self) -> Result<Backlog, StoreError>;
+}
+
+/// The outbox's pending messages, counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Backlog {
+    pub pending: u64,
+    /// `created_at` of the oldest pending message.
+    pub oldest: Option<OffsetDateTime>,
 }

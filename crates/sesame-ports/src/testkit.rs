@@ -260,6 +260,10 @@ where
     store.start(challenge(&key, hash(1), None, now), msg.clone(), issued(now), None).await.unwrap();
     let mine = |claimed: &[crate::ClaimedMessage]| claimed.iter().filter(|c| c.message.id == msg.id).count();
 
+    let backlog = store.backlog().await.unwrap();
+    assert!(backlog.pending >= 1, "a started message is pending: {backlog:?}");
+    assert!(backlog.oldest.is_some_and(|t| t <= now), "the oldest is no younger than ours: {backlog:?}");
+
     let claimed = store.claim_due(now, 1000, Duration::from_secs(30)).await.unwrap();
     assert_eq!(mine(&claimed), 1);
     let got = claimed.iter().find(|c| c.message.id == msg.id).unwrap();
@@ -459,6 +463,7 @@ fn rule(key: &str, limit: u32, window_secs: u64, cost: u32) -> LimitRule {
 
 /// Token buckets: limit, refill, all-or-nothing across keys, look-only checks.
 pub async fn rate_limiter<L: RateLimiter + 'static>(limiter: Arc<L>) {
+    limiter.ping().await.expect("a working limiter answers a ping");
     let now = t0();
     let ip = unique("ip:");
     for i in 0..5 {

@@ -9,7 +9,7 @@ use sesame_domain::{
     Identifier, MessageId, NewChallenge, OutboxMessage, PhoneNumber, Proof, SealedMessage, SecretHash, Send,
 };
 use sesame_ports::{
-    AuditEvent, ChallengeStore, ClaimedMessage, DeliveryState, Outbox, Settled, Settlement, StoreError,
+    AuditEvent, Backlog, ChallengeStore, ClaimedMessage, DeliveryState, Outbox, Settled, Settlement, StoreError,
 };
 use time::OffsetDateTime;
 
@@ -430,6 +430,24 @@ impl Outbox for PgStore {
         .await
         .map_err(db_err("reading the outbox"))?;
         Ok(row.next)
+    }
+
+    async fn backlog(&self) -> Result<Backlog, StoreError> {
+        #[derive(QueryableByName)]
+        struct Row {
+            #[diesel(sql_type = BigInt)]
+            pending: i64,
+            #[diesel(sql_type = Nullable<Timestamptz>)]
+            oldest: Option<OffsetDateTime>,
+        }
+        let mut conn = self.conn().await?;
+        // Served by the partial index outbox_pending: only pending rows are read.
+        let row: Row =
+            prepared!("SELECT count(*) AS pending, min(created_at) AS oldest FROM outbox WHERE status = 'pending'")
+                .get_result(&mut conn)
+                .await
+                .map_err(db_err("counting the outbox"))?;
+        Ok(Backlog { pending: u64::try_from(row.pending).unwrap_or(0), oldest: row.oldest })
     }
 }
 

@@ -151,6 +151,15 @@ impl RateLimiter for RedisLimiter {
         }
         self.run(rules, now_ns).await.context("checking rate limits in Redis").map_err(LimitError)
     }
+
+    async fn ping(&self) -> Result<(), LimitError> {
+        let mut conn = self.conn.clone();
+        let pong: String = within(self.timeout, redis::cmd("PING").query_async(&mut conn))
+            .await
+            .context("pinging Redis")
+            .map_err(LimitError)?;
+        if pong == "PONG" { Ok(()) } else { Err(LimitError(anyhow!("Redis answered PING with {pong:?}"))) }
+    }
 }
 
 #[async_trait]

@@ -11,6 +11,7 @@ mod login;
 #[path = "../../../../tests/aws/moto.rs"]
 #[allow(dead_code, reason = "shared with the adapter tests; not every helper is used here")]
 mod moto;
+mod ops;
 mod outage;
 mod security;
 mod start_errors;
