@@ -62,6 +62,13 @@ pub struct Settings {
     #[serde(default, alias = "allow_dev_mailbox")]
     pub dev_mailbox: Option<bool>,
     pub log_format: LogFormat,
+    /// Whether Prometheus metrics are recorded and served at `GET /metrics`.
+    #[serde(default = "yes")]
+    pub metrics: bool,
+    /// `host:port` where `GET /metrics` is served instead of `listen`, so it need not be
+    /// public. Empty: on `listen`.
+    #[serde(default)]
+    pub metrics_listen: String,
     /// Largest accepted request body, in bytes.
     pub max_body_bytes: usize,
     /// Amazon SES, for `email = "ses"`.
@@ -260,6 +267,9 @@ impl std::fmt::Debug for ClientSettings {
     }
 }
 
+fn yes() -> bool {
+    true
+}
 fn default_app_type() -> sesame_domain::AppType {
     sesame_domain::AppType::Native
 }
@@ -285,6 +295,8 @@ rate_limit = "memory"
 email = "mailbox"
 sms = "mailbox"
 log_format = "compact"
+metrics = true
+metrics_listen = ""
 max_body_bytes = 16384
 
 [magic_link]

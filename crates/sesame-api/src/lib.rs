@@ -6,6 +6,7 @@ pub mod config;
 pub mod errors;
 pub mod links;
 pub mod middleware;
+pub mod monitoring;
 pub mod probes;
 pub mod routes;
 pub mod startup;

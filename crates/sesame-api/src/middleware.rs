@@ -55,6 +55,14 @@ pub async fn cors_and_errors(
     if let Ok(v) = HeaderValue::from_str(&id) {
         res.headers_mut().insert(header::HeaderName::from_static(REQUEST_ID), v);
     }
+    if crate::monitoring::recording() {
+        crate::monitoring::request(
+            res.request().match_pattern(),
+            res.request().method(),
+            res.status().as_u16(),
+            started.elapsed(),
+        );
+    }
     let _entered = span.enter();
     tracing::info!(
         method = %res.request().method(),

@@ -44,7 +44,9 @@ pub struct Overrides {
 /// A bound, ready-to-run Sesame.
 pub struct Application {
     port: u16,
+    metrics_port: Option<u16>,
     server: actix_web::dev::Server,
+    metrics_server: Option<actix_web::dev::Server>,
     sesame: Sesame,
     mailbox: Arc<Mailbox>,
     delivery_stop: tokio::sync::oneshot::Sender<()>,
@@ -73,7 +75,7 @@ impl Application {
     pub async fn build_with(settings: Settings, overrides: Overrides) -> anyhow::Result<Self> {
         // One HTTP worker per core (actix's default), each with Postgres connections of its own.
         let workers = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-        let Wired { sesame, mailbox, mailbox_delivers, pg, .. } = wire_with(&settings, overrides, workers).await?;
+        let Wired { sesame, keys, mailbox, mailbox_delivers, pg } = wire_with(&settings, overrides, workers).await?;
         seed(&sesame, &settings).await.context("loading clients and connections")?;
 
         let listener = TcpListener::bind(&settings.listen).with_context(|| format!("binding {}", settings.listen))?;
@@ -85,16 +87,43 @@ impl Application {
             confirm_links: settings.magic_link.confirm,
         });
         let body_limit = settings.max_body_bytes;
+        let scrape = settings
+            .metrics
+            .then(crate::monitoring::recorder)
+            .flatten()
+            .map(|handle| web::Data::new(crate::monitoring::Scrape { handle, sesame: sesame.clone(), keys }));
+        // `/metrics` on its own address when one is set, so it need not be public.
+        let (metrics_server, metrics_port) = match (&scrape, settings.metrics_listen.as_str()) {
+            (Some(scrape), addr) if !addr.is_empty() => {
+                let listener = TcpListener::bind(addr).with_context(|| format!("binding metrics_listen {addr}"))?;
+                let port = listener.local_addr()?.port();
+                let scrape = scrape.clone();
+                let server = HttpServer::new(move || {
+                    App::new().app_data(scrape.clone()).configure(crate::monitoring::configure)
+                })
+                .workers(1)
+                .listen(listener)?
+                .shutdown_timeout(1)
+                .run();
+                (Some(server), Some(port))
+            }
+            _ => (None, None),
+        };
+        let main_scrape = scrape.filter(|_| metrics_server.is_none());
         let server = HttpServer::new(move || {
             // Runs on each worker's thread as it starts.
             if let Some(pg) = &pg {
                 pg.pin_thread();
             }
-            App::new()
+            let mut app = App::new()
                 .app_data(state.clone())
                 .app_data(web::PayloadConfig::new(body_limit))
                 .wrap(actix_web::middleware::from_fn(crate::middleware::cors_and_errors))
-                .configure(routes::configure)
+                .configure(routes::configure);
+            if let Some(scrape) = &main_scrape {
+                app = app.app_data(scrape.clone()).configure(crate::monitoring::configure);
+            }
+            app
         })
         .workers(workers)
         .listen(listener)?
@@ -111,11 +140,16 @@ impl Application {
                 })
                 .await;
         });
-        Ok(Self { port, server, sesame, mailbox, delivery_stop, delivery })
+        Ok(Self { port, metrics_port, server, metrics_server, sesame, mailbox, delivery_stop, delivery })
     }
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The port of `metrics_listen`, when `/metrics` has an address of its own.
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics_port
     }
 
     pub fn sesame(&self) -> &Sesame {
@@ -131,7 +165,15 @@ impl Application {
     /// # Errors
     /// When the server fails.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let metrics = self.metrics_server.map(|server| {
+            let handle = server.handle();
+            (handle, tokio::spawn(server))
+        });
         let result = self.server.await;
+        if let Some((handle, task)) = metrics {
+            handle.stop(true).await;
+            let _ = task.await;
+        }
         let _ = self.delivery_stop.send(());
         let _ = self.delivery.await;
         result

@@ -162,8 +162,15 @@ impl Sesame {
         Ok(())
     }
 
-    /// Tries to hand one message to its provider. Touches no store.
+    /// Tries to hand one message to its provider, and counts what came of it. Touches no store.
     async fn attempt(&self, handed: Handed) -> Attempt {
+        let channel = handed.claimed.message.channel;
+        let attempt = self.try_provider(handed).await;
+        crate::measures::delivered(channel, &attempt.delivered);
+        attempt
+    }
+
+    async fn try_provider(&self, handed: Handed) -> Attempt {
         let Handed { claimed, ready } = handed;
         let (rendered, to) = ready.map_or((None, None), |(r, to)| (Some(r), Some(to)));
         let msg = &claimed.message;
@@ -220,7 +227,13 @@ impl Sesame {
             },
         };
         match &sent {
-            Err(SendError::Unavailable(_)) => breaker.failed(),
+            Err(SendError::Unavailable(_)) => {
+                crate::measures::dependency_error(match msg.channel {
+                    Channel::Email => "email",
+                    Channel::Sms => "sms",
+                });
+                breaker.failed();
+            }
             _ => breaker.succeeded(),
         }
         match sent {

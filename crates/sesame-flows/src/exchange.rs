@@ -10,6 +10,7 @@ use sesame_ports::{AuditEvent, AuditKind, LimitDecision, LimitRule, TokenError};
 use crate::Sesame;
 use crate::crypto::random_object_id;
 use crate::limits::Limited;
+use crate::measures::Exchange;
 use crate::tokens::{TokenRequest, TokenSet};
 
 /// An OTP exchange, after client authentication.
@@ -223,6 +224,7 @@ impl Sesame {
             event.ip = req.ip.clone();
             event.detail = Some(if by_link { "magic link" } else { "code check" }.into());
             self.audit(event).await;
+            crate::measures::exchanged(Exchange::RateLimited, by_link);
             return Err(match failures {
                 Ok(f) if !f.allowed => ExchangeError::TooManyAttempts,
                 _ => ExchangeError::RateLimited,
@@ -234,14 +236,18 @@ impl Sesame {
         event.connection = Some(key.connection.0.clone());
         event.identifier = Some(key.identifier.masked());
         event.ip = req.ip.clone();
-        let (err, counts) = match outcome {
-            CheckOutcome::Accepted(challenge) => return Ok(Checked { connection, key, challenge, by_link }),
-            CheckOutcome::Wrong { attempts_left: 0 } => (ExchangeError::Exhausted, true),
-            CheckOutcome::Wrong { .. } => (ExchangeError::WrongCode(strategy), true),
-            CheckOutcome::NotFound => (ExchangeError::WrongCode(strategy), false),
-            CheckOutcome::Exhausted => (ExchangeError::Exhausted, false),
-            CheckOutcome::Expired => (ExchangeError::Expired, false),
+        let (err, counts, measured) = match outcome {
+            CheckOutcome::Accepted(challenge) => {
+                crate::measures::exchanged(Exchange::Ok, by_link);
+                return Ok(Checked { connection, key, challenge, by_link });
+            }
+            CheckOutcome::Wrong { attempts_left: 0 } => (ExchangeError::Exhausted, true, Exchange::Exhausted),
+            CheckOutcome::Wrong { .. } => (ExchangeError::WrongCode(strategy), true, Exchange::Wrong),
+            CheckOutcome::NotFound => (ExchangeError::WrongCode(strategy), false, Exchange::Burnt),
+            CheckOutcome::Exhausted => (ExchangeError::Exhausted, false, Exchange::Exhausted),
+            CheckOutcome::Expired => (ExchangeError::Expired, false, Exchange::Expired),
         };
+        crate::measures::exchanged(measured, by_link);
         if counts {
             // Count the failure against the identifier, across all its codes; with the shared
             // limiter down, the local one counts it.

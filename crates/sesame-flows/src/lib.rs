@@ -10,7 +10,10 @@ macro_rules! store_errors_into {
         impl From<sesame_ports::StoreError> for $error {
             fn from(e: sesame_ports::StoreError) -> Self {
                 match e {
-                    sesame_ports::StoreError::Unavailable(e) => Self::Unavailable(e),
+                    sesame_ports::StoreError::Unavailable(e) => {
+                        $crate::measures::dependency_error("store");
+                        Self::Unavailable(e)
+                    }
                     other => Self::Unexpected(anyhow::Error::new(other)),
                 }
             }
@@ -26,6 +29,7 @@ pub mod delivery;
 pub mod exchange;
 pub mod health;
 pub mod limits;
+mod measures;
 pub mod messages;
 pub mod start;
 pub mod templates;
@@ -163,14 +167,23 @@ impl Sesame {
         mode: limits::FailMode,
         now: time::OffsetDateTime,
     ) -> Result<Option<sesame_ports::LimitDecision>, anyhow::Error> {
-        match self.ports.limiter.check(rules, now).await {
-            Ok(d) => Ok(Some(d)),
+        let checked = self.ports.limiter.check(rules, now).await;
+        if checked.is_err() {
+            measures::dependency_error("limiter");
+            measures::limiter_failed(mode);
+        }
+        let decision = match checked {
+            Ok(d) => Some(d),
             Err(e) if mode == limits::FailMode::Open => {
                 tracing::warn!(error = ?e, limiter_failure = true, "rate limiter unavailable; failing open to the local floor");
-                Ok(self.ports.floor_limiter.check(rules, now).await.ok())
+                self.ports.floor_limiter.check(rules, now).await.ok()
             }
-            Err(e) => Err(anyhow::Error::new(e).context("rate limiter unavailable; failing closed")),
+            Err(e) => return Err(anyhow::Error::new(e).context("rate limiter unavailable; failing closed")),
+        };
+        if let Some(rule) = decision.as_ref().and_then(|d| d.refused_by).and_then(|i| rules.get(i)) {
+            measures::refused(&rule.key);
         }
+        Ok(decision)
     }
 
     /// `rules` on the shared limiter, or on the local floor while it cannot be reached.
@@ -181,7 +194,10 @@ impl Sesame {
     ) -> Result<sesame_ports::LimitDecision, sesame_ports::LimitError> {
         match self.ports.limiter.check(rules, now).await {
             Ok(d) => Ok(d),
-            Err(_) => self.ports.floor_limiter.check(rules, now).await,
+            Err(_) => {
+                measures::dependency_error("limiter");
+                self.ports.floor_limiter.check(rules, now).await
+            }
         }
     }
 

@@ -239,6 +239,7 @@ impl Sesame {
         } else {
             delivery::wake(self);
         }
+        crate::measures::started(key.connection.as_str(), send);
         tracing::info!(to = %key.identifier.masked(), send = send.as_str(), "code issued");
         Ok(Started { id, identifier: key.identifier, request_language: req.language })
     }

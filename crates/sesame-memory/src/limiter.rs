@@ -89,7 +89,9 @@ fn to_time(ns: i128) -> OffsetDateTime {
 /// Picks what to report: the refusal that waits longest, else the reported bucket with fewest
 /// left (any bucket, when none is reported).
 fn decide(verdicts: &[Verdict], now: i128) -> LimitDecision {
-    let refused = verdicts.iter().filter(|v| !v.allowed).max_by_key(|v| v.retry_after_ns);
+    let refused = verdicts.iter().enumerate().filter(|(_, v)| !v.allowed).max_by_key(|(_, v)| v.retry_after_ns);
+    let refused_by = refused.map(|(i, _)| i);
+    let refused = refused.map(|(_, v)| v);
     let tightest = verdicts.iter().filter(|v| v.reported).min_by_key(|v| v.remaining);
     let Some(v) = refused.or(tightest).or_else(|| verdicts.iter().min_by_key(|v| v.remaining)) else {
         return LimitDecision {
@@ -98,6 +100,7 @@ fn decide(verdicts: &[Verdict], now: i128) -> LimitDecision {
             remaining: 0,
             reset_at: to_time(now),
             retry_after: Duration::ZERO,
+            refused_by: None,
         };
     };
     let retry_secs = u64::try_from((v.retry_after_ns + 999_999_999) / 1_000_000_000).unwrap_or(0);
@@ -107,6 +110,7 @@ fn decide(verdicts: &[Verdict], now: i128) -> LimitDecision {
         remaining: v.remaining,
         reset_at: to_time(v.reset_at_ns),
         retry_after: Duration::from_secs(retry_secs),
+        refused_by,
     }
 }
 

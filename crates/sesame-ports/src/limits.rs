@@ -43,6 +43,8 @@ pub struct LimitDecision {
     pub reset_at: OffsetDateTime,
     /// How long until the request would be allowed; zero when allowed.
     pub retry_after: Duration,
+    /// When refused: the index in `rules` of the rule reported (the one that waits longest).
+    pub refused_by: Option<usize>,
 }
 
 /// The limiter's backing service failed.

@@ -473,17 +473,20 @@ pub async fn rate_limiter<L: RateLimiter + 'static>(limiter: Arc<L>) {
     }
     let refused = limiter.check(&[rule(&ip, 5, 3600, 1)], now).await.unwrap();
     assert!(!refused.allowed);
+    assert_eq!(refused.refused_by, Some(0), "the refusing rule is named");
     assert_eq!(refused.remaining, 0);
     assert_eq!(refused.retry_after, Duration::from_secs(720), "one token refills every 3600/5 s");
     assert_eq!(refused.reset_at, now + secs(3600));
     let later = limiter.check(&[rule(&ip, 5, 3600, 1)], now + secs(720)).await.unwrap();
     assert!(later.allowed, "refilled");
+    assert_eq!(later.refused_by, None, "an allowed answer names no rule");
 
     // All or nothing: a refusal by one bucket takes nothing from the others.
     let (a, b) = (unique("a:"), unique("b:"));
     limiter.check(&[rule(&b, 1, 60, 1)], now).await.unwrap();
     let d = limiter.check(&[rule(&a, 10, 60, 1), rule(&b, 1, 60, 1)], now).await.unwrap();
     assert!(!d.allowed);
+    assert_eq!(d.refused_by, Some(1), "the second rule refused");
     assert_eq!(limiter.check(&[rule(&a, 10, 60, 0)], now).await.unwrap().remaining, 10, "a untouched");
 
     // An unreported bucket is never what an allowed answer shows, even when it is tightest;

@@ -75,7 +75,9 @@ fn to_time(ns: i128) -> OffsetDateTime {
 /// Picks what to report: the refusal that waits longest, else the reported bucket with fewest
 /// left (any bucket, when none is reported).
 pub(crate) fn decide(verdicts: &[Verdict], now: i128) -> LimitDecision {
-    let refused = verdicts.iter().filter(|v| !v.allowed).max_by_key(|v| v.retry_after_ns);
+    let refused = verdicts.iter().enumerate().filter(|(_, v)| !v.allowed).max_by_key(|(_, v)| v.retry_after_ns);
+    let refused_by = refused.map(|(i, _)| i);
+    let refused = refused.map(|(_, v)| v);
     let tightest = verdicts.iter().filter(|v| v.reported).min_by_key(|v| v.remaining);
     let Some(v) = refused.or(tightest).or_else(|| verdicts.iter().min_by_key(|v| v.remaining)) else {
         return LimitDecision {
@@ -84,6 +86,7 @@ pub(crate) fn decide(verdicts: &[Verdict], now: i128) -> LimitDecision {
             remaining: 0,
             reset_at: to_time(now),
             retry_after: Duration::ZERO,
+            refused_by: None,
         };
     };
     let retry_secs = u64::try_from((v.retry_after_ns + NANOS_PER_SEC - 1) / NANOS_PER_SEC).unwrap_or(0);
@@ -93,6 +96,7 @@ pub(crate) fn decide(verdicts: &[Verdict], now: i128) -> LimitDecision {
         remaining: v.remaining,
         reset_at: to_time(v.reset_at_ns),
         retry_after: Duration::from_secs(retry_secs),
+        refused_by,
     }
 }
 

@@ -19,6 +19,8 @@ pub struct TestApp {
     pub base: String,
     pub http: reqwest::Client,
     pub clock: Arc<ManualClock>,
+    /// The port of `metrics_listen`, when the test set one.
+    pub metrics_port: Option<u16>,
     /// The test's own database when the suite runs on Postgres (`TEST_STORE=postgres`).
     pub _db: Option<TestDatabase>,
 }
@@ -120,11 +122,13 @@ async fn spawn(
     .await
     .expect("app builds");
     let port = app.port();
+    let metrics_port = app.metrics_port();
     tokio::spawn(app.run_until_stopped());
     TestApp {
         base: format!("http://127.0.0.1:{port}"),
         http: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client"),
         clock,
+        metrics_port,
         _db: db,
     }
 }

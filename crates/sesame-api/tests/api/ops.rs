@@ -96,3 +96,114 @@ async fn a_request_id_is_taken_from_the_caller_or_made_and_always_echoed() {
     assert_eq!(missing.status(), 404);
     assert!(missing.headers().contains_key("x-request-id"));
 }
+
+/// One scrape: each sample line (`name{labels}`) to its value.
+async fn scrape(http: &reqwest::Client, url: &str) -> (String, std::collections::HashMap<String, f64>) {
+    let reply = http.get(url).send().await.expect("scrape");
+    assert_eq!(reply.status(), 200);
+    let content_type = reply.headers()["content-type"].to_str().expect("ascii").to_owned();
+    assert!(content_type.starts_with("text/plain; version=0.0.4"), "{content_type}");
+    let text = reply.text().await.expect("text");
+    let samples = text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .filter_map(|l| l.rsplit_once(' '))
+        .map(|(k, v)| (k.to_owned(), v.parse().expect("a number")))
+        .collect();
+    (text, samples)
+}
+
+fn moved(
+    before: &std::collections::HashMap<String, f64>,
+    after: &std::collections::HashMap<String, f64>,
+    key: &str,
+) -> f64 {
+    after.get(key).copied().unwrap_or(0.0) - before.get(key).copied().unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn metrics_count_a_full_login_and_no_label_holds_an_identifier_or_secret() {
+    let app = spawn_app_configured(|s| s.limits.send_cooldown_secs = 60).await;
+    let url = format!("{}/metrics", app.base);
+    let (_, before) = scrape(&app.http, &url).await;
+
+    let email = "metrics.user@example.com";
+    let code = app.start_and_read_code("public-app", "email", email).await;
+    let again = app.post_start(&json!({"client_id": "public-app", "connection": "email", "email": email})).await;
+    assert_eq!(again.status, 429, "the cooldown refuses a second send: {}", again.body);
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    let body = |otp: &str| crate::helpers::TestApp::otp_body("public-app", "email", email, otp);
+    assert_eq!(app.post_token(&body(wrong)).await.status, 403);
+    assert_eq!(app.post_token(&body(&code)).await.status, 200);
+    assert_eq!(app.post_token(&body(&code)).await.status, 403, "a used code is burnt");
+
+    // The delivery is counted once the provider has answered, just after the mailbox has it.
+    let key = r#"sesame_deliveries_total{channel="email",outcome="sent"}"#;
+    let (mut text, mut after) = scrape(&app.http, &url).await;
+    for _ in 0..100 {
+        if moved(&before, &after, key) >= 1.0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        (text, after) = scrape(&app.http, &url).await;
+    }
+    for (key, at_least) in [
+        (r#"sesame_starts_total{connection="email",send="code"}"#, 1.0),
+        (r#"sesame_exchanges_total{outcome="wrong",proof="code"}"#, 1.0),
+        (r#"sesame_exchanges_total{outcome="ok",proof="code"}"#, 1.0),
+        (r#"sesame_exchanges_total{outcome="burnt",proof="code"}"#, 1.0),
+        (r#"sesame_rate_limit_refusals_total{rule="start:cooldown"}"#, 1.0),
+        (key, 1.0),
+        (r#"sesame_http_requests_total{route="/passwordless/start",method="POST",status="200"}"#, 1.0),
+        (r#"sesame_http_requests_total{route="/passwordless/start",method="POST",status="429"}"#, 1.0),
+        (r#"sesame_http_requests_total{route="/oauth/token",method="POST",status="403"}"#, 2.0),
+        (r#"sesame_http_request_duration_seconds_count{route="/oauth/token",method="POST"}"#, 3.0),
+    ] {
+        assert!(moved(&before, &after, key) >= at_least, "{key} moved by {}", moved(&before, &after, key));
+    }
+    assert!(after.contains_key("sesame_outbox_pending"), "outbox depth is read at scrape");
+    assert!(after.contains_key("sesame_outbox_oldest_pending_seconds"));
+    assert!(after.get("sesame_signing_key_age_seconds").is_some_and(|age| *age >= 0.0));
+    for secret in [email, "metrics.user", &code, crate::helpers::WEB_SECRET, "127.0.0.1"] {
+        assert!(!text.contains(secret), "{secret:?} appears in /metrics");
+    }
+}
+
+#[tokio::test]
+async fn metrics_count_a_fail_open_limiter_and_its_errors() {
+    let app = spawn_app_configured(|s| {
+        s.rate_limit = sesame_api::config::LimiterKind::Redis;
+        s.redis = Some(
+            serde_json::from_value(
+                json!({"url": "redis://127.0.0.1:1/", "key_prefix": "sesame-metrics:", "timeout_ms": 200}),
+            )
+            .expect("redis settings"),
+        );
+    })
+    .await;
+    let url = format!("{}/metrics", app.base);
+    let (_, before) = scrape(&app.http, &url).await;
+    // Email fails open by default: the start goes through on the local floor.
+    app.start_and_read_code("public-app", "email", "open.limiter@example.com").await;
+    let (_, after) = scrape(&app.http, &url).await;
+    assert!(moved(&before, &after, r#"sesame_limiter_failures_total{mode="open"}"#) >= 1.0);
+    assert!(moved(&before, &after, r#"sesame_dependency_errors_total{adapter="limiter"}"#) >= 1.0);
+}
+
+#[tokio::test]
+async fn metrics_listen_serves_metrics_apart_from_the_public_listener() {
+    let app = spawn_app_configured(|s| s.metrics_listen = "127.0.0.1:0".into()).await;
+    assert_eq!(app.get("/healthz").await.status, 200);
+    let public = app.http.get(format!("{}/metrics", app.base)).send().await.expect("reply");
+    assert_eq!(public.status(), 404, "not on the public listener");
+    let port = app.metrics_port.expect("a metrics port");
+    let (_, samples) = scrape(&app.http, &format!("http://127.0.0.1:{port}/metrics")).await;
+    assert!(samples.keys().any(|k| k.starts_with("sesame_http_requests_total{route=\"/healthz\"")), "{samples:?}");
+}
+
+#[tokio::test]
+async fn metrics_can_be_turned_off() {
+    let app = spawn_app_configured(|s| s.metrics = false).await;
+    let reply = app.http.get(format!("{}/metrics", app.base)).send().await.expect("reply");
+    assert_eq!(reply.status(), 404);
+}
