@@ -680,3 +680,84 @@ callbacks = ["https://app.example.com/callback"]
         assert!(Settings::load_from(Some(&path), env(&[])).is_err(), "unknown keys are refused");
     }
 }
+
+/// docs/configuration.md names every key `Settings` reads, in the section it belongs to: the
+/// keys come from serde itself (the field list of an unknown-field error), so a new key without
+/// documentation fails here.
+#[cfg(test)]
+mod documented {
+    use serde::de::DeserializeOwned;
+
+    const DOC: &str = include_str!("../../../docs/configuration.md");
+
+    /// The keys a struct accepts (aliases included), as serde lists them.
+    fn keys<T: DeserializeOwned>() -> Vec<String> {
+        let probe = serde_json::json!({"\u{0}probe": 0});
+        let Err(e) = serde_json::from_value::<T>(probe) else {
+            panic!("{} accepts an unknown key", std::any::type_name::<T>());
+        };
+        let message = e.to_string();
+        let list = message
+            .split_once("expected one of ")
+            .or_else(|| message.split_once("expected "))
+            .map_or_else(|| panic!("unexpected serde message: {message}"), |(_, l)| l);
+        list.split(", ")
+            .flat_map(|k| k.split(" or "))
+            .map(|k| k.trim_matches(|c: char| c == '`' || c.is_whitespace()).to_owned())
+            .collect()
+    }
+
+    /// The text of the section whose heading contains `heading`, up to the next `## `.
+    fn section(heading: &str) -> &'static str {
+        let start = DOC
+            .match_indices("\n## ")
+            .map(|(i, _)| i + 1)
+            .find(|&i| DOC[i..].lines().next().is_some_and(|l| l.contains(heading)))
+            .unwrap_or_else(|| panic!("docs/configuration.md has no section {heading:?}"));
+        let rest = &DOC[start + 3..];
+        &DOC[start..start + 3 + rest.find("\n## ").unwrap_or(rest.len())]
+    }
+
+    /// In a table (`` `key` ``, `` `fail.key` ``), as a section (`[key]`, `[[templates.key]]`)
+    /// or in an example (`key = …`).
+    fn documented(text: &str, key: &str) -> bool {
+        let word_before = |i: usize| text[..i].chars().next_back().is_some_and(|c| c.is_alphanumeric() || c == '_');
+        [format!("`{key}`"), format!("`{key}."), format!(".{key}`"), format!("[{key}]"), format!(".{key}]")]
+            .iter()
+            .any(|p| text.contains(p.as_str()))
+            || text.match_indices(&format!("{key} =")).any(|(i, _)| !word_before(i))
+    }
+
+    fn check<T: DeserializeOwned>(heading: &str, missing: &mut Vec<String>) {
+        let text = section(heading);
+        for key in keys::<T>() {
+            if !documented(text, &key) {
+                missing.push(format!("{key} (in {heading}, from {})", std::any::type_name::<T>()));
+            }
+        }
+    }
+
+    #[test]
+    fn every_config_key_is_in_docs_configuration_md() {
+        let mut missing = Vec::new();
+        check::<super::Settings>("Top level", &mut missing);
+        check::<super::DatabaseSettings>("`[database]`", &mut missing);
+        check::<sesame_redis::RedisConfig>("`[redis]`", &mut missing);
+        check::<sesame_flows::limits::LimitSettings>("`[limits]`", &mut missing);
+        check::<sesame_flows::limits::FailModes>("`[limits]`", &mut missing);
+        check::<super::DeliverySettings>("`[delivery]`", &mut missing);
+        check::<sesame_ses::SesConfig>("`[ses]`", &mut missing);
+        check::<sesame_sns::SnsConfig>("`[sns]`", &mut missing);
+        check::<super::MagicLinkSettings>("`[magic_link]`", &mut missing);
+        check::<sesame_flows::templates::TemplateSettings>("`[templates]`", &mut missing);
+        check::<sesame_flows::templates::EmailTemplate>("`[templates]`", &mut missing);
+        check::<sesame_flows::templates::SmsTemplate>("`[templates]`", &mut missing);
+        check::<super::TokenSettings>("`[tokens]`", &mut missing);
+        check::<super::SigningKeySettings>("`[signing_keys]`", &mut missing);
+        check::<super::ConnectionSettings>("Connections, clients, APIs", &mut missing);
+        check::<sesame_domain::ConnectionLimits>("Connections, clients, APIs", &mut missing);
+        check::<super::ClientSettings>("Connections, clients, APIs", &mut missing);
+        check::<sesame_flows::Api>("Connections, clients, APIs", &mut missing);
+        assert!(missing.is_empty(), "keys missing from docs/configuration.md:\n{}", missing.join("\n"));
+    }
+}

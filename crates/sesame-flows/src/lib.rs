@@ -72,6 +72,7 @@ pub struct Ports {
 
 /// An API (resource server) that access tokens may be issued for.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Api {
     pub identifier: String,
     /// Whether `offline_access` yields a refresh token for this API (Auth0's "Allow Offline Access").
