@@ -69,6 +69,9 @@ pub struct Settings {
     /// public. Empty: on `listen`.
     #[serde(default)]
     pub metrics_listen: String,
+    /// On SIGTERM/SIGINT, how long in-flight requests may run before their connections close.
+    #[serde(default = "default_shutdown_grace_secs")]
+    pub shutdown_grace_secs: u64,
     /// Largest accepted request body, in bytes.
     pub max_body_bytes: usize,
     /// Amazon SES, for `email = "ses"`.
@@ -267,6 +270,9 @@ impl std::fmt::Debug for ClientSettings {
     }
 }
 
+fn default_shutdown_grace_secs() -> u64 {
+    10
+}
 fn yes() -> bool {
     true
 }
@@ -297,6 +303,7 @@ sms = "mailbox"
 log_format = "compact"
 metrics = true
 metrics_listen = ""
+shutdown_grace_secs = 10
 max_body_bytes = 16384
 
 [magic_link]

@@ -127,7 +127,7 @@ impl Application {
         })
         .workers(workers)
         .listen(listener)?
-        .shutdown_timeout(10)
+        .shutdown_timeout(settings.shutdown_grace_secs)
         .run();
 
         let (delivery_stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -170,12 +170,14 @@ impl Application {
             (handle, tokio::spawn(server))
         });
         let result = self.server.await;
+        tracing::info!("HTTP server stopped: no longer accepting, in-flight requests done; stopping delivery");
         if let Some((handle, task)) = metrics {
             handle.stop(true).await;
             let _ = task.await;
         }
         let _ = self.delivery_stop.send(());
         let _ = self.delivery.await;
+        tracing::info!("delivery worker stopped");
         result
     }
 }

@@ -166,10 +166,10 @@ impl PhoneNumber {
         &self.e164[..self.e164.len().saturating_sub(2).max(2)]
     }
 
-    /// `+1415***71`: the form that may appear in logs.
+    /// `+1415***2671`: the form that may appear in logs.
     pub fn masked(&self) -> String {
         let keep_head = self.e164.len().min(5);
-        let tail_start = self.e164.len().saturating_sub(2).max(keep_head);
+        let tail_start = self.e164.len().saturating_sub(4).max(keep_head);
         format!("{}***{}", &self.e164[..keep_head], &self.e164[tail_start..])
     }
 }
@@ -249,7 +249,7 @@ mod tests {
         let phone = PhoneNumber::parse("+14155552671").expect("valid US number");
         assert_eq!(phone.e164(), "+14155552671");
         assert_eq!(phone.country(), Some("US"));
-        assert_eq!(phone.masked(), "+1415***71");
+        assert_eq!(phone.masked(), "+1415***2671");
         assert_eq!(PhoneNumber::parse("+33612345678").expect("FR").country(), Some("FR"));
         for bad in ["14155552671", "+", "+1 415 555 2671", "+1234567890123456", "+1415555267a", "0612345678"] {
             assert_eq!(PhoneNumber::parse(bad), Err(IdentifierError::PhonePattern), "{bad:?}");

@@ -16,7 +16,7 @@
 //! Every SMS is published with `AWS.SNS.SMS.SMSType = Transactional` (a login code is
 //! time-critical: SNS routes it for reliability, not cost), plus `AWS.SNS.SMS.SenderID` and
 //! `AWS.MM.SMS.OriginationNumber` when configured. The text holds a code and is never logged;
-//! the number appears in traces masked (`+1415***71`).
+//! the number appears in traces masked (`+1415***2671`).
 //!
 //! # Failures
 //!

@@ -8,14 +8,14 @@ use sesame_domain::{AppType, AuthMethod};
 
 use crate::helpers::{ISSUER, OTP_GRANT, TestApp, spawn_app_configured};
 
-const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+pub(crate) const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
-struct Keys {
-    private_pem: String,
-    public_pem: String,
+pub(crate) struct Keys {
+    pub(crate) private_pem: String,
+    pub(crate) public_pem: String,
 }
 
-fn rsa_keys() -> Keys {
+pub(crate) fn rsa_keys() -> Keys {
     let pair = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).expect("keygen");
     let private = pair.as_der().expect("pkcs8");
     let public = pair.public_key().as_der().expect("spki");
@@ -25,7 +25,7 @@ fn rsa_keys() -> Keys {
     }
 }
 
-fn assertion(keys: &Keys, claims: Value) -> String {
+pub(crate) fn assertion(keys: &Keys, claims: Value) -> String {
     let key = jsonwebtoken::EncodingKey::from_rsa_pem(keys.private_pem.as_bytes()).expect("key");
     jsonwebtoken::encode(&jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256), &claims, &key).expect("signed")
 }

@@ -14,7 +14,7 @@ use sesame_sns::{SnsConfig, SnsSmsSender};
 use crate::helpers::{Proxy, Senders, TestApp, spawn_app_configured, spawn_app_with_senders};
 use crate::moto::Moto;
 
-async fn sdk_config() -> aws_config::SdkConfig {
+pub(crate) async fn sdk_config() -> aws_config::SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
         .credentials_provider(Credentials::new("testing", "testing", None, None, "sesame-tests"))
@@ -22,7 +22,7 @@ async fn sdk_config() -> aws_config::SdkConfig {
         .await
 }
 
-async fn verified_sender_domain(moto: &Moto) -> String {
+pub(crate) async fn verified_sender_domain(moto: &Moto) -> String {
     let domain = format!("t{}.example.com", crate::moto::unique());
     let client = aws_sdk_sesv2::Client::from_conf(
         aws_sdk_sesv2::config::Builder::from(&sdk_config().await).endpoint_url(moto.endpoint()).build(),
@@ -36,7 +36,7 @@ fn code_in(text: &str) -> Option<String> {
     text.split(|c: char| !c.is_ascii_digit()).find(|t| (4..=40).contains(&t.len())).map(str::to_owned)
 }
 
-async fn emails_to(moto: &Moto, to: &str) -> Vec<Value> {
+pub(crate) async fn emails_to(moto: &Moto, to: &str) -> Vec<Value> {
     let data = moto.data().await;
     data["ses"]["Message"]
         .as_array()

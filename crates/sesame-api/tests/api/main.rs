@@ -8,12 +8,15 @@ mod keys;
 mod limits;
 mod links;
 mod login;
+mod logs;
 #[path = "../../../../tests/aws/moto.rs"]
 #[allow(dead_code, reason = "shared with the adapter tests; not every helper is used here")]
 mod moto;
 mod ops;
 mod outage;
 mod security;
+mod served;
+mod shutdown;
 mod start_errors;
 mod token_errors;
 mod web;
