@@ -319,10 +319,28 @@ pub async fn worker(settings: &Settings) -> anyhow::Result<()> {
     if settings.store == StoreKind::Memory {
         bail!("a separate worker needs a shared store: set store = \"postgres\"");
     }
-    let sesame = wire(settings, Overrides::default()).await?.sesame;
+    let wired = wire(settings, Overrides::default()).await?;
+    let sesame = wired.sesame;
     tracing::info!("delivery worker running");
     let poll = std::time::Duration::from_millis(settings.delivery.poll_ms.max(10));
-    sesame.run_delivery(poll, shutdown_signal()).await;
+    // One signal stops both: the sweeper's share of it is a watch.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let sweeper = tokio::spawn(sesame_flows::retention::run(
+        wired.retention,
+        std::sync::Arc::clone(&sesame.ports.clock),
+        settings.retention.clone(),
+        async move {
+            let mut stopped = stopped;
+            let _ = stopped.wait_for(|s| *s).await;
+        },
+    ));
+    sesame
+        .run_delivery(poll, async move {
+            shutdown_signal().await;
+            let _ = stop.send(true);
+        })
+        .await;
+    let _ = sweeper.await;
     tracing::info!("delivery worker stopped");
     Ok(())
 }

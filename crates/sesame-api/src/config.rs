@@ -91,6 +91,9 @@ pub struct Settings {
     /// Rate limits (defaults: docs/configuration.md).
     #[serde(default)]
     pub limits: sesame_flows::limits::LimitSettings,
+    /// What the sweeper deletes, and when (docs/operations.md).
+    #[serde(default)]
+    pub retention: sesame_flows::retention::RetentionSettings,
     /// Proxies (IPs or CIDRs, e.g. the load balancer's subnet) whose `X-Forwarded-For` is
     /// believed. Empty: the client IP is the socket's peer.
     #[serde(default)]
@@ -752,6 +755,7 @@ mod documented {
         check::<sesame_redis::RedisConfig>("`[redis]`", &mut missing);
         check::<sesame_flows::limits::LimitSettings>("`[limits]`", &mut missing);
         check::<sesame_flows::limits::FailModes>("`[limits]`", &mut missing);
+        check::<sesame_flows::retention::RetentionSettings>("`[retention]`", &mut missing);
         check::<super::DeliverySettings>("`[delivery]`", &mut missing);
         check::<sesame_ses::SesConfig>("`[ses]`", &mut missing);
         check::<sesame_sns::SnsConfig>("`[sns]`", &mut missing);

@@ -17,7 +17,7 @@ use sesame_jwt::keyring::{KeyEncryptionKey, KeyRing};
 use sesame_memory::{Mailbox, MemoryRateLimiter, MemoryStore};
 use sesame_ports::{
     AuditLog, ChallengeStore, ClientStore, Clock, ConnectionStore, GrantStore, Outbox, Random, RateLimiter,
-    ReplayGuard, SystemClock, UserStore,
+    ReplayGuard, Retention, SystemClock, UserStore,
 };
 use sesame_ports::{EmailSender, KeyStore, SmsSender};
 use sesame_postgres::PgStore;
@@ -51,6 +51,8 @@ pub struct Application {
     mailbox: Arc<Mailbox>,
     delivery_stop: tokio::sync::oneshot::Sender<()>,
     delivery: tokio::task::JoinHandle<()>,
+    sweeper_stop: tokio::sync::oneshot::Sender<()>,
+    sweeper: tokio::task::JoinHandle<()>,
 }
 
 impl std::fmt::Debug for Application {
@@ -75,7 +77,8 @@ impl Application {
     pub async fn build_with(settings: Settings, overrides: Overrides) -> anyhow::Result<Self> {
         // One HTTP worker per core (actix's default), each with Postgres connections of its own.
         let workers = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-        let Wired { sesame, keys, mailbox, mailbox_delivers, pg } = wire_with(&settings, overrides, workers).await?;
+        let Wired { sesame, keys, mailbox, mailbox_delivers, pg, retention } =
+            wire_with(&settings, overrides, workers).await?;
         seed(&sesame, &settings).await.context("loading clients and connections")?;
 
         let listener = TcpListener::bind(&settings.listen).with_context(|| format!("binding {}", settings.listen))?;
@@ -140,7 +143,27 @@ impl Application {
                 })
                 .await;
         });
-        Ok(Self { port, metrics_port, server, metrics_server, sesame, mailbox, delivery_stop, delivery })
+        let (sweeper_stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let sweeper = tokio::spawn(sesame_flows::retention::run(
+            retention,
+            Arc::clone(&sesame.ports.clock),
+            settings.retention.clone(),
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        Ok(Self {
+            port,
+            metrics_port,
+            server,
+            metrics_server,
+            sesame,
+            mailbox,
+            delivery_stop,
+            delivery,
+            sweeper_stop,
+            sweeper,
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -175,8 +198,10 @@ impl Application {
             handle.stop(true).await;
             let _ = task.await;
         }
+        let _ = self.sweeper_stop.send(());
         let _ = self.delivery_stop.send(());
         let _ = self.delivery.await;
+        let _ = self.sweeper.await;
         tracing::info!("delivery worker stopped");
         result
     }
@@ -194,6 +219,8 @@ pub struct Wired {
     pub mailbox_delivers: bool,
     /// The Postgres store, when it is the store (HTTP workers pin their threads to it).
     pub pg: Option<PgStore>,
+    /// The store's sweeper side.
+    pub retention: Arc<dyn Retention>,
 }
 
 struct StorePorts {
@@ -205,11 +232,21 @@ struct StorePorts {
     grants: Arc<dyn GrantStore>,
     audit: Arc<dyn AuditLog>,
     keys: Arc<dyn KeyStore>,
+    retention: Arc<dyn Retention>,
 }
 
 fn store_ports<S>(store: Arc<S>) -> StorePorts
 where
-    S: ClientStore + ConnectionStore + ChallengeStore + UserStore + Outbox + GrantStore + AuditLog + KeyStore + 'static,
+    S: ClientStore
+        + ConnectionStore
+        + ChallengeStore
+        + UserStore
+        + Outbox
+        + GrantStore
+        + AuditLog
+        + KeyStore
+        + Retention
+        + 'static,
 {
     StorePorts {
         clients: store.clone(),
@@ -219,7 +256,8 @@ where
         outbox: store.clone(),
         grants: store.clone(),
         audit: store.clone(),
-        keys: store,
+        keys: store.clone(),
+        retention: store,
     }
 }
 
@@ -323,7 +361,7 @@ async fn wire_with(settings: &Settings, overrides: Overrides, http_workers: usiz
         random,
     };
     let sesame = Sesame::new(ports, secrets, flow_settings(settings)?);
-    Ok(Wired { sesame, keys, mailbox, mailbox_delivers: settings.mailbox_delivers(), pg })
+    Ok(Wired { sesame, keys, mailbox, mailbox_delivers: settings.mailbox_delivers(), pg, retention: stores.retention })
 }
 
 /// The sender of a channel that has no provider: starts on it are refused before anything is

@@ -31,6 +31,7 @@ pub mod health;
 pub mod limits;
 mod measures;
 pub mod messages;
+pub mod retention;
 pub mod start;
 pub mod templates;
 pub mod tokens;

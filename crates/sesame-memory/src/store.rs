@@ -9,8 +9,8 @@ use sesame_domain::{
 };
 use sesame_ports::{
     AuditEvent, AuditLog, AuthorizationCode, Backlog, ChallengeStore, ClaimedMessage, ClientStore, ConnectionStore,
-    DeliveryState, GrantStore, KeyState, KeyStore, OpaqueToken, Outbox, RefreshOutcome, RefreshToken, Settled,
-    Settlement, SigningKeyRecord, StoreError, UserStore,
+    Cutoffs, DeliveryState, GrantStore, KeyState, KeyStore, OpaqueToken, Outbox, RefreshOutcome, RefreshToken,
+    Retention, Settled, Settlement, SigningKeyRecord, StoreError, Swept, UserStore,
 };
 use time::OffsetDateTime;
 
@@ -458,5 +458,46 @@ impl AuditLog for MemoryStore {
         let mut events: Vec<AuditEvent> = state.audit.iter().rev().take(limit).cloned().collect();
         events.sort_by_key(|e| std::cmp::Reverse(e.at));
         Ok(events)
+    }
+}
+
+/// Takes at most `batch` keys of `map` whose value `dead` says may go.
+fn take_dead<K: Clone + Eq + std::hash::Hash, V>(
+    map: &mut HashMap<K, V>,
+    batch: usize,
+    dead: impl Fn(&V) -> bool,
+) -> u64 {
+    let keys: Vec<K> = map.iter().filter(|(_, v)| dead(v)).map(|(k, _)| k.clone()).take(batch).collect();
+    for k in &keys {
+        map.remove(k);
+    }
+    keys.len() as u64
+}
+
+#[async_trait]
+impl Retention for MemoryStore {
+    async fn sweep(&self, cutoffs: &Cutoffs, batch: usize) -> Result<Option<Swept>, StoreError> {
+        let mut state = self.state();
+        let challenges = take_dead(&mut state.challenges, batch, |c| c.challenge.expires_at < cutoffs.challenges);
+        let mut grants = take_dead(&mut state.codes, batch, |c| c.expires_at < cutoffs.grants);
+        grants += take_dead(&mut state.opaque, batch, |t| t.expires_at < cutoffs.grants);
+        grants += take_dead(&mut state.refresh, batch, |r| r.token.expires_at < cutoffs.grants);
+        // A message ends by its expiry at the latest: one that expired before the cutoff ended before it.
+        let outbox = take_dead(&mut state.outbox, batch, |r| {
+            r.state != DeliveryState::Pending && r.message.expires_at < cutoffs.outbox
+        });
+        let audit = match cutoffs.audit {
+            Some(before) => {
+                let mut removed = 0;
+                state.audit.retain(|e| {
+                    let goes = removed < batch && e.at < before;
+                    removed += usize::from(goes);
+                    !goes
+                });
+                removed as u64
+            }
+            None => 0,
+        };
+        Ok(Some(Swept { challenges, grants, outbox, audit }))
     }
 }

@@ -192,3 +192,42 @@ pub struct Backlog {
     /// `created_at` of the oldest pending message.
     pub oldest: Option<OffsetDateTime>,
 }
+
+/// What retention may delete: rows no request can use any more, past these times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cutoffs {
+    /// Challenges that expired before this, consumed or not.
+    pub challenges: OffsetDateTime,
+    /// Authorization codes, opaque access tokens and refresh tokens that expired before this.
+    pub grants: OffsetDateTime,
+    /// Failed or dropped outbox messages that ended before this (a sent one leaves at once).
+    pub outbox: OffsetDateTime,
+    /// Audit events recorded before this; `None` keeps them all.
+    pub audit: Option<OffsetDateTime>,
+}
+
+/// Rows one sweep deleted, by kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Swept {
+    pub challenges: u64,
+    pub grants: u64,
+    pub outbox: u64,
+    pub audit: u64,
+}
+
+impl Swept {
+    pub fn total(&self) -> u64 {
+        self.challenges + self.grants + self.outbox + self.audit
+    }
+}
+
+/// Deletes what has outlived its use, a little at a time.
+///
+/// Guarantees: only rows past their cutoff go, at most `batch` of each kind per call; a call
+/// holds no lock that a start, a check or a delivery waits for (rows they hold are skipped, and
+/// go in a later call); of several replicas calling at once on one store, one sweeps and the
+/// others get `Ok(None)`.
+#[async_trait]
+pub trait Retention: Send + Sync + std::fmt::Debug {
+    async fn sweep(&self, cutoffs: &Cutoffs, batch: usize) -> Result<Option<Swept>, StoreError>;
+}

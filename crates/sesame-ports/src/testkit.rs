@@ -16,7 +16,7 @@ use time::OffsetDateTime;
 use crate::{
     AuditEvent, AuditKind, AuditLog, AuthorizationCode, ChallengeStore, ClientStore, ConnectionStore, DeliveryState,
     GrantStore, KeyState, KeyStore, LimitRule, OpaqueToken, Outbox, RateLimiter, RefreshOutcome, RefreshToken,
-    ReplayGuard, SigningKeyRecord, UserStore,
+    ReplayGuard, Retention, SigningKeyRecord, UserStore,
 };
 
 /// A fixed instant the tests count from (stores take `now` as an argument).
@@ -702,4 +702,87 @@ pub async fn audit_log<A: AuditLog + 'static>(log: Arc<A>) {
         log.recent(1000).await.unwrap().into_iter().filter(|e| e.detail.as_deref() == Some(&tag)).collect();
     recent.reverse();
     assert_eq!(recent, batch);
+}
+
+/// Retention deletes only what is past its cutoff, at most `batch` of each kind per call.
+pub async fn retention<S>(store: Arc<S>)
+where
+    S: ChallengeStore + Outbox + GrantStore + AuditLog + Retention + 'static,
+{
+    // Far from every other suite's times; `old` rows are past the cutoffs, `now` rows are not.
+    let now = t0() + secs(40_000_000);
+    let old = now - secs(7200);
+    let cutoffs = crate::Cutoffs {
+        challenges: now - secs(60),
+        grants: now - secs(60),
+        outbox: now - secs(60),
+        audit: Some(now - secs(60)),
+    };
+    let lease = Duration::from_secs(30);
+
+    // Challenges (with their messages): an old one whose message failed, and a live one.
+    let (old_key, live_key) = (email_key(&unique("client")), email_key(&unique("client")));
+    let failed = message(&old_key, old);
+    store.start(challenge(&old_key, hash(7), None, old), failed.clone(), issued(old), None).await.unwrap();
+    store.claim(&failed.id, old, lease).await.unwrap().expect("claimed");
+    store.finish(&failed.id, DeliveryState::Failed("refused".into()), old).await.unwrap();
+    let pending = message(&live_key, now);
+    store.start(challenge(&live_key, hash(7), None, now), pending.clone(), issued(now), None).await.unwrap();
+
+    let code = |expires_at| AuthorizationCode {
+        code_hash: unique_hash(),
+        client_id: ClientId::new(unique("client")),
+        user_id: UserId("email|0123456789abcdef01234567".into()),
+        redirect_uri: "http://localhost:3000/callback".into(),
+        scope: "openid".into(),
+        audience: None,
+        nonce: None,
+        code_challenge: None,
+        expires_at,
+    };
+    let (old_code, live_code) = (code(old + secs(60)), code(now + secs(60)));
+    store.save_code(old_code.clone()).await.unwrap();
+    store.save_code(live_code.clone()).await.unwrap();
+
+    let (old_mark, live_mark) = (unique("old-event"), unique("live-event"));
+    let mut event = AuditEvent::new(AuditKind::LoginFailed, old);
+    event.detail = Some(old_mark.clone());
+    store.record(event).await.unwrap();
+    let mut event = AuditEvent::new(AuditKind::LoginFailed, now);
+    event.detail = Some(live_mark.clone());
+    store.record(event).await.unwrap();
+
+    // A batch of one takes at most one row of each kind.
+    let one = store.sweep(&cutoffs, 1).await.unwrap().expect("no other sweeper");
+    assert!(one.challenges <= 1 && one.grants <= 3 && one.outbox <= 1 && one.audit <= 1, "{one:?}");
+    // Then until nothing is left (other suites' dead rows go too).
+    let mut rounds = 0;
+    while store.sweep(&cutoffs, 1000).await.unwrap().expect("no other sweeper").total() > 0 {
+        rounds += 1;
+        assert!(rounds < 10_000, "the sweep ends");
+    }
+
+    let check = |key: &ChallengeKey, at| {
+        let store = Arc::clone(&store);
+        let key = key.clone();
+        async move { store.check(&key, Proof::Code(hash(7)), false, at).await.unwrap() }
+    };
+    assert!(matches!(check(&old_key, old + secs(1)).await, CheckOutcome::NotFound), "expired challenge swept");
+    assert!(matches!(check(&live_key, now + secs(1)).await, CheckOutcome::Accepted(_)), "live challenge kept");
+    assert_eq!(store.state(&failed.id).await.unwrap(), None, "old failed message swept");
+    assert_eq!(store.state(&pending.id).await.unwrap(), Some(DeliveryState::Pending), "pending message kept");
+    assert!(store.take_code(&old_code.code_hash, old).await.unwrap().is_none(), "expired code swept");
+    assert!(store.take_code(&live_code.code_hash, now).await.unwrap().is_some(), "live code kept");
+    let recent = store.recent(1_000_000).await.unwrap();
+    let marked = |mark: &str| recent.iter().any(|e| e.detail.as_deref() == Some(mark));
+    assert!(!marked(&old_mark), "old audit event swept");
+    assert!(marked(&live_mark), "recent audit event kept");
+
+    // Audit events are kept for ever unless an age is set.
+    let mut event = AuditEvent::new(AuditKind::LoginFailed, old);
+    let kept = unique("kept-event");
+    event.detail = Some(kept.clone());
+    store.record(event).await.unwrap();
+    store.sweep(&crate::Cutoffs { audit: None, ..cutoffs }, 1000).await.unwrap();
+    assert!(store.recent(1_000_000).await.unwrap().iter().any(|e| e.detail.as_deref() == Some(kept.as_str())));
 }

@@ -17,6 +17,8 @@ mod challenges;
 mod clients;
 mod grants;
 mod prepared;
+mod retention;
+pub use retention::RETENTION_LOCK;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod users;

@@ -207,3 +207,39 @@ async fn metrics_can_be_turned_off() {
     let reply = app.http.get(format!("{}/metrics", app.base)).send().await.expect("reply");
     assert_eq!(reply.status(), 404);
 }
+
+#[tokio::test]
+async fn the_sweeper_deletes_expired_challenges_and_counts_them() {
+    let app = spawn_app_configured(|s| {
+        s.retention.interval_secs = 1;
+        s.retention.challenge_grace_secs = 600;
+    })
+    .await;
+    let (_, before) = scrape(&app.http, &format!("{}/metrics", app.base)).await;
+    let email = "swept@example.com";
+    let code = app.start_and_read_code("public-app", "email", email).await;
+    let body = crate::helpers::TestApp::otp_body("public-app", "email", email, &code);
+    // Expired but within the grace: the challenge is still there, and says so.
+    app.clock.advance(std::time::Duration::from_secs(300));
+    let expired = app.post_token(&body).await;
+    assert_eq!(
+        expired.body["error_description"].as_str().map(|d| d.contains("expired")),
+        Some(true),
+        "{}",
+        expired.body
+    );
+    // Past the grace: the sweeper (every second) deletes it; the code is then unknown.
+    app.clock.advance(std::time::Duration::from_secs(600));
+    let mut gone = false;
+    for _ in 0..50 {
+        let r = app.post_token(&body).await;
+        if r.body["error_description"] == "Wrong email or verification code." {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(gone, "the expired challenge was swept");
+    let (_, after) = scrape(&app.http, &format!("{}/metrics", app.base)).await;
+    assert!(moved(&before, &after, r#"sesame_retention_deleted_total{kind="challenges"}"#) >= 1.0);
+}

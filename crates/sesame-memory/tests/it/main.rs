@@ -35,6 +35,11 @@ async fn key_store_meets_the_contract() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn retention_meets_the_contract() {
+    testkit::retention(Arc::new(MemoryStore::new())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn audit_log_meets_the_contract() {
     testkit::audit_log(Arc::new(MemoryStore::new())).await;
 }

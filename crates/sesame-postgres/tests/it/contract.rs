@@ -54,6 +54,28 @@ async fn key_store_meets_the_contract() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn retention_meets_the_contract() {
+    let (_db, store) = store().await;
+    testkit::retention(store).await;
+}
+
+/// While another replica sweeps (holds the lock), a sweep does nothing and says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_replica_sweeps_at_a_time() {
+    use diesel_async::{AsyncConnection as _, AsyncPgConnection, RunQueryDsl as _};
+    use sesame_ports::Retention as _;
+    let (db, store) = store().await;
+    let now = testkit::t0();
+    let cutoffs = sesame_ports::Cutoffs { challenges: now, grants: now, outbox: now, audit: Some(now) };
+    let mut other = AsyncPgConnection::establish(&db.config().url).await.expect("connect");
+    let lock = |f: &str| format!("SELECT {f}({})", sesame_postgres::RETENTION_LOCK);
+    diesel::sql_query(lock("pg_advisory_lock")).execute(&mut other).await.expect("lock");
+    assert_eq!(store.sweep(&cutoffs, 10).await.expect("sweep"), None, "another replica holds the lock");
+    diesel::sql_query(lock("pg_advisory_unlock")).execute(&mut other).await.expect("unlock");
+    assert!(store.sweep(&cutoffs, 10).await.expect("sweep").is_some(), "free again");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn audit_log_meets_the_contract() {
     let (_db, store) = store().await;
     testkit::audit_log(store).await;
