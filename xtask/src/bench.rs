@@ -22,6 +22,7 @@
 mod ops;
 mod pg;
 mod ses;
+mod sweep;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
@@ -57,6 +58,9 @@ const USAGE: &str = "usage: cargo xtask bench [--quick] [--codes N] [--config ex
   --ops                instead of the usual phases: binary size, exec → ready, idle and peak RSS,
                        and peak start rate and paced start p99 with metrics on vs off
                        (--rounds rounds, default 3; 1 with --quick)
+  --sweeper            with --store postgres, instead of the usual phases: start throughput while
+                       the retention sweeper deletes a backlog of 1 million rows, against the same
+                       backlog with the sweeper off (--rounds rounds of both, default 2)
   --ses-outage         instead of the usual phases: start latency at a fixed rate with email = \"ses\"
                        on the local AWS emulator (moto) while it is up, slowed, frozen and stopped
   --ses-rate N         the paced rate of --ses-outage, in starts per second (default 200)
@@ -108,6 +112,7 @@ struct Options {
     ses_long_secs: Option<u64>,
     rounds: Option<u32>,
     ops: bool,
+    sweeper: bool,
 }
 
 impl Options {
@@ -127,6 +132,7 @@ impl Options {
             ses_long_secs: None,
             rounds: None,
             ops: false,
+            sweeper: false,
         };
         let mut it = args.iter();
         fn number<T: std::str::FromStr>(it: &mut std::slice::Iter<'_, String>, name: &str) -> anyhow::Result<T>
@@ -158,11 +164,13 @@ impl Options {
                 "--ses-long-secs" => opts.ses_long_secs = Some(number(&mut it, "--ses-long-secs")?),
                 "--rounds" => opts.rounds = Some(number(&mut it, "--rounds")?),
                 "--ops" => opts.ops = true,
+                "--sweeper" => opts.sweeper = true,
                 "-h" | "--help" => bail!("{USAGE}"),
                 other => bail!("unknown option {other:?}\n{USAGE}"),
             }
         }
         ensure!(opts.pool_size >= 1, "--pool-size must be at least 1");
+        ensure!(!opts.sweeper || opts.store == Store::Postgres, "--sweeper needs --store postgres");
         ensure!(opts.ses_rate >= 1.0, "--ses-rate must be at least 1 per second");
         Ok(opts)
     }
@@ -178,6 +186,9 @@ impl Options {
         }
         if self.ops {
             keys.push("metrics");
+        }
+        if self.sweeper {
+            keys.push("retention");
         }
         keys
     }
@@ -210,6 +221,9 @@ impl Options {
             {
                 let _ = write!(command, " --rounds {n}");
             }
+        }
+        if self.sweeper {
+            command.push_str(" --sweeper");
         }
         if self.ses_outage {
             let _ = write!(command, " --ses-outage --ses-rate {} --ses-delay-ms {}", self.ses_rate, self.ses_delay_ms);
@@ -351,7 +365,11 @@ pub(crate) fn bench(args: &[String]) -> anyhow::Result<()> {
     let ctx = Ctx { binary, work: work.clone(), extra, lua: root().join("xtask").join("bench"), run_id, plan, pg };
     let began = Instant::now();
     let failed = || format!("bench failed; configs and logs are in {}", work.display());
-    let text = if opts.ops {
+    let text = if opts.sweeper {
+        let rounds = opts.rounds.unwrap_or(if opts.quick { 1 } else { 2 });
+        let report = sweep::sweeper_phases(&ctx, rounds).with_context(failed)?;
+        report.render(&ctx, &opts, &wrk_version, began.elapsed())
+    } else if opts.ops {
         let rounds = opts.rounds.unwrap_or(if opts.quick { 1 } else { 3 });
         let report = ops::ops_phases(&ctx, rounds).with_context(failed)?;
         report.render(&ctx, &opts, &wrk_version, began.elapsed())
@@ -643,15 +661,20 @@ impl Ctx {
     /// A fresh `sesame serve` (and, with `--store postgres`, a fresh database, migrated first).
     /// `ses` points `email = "ses"` at an endpoint (`--ses-outage`).
     fn server_with(&self, name: &str, ses: Option<&ses::SesTarget>) -> anyhow::Result<Server> {
-        self.server_full(name, ses, "")
+        self.server_full(name, ses, "", "")
     }
 
     /// A fresh server with `top` (top-level TOML keys) added to its config.
     fn server_top(&self, name: &str, top: &str) -> anyhow::Result<Server> {
-        self.server_full(name, None, top)
+        self.server_full(name, None, top, "")
     }
 
-    fn server_full(&self, name: &str, ses: Option<&ses::SesTarget>, top: &str) -> anyhow::Result<Server> {
+    /// A fresh server with `tables` (TOML tables) added at the end of its config.
+    fn server_tables(&self, name: &str, tables: &str) -> anyhow::Result<Server> {
+        self.server_full(name, None, "", tables)
+    }
+
+    fn server_full(&self, name: &str, ses: Option<&ses::SesTarget>, top: &str, tables: &str) -> anyhow::Result<Server> {
         let port = free_port()?;
         let db = match &self.pg {
             Some(pg) => Some(pg.create_db(name)?),
@@ -679,6 +702,7 @@ impl Ctx {
         if let Some(ses) = ses {
             text.push_str(&ses.table());
         }
+        text.push_str(tables);
         // Last: a table header here cannot capture the keys of --config.
         text.push_str(LIMITS);
         std::fs::write(&config, text).with_context(|| format!("writing {}", config.display()))?;

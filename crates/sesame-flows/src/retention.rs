@@ -16,7 +16,8 @@ pub struct RetentionSettings {
     pub interval_secs: u64,
     /// Rows of each kind per batch (one short transaction).
     pub batch: usize,
-    /// Pause between two full batches, so a backlog does not crowd out logins.
+    /// Least pause between two full batches. The sweeper also rests four times as long as
+    /// its last batch took, so a backlog takes at most a fifth of the store's time from logins.
     pub pause_ms: u64,
     /// Challenges are kept this long past their expiry.
     pub challenge_grace_secs: u64,
@@ -56,7 +57,10 @@ impl RetentionSettings {
     }
 }
 
-/// One sweep: batches until one comes back short of full (or another replica is sweeping).
+/// Between two full batches the sweeper rests this many times as long as the last one took.
+const REST: u32 = 4;
+
+/// One sweep: batches until the store has looked at everything (or another replica is sweeping).
 ///
 /// # Errors
 /// When the store fails; what was deleted before stays deleted.
@@ -68,9 +72,11 @@ pub async fn sweep_once(
     let batch = settings.batch.max(1);
     let mut all = Swept::default();
     loop {
+        let began = std::time::Instant::now();
         let Some(swept) = store.sweep(&settings.cutoffs(clock.now()), batch).await? else {
             break;
         };
+        let took = began.elapsed();
         for (kind, n) in [
             ("challenges", swept.challenges),
             ("grants", swept.grants),
@@ -85,12 +91,10 @@ pub async fn sweep_once(
         all.grants += swept.grants;
         all.outbox += swept.outbox;
         all.audit += swept.audit;
-        let full = [swept.challenges, swept.outbox, swept.audit].iter().any(|n| *n >= batch as u64)
-            || swept.grants >= batch as u64;
-        if !full {
+        if !swept.more {
             break;
         }
-        tokio::time::sleep(Duration::from_millis(settings.pause_ms)).await;
+        tokio::time::sleep(Duration::from_millis(settings.pause_ms).max(took * REST)).await;
     }
     Ok(all)
 }

@@ -498,6 +498,8 @@ impl Retention for MemoryStore {
             }
             None => 0,
         };
-        Ok(Some(Swept { challenges, grants, outbox, audit }))
+        let batch = batch as u64;
+        let more = challenges >= batch || grants >= batch || outbox >= batch || audit >= batch;
+        Ok(Some(Swept { challenges, grants, outbox, audit, more }))
     }
 }

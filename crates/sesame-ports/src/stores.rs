@@ -213,6 +213,9 @@ pub struct Swept {
     pub grants: u64,
     pub outbox: u64,
     pub audit: u64,
+    /// Whether the store has more to look at now (a batch came back full, or a walk through a
+    /// table has not reached its end); `false` once everything was looked at.
+    pub more: bool,
 }
 
 impl Swept {
@@ -223,7 +226,10 @@ impl Swept {
 
 /// Deletes what has outlived its use, a little at a time.
 ///
-/// Guarantees: only rows past their cutoff go, at most `batch` of each kind per call; a call
+/// Guarantees: only rows past their cutoff go, at most `batch` of each kind per call; calls
+/// repeated from one that answered `more: false` until the next such answer look at every row
+/// (a row past its cutoff throughout is gone by then, unless a request held it when it was
+/// looked at); a call
 /// holds no lock that a start, a check or a delivery waits for (rows they hold are skipped, and
 /// go in a later call); of several replicas calling at once on one store, one sweeps and the
 /// others get `Ok(None)`.

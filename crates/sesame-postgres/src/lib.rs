@@ -91,6 +91,8 @@ pub struct PgStore {
     /// The pinned threads' shards, then the shared one (the last).
     pools: std::sync::Arc<[Pool<AsyncPgConnection>]>,
     next_pin: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// Where the sweeper goes on in each table it walks by block range.
+    sweep_at: std::sync::Arc<retention::Cursors>,
 }
 
 thread_local! {
@@ -137,7 +139,7 @@ impl PgStore {
             (0..pinned).map(|i| each / pinned + usize::from(i < each % pinned)).chain([shared]).collect()
         };
         let pools = sizes.into_iter().map(|n| Self::pool(config, n)).collect::<anyhow::Result<Vec<_>>>()?;
-        Ok(Self { pools: pools.into(), next_pin: std::sync::Arc::default() })
+        Ok(Self { pools: pools.into(), next_pin: std::sync::Arc::default(), sweep_at: std::sync::Arc::default() })
     }
 
     fn pool(config: &PgConfig, size: usize) -> anyhow::Result<Pool<AsyncPgConnection>> {

@@ -373,6 +373,11 @@ impl Postgres {
         psql(&format!("{}/postgres", self.base), "CHECKPOINT").map(drop)
     }
 
+    /// Runs `sql` in `db` and returns psql's unaligned output.
+    pub(super) fn sql(&self, db: &Db, sql: &str) -> anyhow::Result<String> {
+        psql(&db.url, sql)
+    }
+
     /// Messages waiting in the outbox.
     pub(super) fn pending(&self, db: &Db) -> anyhow::Result<u64> {
         let out = psql(&db.url, "SELECT count(*) FROM outbox WHERE status = 'pending'")?;
