@@ -20,7 +20,7 @@ fn main() -> ExitCode {
         Some("bench") => bench::bench(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <test|lint|bench>\n  test [--no-sdk] [--no-browser]  fmt, clippy, all tests (memory and Postgres), Auth0 SDK and browser tests\n  lint             fmt and clippy\n  bench [--quick] [--codes N] [--config extra.toml] [--store postgres] [--ses-outage]\n                   wrk load on /passwordless/start and /oauth/token vs /health (release build);\n                   --store postgres adds the pgbench floor; --ses-outage: start latency while SES fails"
+                "usage: cargo xtask <test|lint|bench>\n  test [--no-sdk] [--no-browser] [--no-openapi]  fmt, clippy, all tests (memory and Postgres), Auth0 SDK and\n                   browser tests, the OpenAPI document against a live server (schemathesis)\n  lint             fmt and clippy\n  bench [--quick] [--codes N] [--config extra.toml] [--store postgres] [--ses-outage]\n                   wrk load on /passwordless/start and /oauth/token vs /health (release build);\n                   --store postgres adds the pgbench floor; --ses-outage: start latency while SES fails;\n                   --ops: size, start-up, memory, metrics cost; --store postgres --sweeper: retention cost"
             );
             return ExitCode::from(2);
         }
@@ -81,7 +81,7 @@ fn test(args: &[String]) -> anyhow::Result<()> {
     run(cargo().args(["test", "--workspace", "--all-targets"]))?;
     // The HTTP suite once more, on Postgres instead of the embedded store.
     run(cargo().args(["test", "--package", "sesame-api", "--test", "api"]).env("TEST_STORE", "postgres"))?;
-    if skip("sdk") && skip("browser") {
+    if skip("sdk") && skip("browser") && skip("openapi") {
         return Ok(());
     }
     run(cargo().args(["build", "--package", "sesame-api", "--bin", "sesame"]))?;
@@ -93,6 +93,10 @@ fn test(args: &[String]) -> anyhow::Result<()> {
     }
     if !skip("browser") {
         run(Command::new("bash").arg("tests/browser/run.sh").arg(&binary))?;
+    }
+    if !skip("openapi") {
+        // GET /openapi.json against the server it describes (schemathesis).
+        run(Command::new("bash").arg("tests/openapi/run.sh").arg(&binary))?;
     }
     Ok(())
 }

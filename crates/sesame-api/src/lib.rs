@@ -7,6 +7,7 @@ pub mod errors;
 pub mod links;
 pub mod middleware;
 pub mod monitoring;
+pub mod openapi;
 pub mod probes;
 pub mod routes;
 pub mod startup;

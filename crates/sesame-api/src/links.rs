@@ -169,7 +169,14 @@ async fn complete(state: &AppState, req: &HttpRequest, map: HashMap<String, Stri
     }
 }
 
-async fn open_link(
+#[utoipa::path(get, path = "/passwordless/verify_redirect", tag = "passwordless",
+    params(("verification_code" = Option<String>, Query), ("connection" = Option<String>, Query), ("client_id" = Option<String>, Query), ("email" = Option<String>, Query), ("phone_number" = Option<String>, Query)),
+    responses(
+        (status = 200, description = "The confirmation page (or, with confirmation off, the completed response page)", content_type = "text/html"),
+        (status = 302, description = "The authorization response, to the client's callback", headers(("location" = String))),
+        (status = "4XX", description = "An error page, or Auth0's error shape for a request that could not be read", content(("text/html"), (crate::openapi::ErrorBody = "application/json"))),
+        (status = 503, description = "A dependency is unavailable", content(("text/html"), (crate::openapi::ErrorBody = "application/json")))))]
+pub(crate) async fn open_link(
     state: web::Data<AppState>,
     req: HttpRequest,
     query: web::Query<HashMap<String, String>>,
@@ -201,7 +208,14 @@ async fn open_link(
     )
 }
 
-async fn confirm_link(state: web::Data<AppState>, req: HttpRequest, form: web::Bytes) -> HttpResponse {
+#[utoipa::path(post, path = "/passwordless/verify_redirect", tag = "passwordless",
+    request_body(content = Object, content_type = "application/x-www-form-urlencoded", description = "The link's query, as the confirmation page posts it"),
+    responses(
+        (status = 200, description = "A page that posts the response (`response_mode=form_post`)", content_type = "text/html"),
+        (status = 302, description = "The authorization response, to the client's callback", headers(("location" = String))),
+        (status = "4XX", description = "An error page, or Auth0's error shape for a request that could not be read", content(("text/html"), (crate::openapi::ErrorBody = "application/json"))),
+        (status = 503, description = "A dependency is unavailable", content(("text/html"), (crate::openapi::ErrorBody = "application/json")))))]
+pub(crate) async fn confirm_link(state: web::Data<AppState>, req: HttpRequest, form: web::Bytes) -> HttpResponse {
     let Ok(pairs) = serde_urlencoded::from_bytes::<Vec<(String, String)>>(&form) else {
         return error_page("The form could not be read.");
     };
@@ -210,7 +224,13 @@ async fn confirm_link(state: web::Data<AppState>, req: HttpRequest, form: web::B
 
 /// auth0.js: `{connection, verification_code, email|phone_number, client_id}`; checks the code
 /// without consuming it.
-async fn legacy_verify(
+#[utoipa::path(post, path = "/passwordless/verify", tag = "passwordless",
+    request_body(content((crate::openapi::VerifyBody = "application/json"), (crate::openapi::VerifyBody = "application/x-www-form-urlencoded"))),
+    responses(
+        (status = 200, description = "The code is right (not consumed)", body = Object),
+        (status = "4XX", description = "Refused, in Auth0's error shape", body = crate::openapi::ErrorBody),
+        (status = 503, description = "A dependency is unavailable (`temporarily_unavailable`)", body = crate::openapi::ErrorBody)))]
+pub(crate) async fn legacy_verify(
     state: web::Data<AppState>,
     req: HttpRequest,
     body: web::Bytes,
@@ -251,7 +271,13 @@ async fn legacy_verify(
 
 /// auth0.js `passwordlessLogin` from a page on another origin:
 /// `{client_id, credential_type, realm, username, otp}` → `{login_ticket, co_verifier, co_id}`.
-async fn co_authenticate(
+#[utoipa::path(post, path = "/co/authenticate", tag = "passwordless",
+    request_body(content((crate::openapi::CoAuthenticateBody = "application/json"), (crate::openapi::CoAuthenticateBody = "application/x-www-form-urlencoded"))),
+    responses(
+        (status = 200, description = "A login ticket for /authorize", body = Object),
+        (status = "4XX", description = "Refused, in Auth0's error shape", body = crate::openapi::ErrorBody),
+        (status = 503, description = "A dependency is unavailable (`temporarily_unavailable`)", body = crate::openapi::ErrorBody)))]
+pub(crate) async fn co_authenticate(
     state: web::Data<AppState>,
     req: HttpRequest,
     body: web::Bytes,
@@ -317,7 +343,14 @@ async fn co_authenticate(
 
 /// `GET /authorize` with a `login_ticket` from `/co/authenticate`. Sesame has no hosted login
 /// page: without a ticket the request cannot be completed.
-async fn authorize(state: web::Data<AppState>, query: web::Query<HashMap<String, String>>) -> HttpResponse {
+#[utoipa::path(get, path = "/authorize", tag = "oauth",
+    params(("client_id" = Option<String>, Query), ("response_type" = Option<String>, Query), ("redirect_uri" = Option<String>, Query), ("login_ticket" = Option<String>, Query), ("state" = Option<String>, Query)),
+    responses(
+        (status = 200, description = "A page that posts the response (`response_mode=form_post`)", content_type = "text/html"),
+        (status = 302, description = "The authorization response, to the client's callback", headers(("location" = String))),
+        (status = "4XX", description = "An error page, or Auth0's error shape for a request that could not be read", content(("text/html"), (crate::openapi::ErrorBody = "application/json"))),
+        (status = 503, description = "A dependency is unavailable", content(("text/html"), (crate::openapi::ErrorBody = "application/json")))))]
+pub(crate) async fn authorize(state: web::Data<AppState>, query: web::Query<HashMap<String, String>>) -> HttpResponse {
     let map = query.into_inner();
     let (client, auth) = match prepare(&state, &map).await {
         Ok(ok) => ok,

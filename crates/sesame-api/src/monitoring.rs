@@ -110,7 +110,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/metrics", web::get().to(scrape));
 }
 
-async fn scrape(scrape: web::Data<Scrape>) -> HttpResponse {
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text format (on `listen` unless `metrics_listen` is set)", content_type = "text/plain")))]
+pub(crate) async fn scrape(scrape: web::Data<Scrape>) -> HttpResponse {
     let now = scrape.sesame.ports.clock.now();
     match scrape.sesame.ports.outbox.backlog().await {
         Ok(b) => {

@@ -12,14 +12,27 @@ use crate::routes::AppState;
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(healthz))
         .route("/readyz", web::get().to(readyz))
-        .route("/health", web::get().to(healthz));
+        .route("/health", web::get().to(health));
 }
 
-async fn healthz() -> HttpResponse {
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "The process answers (no I/O)", body = Object)))]
+pub(crate) async fn healthz() -> HttpResponse {
     HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-store")).json(json!({"status": "ok"}))
 }
 
-async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+/// `/healthz` under the name of earlier releases.
+#[utoipa::path(get, path = "/health", tag = "operations",
+    responses((status = 200, description = "As /healthz", body = Object)))]
+pub(crate) async fn health() -> HttpResponse {
+    healthz().await
+}
+
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses(
+        (status = 200, description = "This replica can serve a login (`ok` or `degraded`)", body = Object),
+        (status = 503, description = "It cannot: the store is down or no signing key is published", body = Object)))]
+pub(crate) async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let r = state.sesame.readiness().await;
     for (name, check) in [("store", &r.store), ("limiter", &r.limiter)] {
         if let Check::Down { reason } = check {

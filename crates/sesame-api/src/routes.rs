@@ -50,10 +50,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/userinfo", web::get().to(userinfo))
         .route("/userinfo", web::post().to(userinfo))
         .route("/.well-known/openid-configuration", web::get().to(openid_configuration))
-        .route("/.well-known/oauth-authorization-server", web::get().to(openid_configuration))
+        .route("/.well-known/oauth-authorization-server", web::get().to(oauth_authorization_server))
         .route("/.well-known/jwks.json", web::get().to(jwks))
         .route("/dev/mailbox", web::get().to(dev_mailbox))
         .configure(crate::probes::configure)
+        .configure(crate::openapi::configure)
         .configure(crate::links::configure);
 }
 
@@ -71,7 +72,13 @@ const START_FIELDS: &[&str] = &[
     "captcha",
 ];
 
-async fn passwordless_start(
+#[utoipa::path(post, path = "/passwordless/start", tag = "passwordless",
+    request_body(content((crate::openapi::StartBody = "application/json"), (crate::openapi::StartBody = "application/x-www-form-urlencoded"))),
+    responses(
+        (status = 200, description = "The code or link is on its way", body = crate::openapi::Started),
+        (status = "4XX", description = "Refused, in Auth0's error shape", body = crate::openapi::ErrorBody),
+        (status = 503, description = "A dependency is unavailable (`temporarily_unavailable`)", body = crate::openapi::ErrorBody)))]
+pub(crate) async fn passwordless_start(
     state: web::Data<AppState>,
     req: HttpRequest,
     body: web::Bytes,
@@ -147,7 +154,17 @@ async fn passwordless_start(
     Ok(resp.json(body))
 }
 
-async fn oauth_token(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, ApiError> {
+#[utoipa::path(post, path = "/oauth/token", tag = "oauth",
+    request_body(content((crate::openapi::TokenBody = "application/json"), (crate::openapi::TokenBody = "application/x-www-form-urlencoded"))),
+    responses(
+        (status = 200, description = "Tokens", body = crate::openapi::Tokens),
+        (status = "4XX", description = "Refused, in Auth0's error shape", body = crate::openapi::ErrorBody),
+        (status = 503, description = "A dependency is unavailable (`temporarily_unavailable`)", body = crate::openapi::ErrorBody)))]
+pub(crate) async fn oauth_token(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
     let map = wire::object(&req, &body).ok_or_else(|| {
         ApiError::bad_request("invalid_request", "The request body must be JSON or application/x-www-form-urlencoded")
     })?;
@@ -225,7 +242,13 @@ fn bearer(req: &HttpRequest) -> Option<String> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_owned()).filter(|t| !t.is_empty())
 }
 
-async fn userinfo(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+#[utoipa::path(method(get, post), path = "/userinfo", tag = "oauth",
+    params(("authorization" = Option<String>, Header, description = "Bearer access token")),
+    responses(
+        (status = 200, description = "The user's claims", body = Object),
+        (status = "4XX", description = "Refused, in Auth0's error shape", body = crate::openapi::ErrorBody),
+        (status = 503, description = "A dependency is unavailable (`temporarily_unavailable`)", body = crate::openapi::ErrorBody)))]
+pub(crate) async fn userinfo(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let unauthorized = || {
         ApiError::new(StatusCode::UNAUTHORIZED, "invalid_token", "The access token is missing, invalid or expired.")
             .with_header(actix_web::http::header::WWW_AUTHENTICATE, "Bearer error=\"invalid_token\"")
@@ -264,7 +287,9 @@ async fn userinfo(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpRe
     Ok(HttpResponse::Ok().json(Value::Object(body)))
 }
 
-async fn openid_configuration(state: web::Data<AppState>) -> HttpResponse {
+#[utoipa::path(get, path = "/.well-known/openid-configuration", tag = "discovery",
+    responses((status = 200, description = "OpenID Connect discovery", body = Object)))]
+pub(crate) async fn openid_configuration(state: web::Data<AppState>) -> HttpResponse {
     let iss = &state.sesame.settings.issuer;
     HttpResponse::Ok().insert_header((actix_web::http::header::CACHE_CONTROL, "public, max-age=300")).json(json!({
         "issuer": iss,
@@ -286,13 +311,21 @@ async fn openid_configuration(state: web::Data<AppState>) -> HttpResponse {
     }))
 }
 
-async fn jwks(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+#[utoipa::path(get, path = "/.well-known/oauth-authorization-server", tag = "discovery",
+    responses((status = 200, description = "RFC 8414 metadata: the OpenID Connect discovery document", body = Object)))]
+pub(crate) async fn oauth_authorization_server(state: web::Data<AppState>) -> HttpResponse {
+    openid_configuration(state).await
+}
+
+#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "discovery",
+    responses((status = 200, description = "The signing keys", body = Object), (status = 503, description = "The key store is unavailable", body = crate::openapi::ErrorBody)))]
+pub(crate) async fn jwks(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let keys = state.sesame.ports.tokens.jwks().await.map_err(|e| ApiError::internal(&anyhow::Error::new(e)))?;
     Ok(HttpResponse::Ok().insert_header((actix_web::http::header::CACHE_CONTROL, "public, max-age=300")).json(keys))
 }
 
 #[derive(Debug, serde::Deserialize)]
-struct MailboxQuery {
+pub(crate) struct MailboxQuery {
     to: Option<String>,
 }
 
@@ -307,7 +340,16 @@ fn code_and_link(text: &str) -> (Option<String>, Option<String>) {
     (code, link)
 }
 
-async fn dev_mailbox(state: web::Data<AppState>, query: web::Query<MailboxQuery>) -> Result<HttpResponse, ApiError> {
+#[utoipa::path(get, path = "/dev/mailbox", tag = "development",
+    params(("to" = Option<String>, Query, description = "Only messages to this address or number")),
+    responses(
+        (status = 200, description = "What the development mailbox holds, newest first (only while it delivers)", body = [Object]),
+        (status = "4XX", description = "Refused, in Auth0's error shape", body = crate::openapi::ErrorBody),
+        (status = 503, description = "A dependency is unavailable (`temporarily_unavailable`)", body = crate::openapi::ErrorBody)))]
+pub(crate) async fn dev_mailbox(
+    state: web::Data<AppState>,
+    query: web::Query<MailboxQuery>,
+) -> Result<HttpResponse, ApiError> {
     let mailbox =
         state.mailbox.as_ref().ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", "Not found"))?;
     let entries: Vec<Value> = mailbox

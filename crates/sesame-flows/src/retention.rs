@@ -16,9 +16,11 @@ pub struct RetentionSettings {
     pub interval_secs: u64,
     /// Rows of each kind per batch (one short transaction).
     pub batch: usize,
-    /// Least pause between two full batches. The sweeper also rests four times as long as
-    /// its last batch took, so a backlog takes at most a fifth of the store's time from logins.
+    /// Least pause between two full batches.
     pub pause_ms: u64,
+    /// The share of time (percent) the sweeper may spend in batches while it works through a
+    /// backlog: after each batch it rests long enough to stay within it.
+    pub busy_percent: u32,
     /// Challenges are kept this long past their expiry.
     pub challenge_grace_secs: u64,
     /// Authorization codes, access and refresh tokens are kept this long past their expiry.
@@ -36,6 +38,7 @@ impl Default for RetentionSettings {
             interval_secs: 60,
             batch: 1000,
             pause_ms: 20,
+            busy_percent: 8,
             challenge_grace_secs: 3600,
             grant_grace_secs: 3600,
             outbox_days: 7,
@@ -56,9 +59,6 @@ impl RetentionSettings {
         }
     }
 }
-
-/// Between two full batches the sweeper rests this many times as long as the last one took.
-const REST: u32 = 4;
 
 /// One sweep: batches until the store has looked at everything (or another replica is sweeping).
 ///
@@ -94,7 +94,9 @@ pub async fn sweep_once(
         if !swept.more {
             break;
         }
-        tokio::time::sleep(Duration::from_millis(settings.pause_ms).max(took * REST)).await;
+        let busy = f64::from(settings.busy_percent.clamp(1, 100)) / 100.0;
+        let rest = took.mul_f64((1.0 - busy) / busy);
+        tokio::time::sleep(Duration::from_millis(settings.pause_ms).max(rest)).await;
     }
     Ok(all)
 }
