@@ -9,7 +9,8 @@
 # done for the same file). The server is the embedded default on a free loopback port with the
 # per-IP and per-client limits opened wide (all requests come from 127.0.0.1; a 429 is a
 # documented answer too, but would hide the paths behind it); it is stopped on exit. Exit status
-# is non-zero if the server fails to start or any check fails.
+# is non-zero if the server fails to start or any check fails. OPENAPI_KEEP=file.har keeps a HAR of
+# every request and answer; OPENAPI_MAX_EXAMPLES sets the cases per operation (default 40).
 
 set -euo pipefail
 
@@ -57,6 +58,7 @@ PID=$!
 cleanup() {
   kill "$PID" 2>/dev/null || true
   wait "$PID" 2>/dev/null || true
+  if [[ -n "${OPENAPI_KEEP:-}" ]]; then cp "$WORK/run.har" "$OPENAPI_KEEP" 2>/dev/null || true; fi
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -83,6 +85,7 @@ status=0
   --workers 2 \
   --request-timeout 10 \
   --generation-database none \
+  --report har --report-har-path "$WORK/run.har" \
   --no-color || status=$?
 if [[ $status -ne 0 ]]; then
   echo "run.sh: schemathesis found failures (exit $status); the server's log:" >&2
