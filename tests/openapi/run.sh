@@ -11,6 +11,8 @@
 # documented answer too, but would hide the paths behind it); it is stopped on exit. Exit status
 # is non-zero if the server fails to start or any check fails. OPENAPI_KEEP=file.har keeps a HAR of
 # every request and answer; OPENAPI_MAX_EXAMPLES sets the cases per operation (default 40).
+# After the checks, statuses.py fails if an error status the document names for an operation never
+# came back in the run, unless unreachable.txt excuses it and names the test that produces it.
 
 set -euo pipefail
 
@@ -51,6 +53,22 @@ listen = "127.0.0.1:$PORT"
 [limits]
 start_per_ip = { limit = 1000000, window_secs = 60 }
 exchange_per_ip = { limit = 1000000, window_secs = 60 }
+
+# The embedded default's client, and a confidential one for the examples that fail its
+# authentication (401 and 403).
+[[clients]]
+client_id = "sesame-dev"
+name = "Sesame development client"
+callbacks = ["http://localhost:3000/callback"]
+allowed_origins = ["http://localhost:3000"]
+
+[[clients]]
+client_id = "st-web"
+name = "Schemathesis web app"
+app_type = "regular_web"
+auth_method = "client_secret_post"
+client_secret = "st-web-secret-0123456789abcdef"
+callbacks = ["http://localhost:3000/callback"]
 TOML
 
 "$BIN" --config "$WORK/sesame.toml" serve >"$WORK/sesame.log" 2>&1 &
@@ -87,6 +105,11 @@ status=0
   --generation-database none \
   --report har --report-har-path "$WORK/run.har" \
   --no-color || status=$?
+if [[ $status -eq 0 ]]; then
+  # Every error status the document names was produced (or is excused, with the test that does).
+  "$PYTHON" -c "import urllib.request; open('$WORK/openapi.json','wb').write(urllib.request.urlopen('http://127.0.0.1:$PORT/openapi.json').read())"
+  "$PYTHON" "$DIR/statuses.py" "$WORK/openapi.json" "$WORK/run.har" "$DIR/unreachable.txt" || status=$?
+fi
 if [[ $status -ne 0 ]]; then
   echo "run.sh: schemathesis found failures (exit $status); the server's log:" >&2
   tail -n 50 "$WORK/sesame.log" >&2

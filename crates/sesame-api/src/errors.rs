@@ -154,7 +154,8 @@ pub fn client_auth(err: ClientAuthError, at: Endpoint) -> ApiError {
     }
 }
 
-fn store(e: sesame_ports::StoreError) -> ApiError {
+/// A store error: 503 when the store is unavailable, else a 500 (logged).
+pub(crate) fn store(e: sesame_ports::StoreError) -> ApiError {
     match e {
         sesame_ports::StoreError::Unavailable(cause) => ApiError::unavailable(&cause),
         other => ApiError::internal(&anyhow::Error::new(other)),

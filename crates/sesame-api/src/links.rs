@@ -70,6 +70,17 @@ fn error_page(message: &str) -> HttpResponse {
     )
 }
 
+/// A dependency is down: 503 with `Retry-After`, so a browser (or a monitor) knows to come back.
+fn unavailable_page() -> HttpResponse {
+    let mut resp = page(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+        "<h1>Please try again in a moment</h1><p>The service is temporarily unavailable. Please try again later.</p>",
+    );
+    resp.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+    resp
+}
+
 /// Sends the browser on: query or fragment redirect, or an auto-posting form.
 fn respond(resp: &AuthorizationResponse) -> HttpResponse {
     let encoded = resp
@@ -127,7 +138,7 @@ async fn prepare(
         Ok(None) => return Err(error_page("The link names an unknown application.")),
         Err(e) => {
             tracing::warn!(error = ?e, "client lookup failed");
-            return Err(error_page("The service is temporarily unavailable. Please try again later."));
+            return Err(unavailable_page());
         }
     };
     match check_authorization(&client, &state.sesame.settings.apis, &params_of(map)) {
@@ -136,9 +147,7 @@ async fn prepare(
             Err(error_page("The link's redirect_uri is not a registered callback of the application."))
         }
         Err(AuthorizeError::Redirect(r, auth)) => Err(respond(&AuthorizationResponse::error(&auth, &r))),
-        Err(AuthorizeError::Unavailable(_) | AuthorizeError::Unexpected(_)) => {
-            Err(error_page("The service is temporarily unavailable. Please try again later."))
-        }
+        Err(AuthorizeError::Unavailable(_) | AuthorizeError::Unexpected(_)) => Err(unavailable_page()),
     }
 }
 
@@ -164,7 +173,7 @@ async fn complete(state: &AppState, req: &HttpRequest, map: HashMap<String, Stri
         }
         Err(AuthorizeError::Unavailable(e) | AuthorizeError::Unexpected(e)) => {
             tracing::warn!(error = ?e, "magic link completion failed");
-            error_page("The service is temporarily unavailable. Please try again later.")
+            unavailable_page()
         }
     }
 }
@@ -174,8 +183,9 @@ async fn complete(state: &AppState, req: &HttpRequest, map: HashMap<String, Stri
     responses(
         (status = 200, description = "The confirmation page (or, with confirmation off, the completed response page)", content_type = "text/html"),
         (status = 302, description = "The authorization response, to the client's callback", headers(("location" = String))),
-        (status = "4XX", description = "An error page, or Auth0's error shape for a request that could not be read", content(("text/html"), (crate::openapi::ErrorBody = "application/json"))),
-        (status = 503, description = "A dependency is unavailable", content(("text/html"), (crate::openapi::ErrorBody = "application/json")))))]
+        (status = 400, description = "An error page: the link is wrong, used or expired, or the request cannot be completed", content(("text/html"), (crate::openapi::ErrorBody = "application/json"))),
+        (status = 503, description = "A dependency is unavailable", content(("text/html"), (crate::openapi::ErrorBody = "application/json"))),
+        (status = "4XX", description = "What the HTTP layer refuses by itself, in Auth0's error shape", body = crate::openapi::ErrorBody)))]
 pub(crate) async fn open_link(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -213,8 +223,9 @@ pub(crate) async fn open_link(
     responses(
         (status = 200, description = "A page that posts the response (`response_mode=form_post`)", content_type = "text/html"),
         (status = 302, description = "The authorization response, to the client's callback", headers(("location" = String))),
-        (status = "4XX", description = "An error page, or Auth0's error shape for a request that could not be read", content(("text/html"), (crate::openapi::ErrorBody = "application/json"))),
-        (status = 503, description = "A dependency is unavailable", content(("text/html"), (crate::openapi::ErrorBody = "application/json")))))]
+        (status = 400, description = "An error page: the link is wrong, used or expired, or the request cannot be completed", content(("text/html"), (crate::openapi::ErrorBody = "application/json"))),
+        (status = 503, description = "A dependency is unavailable", content(("text/html"), (crate::openapi::ErrorBody = "application/json"))),
+        (status = "4XX", description = "What the HTTP layer refuses by itself, in Auth0's error shape", body = crate::openapi::ErrorBody)))]
 pub(crate) async fn confirm_link(state: web::Data<AppState>, req: HttpRequest, form: web::Bytes) -> HttpResponse {
     let Ok(pairs) = serde_urlencoded::from_bytes::<Vec<(String, String)>>(&form) else {
         return error_page("The form could not be read.");
@@ -225,11 +236,15 @@ pub(crate) async fn confirm_link(state: web::Data<AppState>, req: HttpRequest, f
 /// auth0.js: `{connection, verification_code, email|phone_number, client_id}`; checks the code
 /// without consuming it.
 #[utoipa::path(post, path = "/passwordless/verify", tag = "passwordless",
-    request_body(content((crate::openapi::VerifyBody = "application/json"), (crate::openapi::VerifyBody = "application/x-www-form-urlencoded"))),
+    request_body(content((crate::openapi::VerifyBody = "application/json", examples(("a wrong code" = (summary = "a wrong code", value = json!({"client_id": "sesame-dev", "connection": "email", "email": "jane@example.com", "verification_code": "000000"}))))), (crate::openapi::VerifyBody = "application/x-www-form-urlencoded"))),
     responses(
         (status = 200, description = "The code is right (not consumed)", body = Object),
-        (status = "4XX", description = "Refused, in Auth0's error shape", body = crate::openapi::ErrorBody),
-        (status = 503, description = "A dependency is unavailable (`temporarily_unavailable`)", body = crate::openapi::ErrorBody)))]
+        (status = 400, description = "The request is malformed or names an unknown connection, client or parameter", body = crate::openapi::ErrorBody),
+        (status = 401, description = "Client authentication failed (`invalid_client`)", body = crate::openapi::ErrorBody),
+        (status = 403, description = "Refused: a wrong or dead code, a missing client secret, a grant the client may not use", body = crate::openapi::ErrorBody),
+        (status = 429, description = "A rate limit refused it (`too_many_requests`, `too_many_attempts`), with `Retry-After`", body = crate::openapi::ErrorBody),
+        (status = 503, description = "A dependency is unavailable (`temporarily_unavailable`)", body = crate::openapi::ErrorBody),
+        (status = "4XX", description = "What the HTTP layer refuses by itself (404, 405, 413, 415), in the same shape", body = crate::openapi::ErrorBody)))]
 pub(crate) async fn legacy_verify(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -252,7 +267,7 @@ pub(crate) async fn legacy_verify(
         .clients
         .find(&ClientId::new(client_id))
         .await
-        .map_err(|e| ApiError::internal(&anyhow::Error::new(e)))?
+        .map_err(errors::store)?
         .ok_or_else(|| ApiError::bad_request("bad.client_id", "Unknown client"))?;
     let ip = wire::client_ip(&req, &state.trusted_proxies);
     let outcome = sesame
@@ -272,11 +287,15 @@ pub(crate) async fn legacy_verify(
 /// auth0.js `passwordlessLogin` from a page on another origin:
 /// `{client_id, credential_type, realm, username, otp}` → `{login_ticket, co_verifier, co_id}`.
 #[utoipa::path(post, path = "/co/authenticate", tag = "passwordless",
-    request_body(content((crate::openapi::CoAuthenticateBody = "application/json"), (crate::openapi::CoAuthenticateBody = "application/x-www-form-urlencoded"))),
+    request_body(content((crate::openapi::CoAuthenticateBody = "application/json", examples(("a wrong code" = (summary = "a wrong code", value = json!({"client_id": "sesame-dev", "credential_type": "http://auth0.com/oauth/grant-type/passwordless/otp", "realm": "email", "username": "jane@example.com", "otp": "000000"}))), ("an unknown client" = (summary = "an unknown client", value = json!({"client_id": "nobody", "credential_type": "http://auth0.com/oauth/grant-type/passwordless/otp", "realm": "email", "username": "jane@example.com", "otp": "000000"}))))), (crate::openapi::CoAuthenticateBody = "application/x-www-form-urlencoded"))),
     responses(
         (status = 200, description = "A login ticket for /authorize", body = Object),
-        (status = "4XX", description = "Refused, in Auth0's error shape", body = crate::openapi::ErrorBody),
-        (status = 503, description = "A dependency is unavailable (`temporarily_unavailable`)", body = crate::openapi::ErrorBody)))]
+        (status = 400, description = "The request is malformed or names an unknown connection, client or parameter", body = crate::openapi::ErrorBody),
+        (status = 401, description = "Client authentication failed (`invalid_client`)", body = crate::openapi::ErrorBody),
+        (status = 403, description = "Refused: a wrong or dead code, a missing client secret, a grant the client may not use", body = crate::openapi::ErrorBody),
+        (status = 429, description = "A rate limit refused it (`too_many_requests`, `too_many_attempts`), with `Retry-After`", body = crate::openapi::ErrorBody),
+        (status = 503, description = "A dependency is unavailable (`temporarily_unavailable`)", body = crate::openapi::ErrorBody),
+        (status = "4XX", description = "What the HTTP layer refuses by itself (404, 405, 413, 415), in the same shape", body = crate::openapi::ErrorBody)))]
 pub(crate) async fn co_authenticate(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -304,7 +323,7 @@ pub(crate) async fn co_authenticate(
         .clients
         .find(&ClientId::new(client_id))
         .await
-        .map_err(|e| ApiError::internal(&anyhow::Error::new(e)))?
+        .map_err(errors::store)?
         .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "invalid_client", "Unknown client"))?;
     let exchange = OtpExchange {
         ip: wire::client_ip(&req, &state.trusted_proxies),
@@ -348,8 +367,9 @@ pub(crate) async fn co_authenticate(
     responses(
         (status = 200, description = "A page that posts the response (`response_mode=form_post`)", content_type = "text/html"),
         (status = 302, description = "The authorization response, to the client's callback", headers(("location" = String))),
-        (status = "4XX", description = "An error page, or Auth0's error shape for a request that could not be read", content(("text/html"), (crate::openapi::ErrorBody = "application/json"))),
-        (status = 503, description = "A dependency is unavailable", content(("text/html"), (crate::openapi::ErrorBody = "application/json")))))]
+        (status = 400, description = "An error page: the link is wrong, used or expired, or the request cannot be completed", content(("text/html"), (crate::openapi::ErrorBody = "application/json"))),
+        (status = 503, description = "A dependency is unavailable", content(("text/html"), (crate::openapi::ErrorBody = "application/json"))),
+        (status = "4XX", description = "What the HTTP layer refuses by itself, in Auth0's error shape", body = crate::openapi::ErrorBody)))]
 pub(crate) async fn authorize(state: web::Data<AppState>, query: web::Query<HashMap<String, String>>) -> HttpResponse {
     let map = query.into_inner();
     let (client, auth) = match prepare(&state, &map).await {
@@ -371,7 +391,7 @@ pub(crate) async fn authorize(state: web::Data<AppState>, query: web::Query<Hash
         }
         Err(AuthorizeError::Unavailable(e) | AuthorizeError::Unexpected(e)) => {
             tracing::warn!(error = ?e, "authorize failed");
-            error_page("The service is temporarily unavailable. Please try again later.")
+            unavailable_page()
         }
     }
 }

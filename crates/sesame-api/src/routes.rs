@@ -73,11 +73,15 @@ const START_FIELDS: &[&str] = &[
 ];
 
 #[utoipa::path(post, path = "/passwordless/start", tag = "passwordless",
-    request_body(content((crate::openapi::StartBody = "application/json"), (crate::openapi::StartBody = "application/x-www-form-urlencoded"))),
+    request_body(content((crate::openapi::StartBody = "application/json", examples(("an email code" = (summary = "an email code", value = json!({"client_id": "sesame-dev", "connection": "email", "email": "jane@example.com", "send": "code"}))), ("an unknown connection" = (summary = "an unknown connection", value = json!({"client_id": "sesame-dev", "connection": "nope", "email": "jane@example.com"}))), ("a wrong client secret" = (summary = "a wrong client secret", value = json!({"client_id": "st-web", "client_secret": "not-the-secret-0123456789", "connection": "email", "email": "jane@example.com", "send": "code"}))), ("no client secret" = (summary = "no client secret", value = json!({"client_id": "st-web", "connection": "email", "email": "jane@example.com", "send": "code"}))))), (crate::openapi::StartBody = "application/x-www-form-urlencoded"))),
     responses(
         (status = 200, description = "The code or link is on its way", body = crate::openapi::Started),
-        (status = "4XX", description = "Refused, in Auth0's error shape", body = crate::openapi::ErrorBody),
-        (status = 503, description = "A dependency is unavailable (`temporarily_unavailable`)", body = crate::openapi::ErrorBody)))]
+        (status = 400, description = "The request is malformed or names an unknown connection, client or parameter", body = crate::openapi::ErrorBody),
+        (status = 401, description = "Client authentication failed (`invalid_client`)", body = crate::openapi::ErrorBody),
+        (status = 403, description = "Refused: a wrong or dead code, a missing client secret, a grant the client may not use", body = crate::openapi::ErrorBody),
+        (status = 429, description = "A rate limit refused it (`too_many_requests`, `too_many_attempts`), with `Retry-After`", body = crate::openapi::ErrorBody),
+        (status = 503, description = "A dependency is unavailable (`temporarily_unavailable`)", body = crate::openapi::ErrorBody),
+        (status = "4XX", description = "What the HTTP layer refuses by itself (404, 405, 413, 415), in the same shape", body = crate::openapi::ErrorBody)))]
 pub(crate) async fn passwordless_start(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -155,11 +159,15 @@ pub(crate) async fn passwordless_start(
 }
 
 #[utoipa::path(post, path = "/oauth/token", tag = "oauth",
-    request_body(content((crate::openapi::TokenBody = "application/json"), (crate::openapi::TokenBody = "application/x-www-form-urlencoded"))),
+    request_body(content((crate::openapi::TokenBody = "application/json", examples(("a wrong code" = (summary = "a wrong code", value = json!({"grant_type": "http://auth0.com/oauth/grant-type/passwordless/otp", "client_id": "sesame-dev", "realm": "email", "username": "jane@example.com", "otp": "000000", "scope": "openid"}))), ("an unknown client" = (summary = "an unknown client", value = json!({"grant_type": "http://auth0.com/oauth/grant-type/passwordless/otp", "client_id": "nobody", "realm": "email", "username": "jane@example.com", "otp": "123456"}))))), (crate::openapi::TokenBody = "application/x-www-form-urlencoded"))),
     responses(
         (status = 200, description = "Tokens", body = crate::openapi::Tokens),
-        (status = "4XX", description = "Refused, in Auth0's error shape", body = crate::openapi::ErrorBody),
-        (status = 503, description = "A dependency is unavailable (`temporarily_unavailable`)", body = crate::openapi::ErrorBody)))]
+        (status = 400, description = "The request is malformed or names an unknown connection, client or parameter", body = crate::openapi::ErrorBody),
+        (status = 401, description = "Client authentication failed (`invalid_client`)", body = crate::openapi::ErrorBody),
+        (status = 403, description = "Refused: a wrong or dead code, a missing client secret, a grant the client may not use", body = crate::openapi::ErrorBody),
+        (status = 429, description = "A rate limit refused it (`too_many_requests`, `too_many_attempts`), with `Retry-After`", body = crate::openapi::ErrorBody),
+        (status = 503, description = "A dependency is unavailable (`temporarily_unavailable`)", body = crate::openapi::ErrorBody),
+        (status = "4XX", description = "What the HTTP layer refuses by itself (404, 405, 413, 415), in the same shape", body = crate::openapi::ErrorBody)))]
 pub(crate) async fn oauth_token(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -246,8 +254,9 @@ fn bearer(req: &HttpRequest) -> Option<String> {
     params(("authorization" = Option<String>, Header, description = "Bearer access token")),
     responses(
         (status = 200, description = "The user's claims", body = Object),
-        (status = "4XX", description = "Refused, in Auth0's error shape", body = crate::openapi::ErrorBody),
-        (status = 503, description = "A dependency is unavailable (`temporarily_unavailable`)", body = crate::openapi::ErrorBody)))]
+        (status = 401, description = "Client authentication failed (`invalid_client`)", body = crate::openapi::ErrorBody),
+        (status = 503, description = "A dependency is unavailable (`temporarily_unavailable`)", body = crate::openapi::ErrorBody),
+        (status = "4XX", description = "What the HTTP layer refuses by itself (404, 405, 413, 415), in the same shape", body = crate::openapi::ErrorBody)))]
 pub(crate) async fn userinfo(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let unauthorized = || {
         ApiError::new(StatusCode::UNAUTHORIZED, "invalid_token", "The access token is missing, invalid or expired.")
@@ -279,7 +288,7 @@ pub(crate) async fn userinfo(state: web::Data<AppState>, req: HttpRequest) -> Re
         let found = found.ok_or_else(unauthorized)?;
         (found.user_id, found.scope)
     };
-    let user = sesame.ports.users.find_by_id(&grant.0).await.map_err(|e| ApiError::internal(&anyhow::Error::new(e)))?;
+    let user = sesame.ports.users.find_by_id(&grant.0).await.map_err(errors::store)?;
     let user = user.ok_or_else(unauthorized)?;
     let mut body = serde_json::Map::new();
     body.insert("sub".into(), json!(user.id.as_str()));
@@ -318,9 +327,9 @@ pub(crate) async fn oauth_authorization_server(state: web::Data<AppState>) -> Ht
 }
 
 #[utoipa::path(get, path = "/.well-known/jwks.json", tag = "discovery",
-    responses((status = 200, description = "The signing keys", body = Object), (status = 503, description = "The key store is unavailable", body = crate::openapi::ErrorBody)))]
+    responses((status = 200, description = "The signing keys", body = Object)))]
 pub(crate) async fn jwks(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let keys = state.sesame.ports.tokens.jwks().await.map_err(|e| ApiError::internal(&anyhow::Error::new(e)))?;
+    let keys = state.sesame.ports.tokens.jwks().await.map_err(|e| ApiError::unavailable(&anyhow::Error::new(e)))?;
     Ok(HttpResponse::Ok().insert_header((actix_web::http::header::CACHE_CONTROL, "public, max-age=300")).json(keys))
 }
 
@@ -344,8 +353,8 @@ fn code_and_link(text: &str) -> (Option<String>, Option<String>) {
     params(("to" = Option<String>, Query, description = "Only messages to this address or number")),
     responses(
         (status = 200, description = "What the development mailbox holds, newest first (only while it delivers)", body = [Object]),
-        (status = "4XX", description = "Refused, in Auth0's error shape", body = crate::openapi::ErrorBody),
-        (status = 503, description = "A dependency is unavailable (`temporarily_unavailable`)", body = crate::openapi::ErrorBody)))]
+        (status = 404, description = "Not served (the development mailbox is off)", body = crate::openapi::ErrorBody),
+        (status = "4XX", description = "What the HTTP layer refuses by itself (404, 405, 413, 415), in the same shape", body = crate::openapi::ErrorBody)))]
 pub(crate) async fn dev_mailbox(
     state: web::Data<AppState>,
     query: web::Query<MailboxQuery>,

@@ -111,6 +111,13 @@ async fn failed_tries_per_identifier_are_capped_across_codes() {
     let r = app.post_token(&TestApp::otp_body("public-app", "email", to, &code)).await;
     r.assert_error(429, "too_many_attempts", "Too many failed attempts for this user. Please try again later.");
     assert!(r.headers.contains_key("x-ratelimit-limit"));
+    // The same cap on every other path that checks a code.
+    let verify =
+        serde_json::json!({"client_id": "public-app", "connection": "email", "email": to, "verification_code": code});
+    assert_eq!(app.post_json("/passwordless/verify", &verify).await.status, 429);
+    let co = serde_json::json!({"client_id": "public-app", "credential_type": crate::helpers::OTP_GRANT,
+                                "realm": "email", "username": to, "otp": code});
+    assert_eq!(app.post_json("/co/authenticate", &co).await.status, 429);
     app.clock.advance(Duration::from_secs(720));
     let code = app.start_and_read_code("public-app", "email", to).await;
     assert_eq!(app.post_token(&TestApp::otp_body("public-app", "email", to, &code)).await.status, 200);

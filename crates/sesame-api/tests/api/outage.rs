@@ -35,6 +35,52 @@ async fn with_postgres_down_the_api_answers_503_and_recovers_by_itself() {
         "The service is temporarily unavailable. Please try again later.",
     );
 
+    // Every other path that reads the store answers 503 too (a page for the browser paths), never
+    // a 500: what docs/operations.md and /openapi.json promise.
+    let otp = "http://auth0.com/oauth/grant-type/passwordless/otp";
+    let verify = json!({"client_id": "public-app", "connection": "email", "email": "outage@example.com", "verification_code": "123456"});
+    app.post_json("/passwordless/verify", &verify).await.assert_error(
+        503,
+        "temporarily_unavailable",
+        "The service is temporarily unavailable. Please try again later.",
+    );
+    let co = json!({"client_id": "public-app", "credential_type": otp, "realm": "email", "username": "outage@example.com", "otp": "123456"});
+    assert_eq!(app.post_json("/co/authenticate", &co).await.status, 503);
+    let userinfo = app.http.get(format!("{}/userinfo", app.base)).bearer_auth("opaque-token").send().await;
+    assert_eq!(userinfo.expect("userinfo").status(), 503);
+    let form = [
+        ("client_id", "public-app"),
+        ("connection", "email"),
+        ("email", "outage@example.com"),
+        ("verification_code", "0123456789abcdef0123456789abcdef0123456789a"),
+        ("response_type", "code"),
+        ("redirect_uri", "https://app.example.com/callback"),
+        ("code_challenge", crate::links::CHALLENGE),
+        ("code_challenge_method", "S256"),
+    ];
+    let page = app.http.post(format!("{}/passwordless/verify_redirect", app.base)).form(&form).send().await;
+    let page = page.expect("confirm");
+    let location = page.headers().get("location").map(|l| l.to_str().expect("ascii").to_owned());
+    assert_eq!((page.status().as_u16(), location), (503, None), "the link page says to come back");
+    assert_eq!(page.headers()["retry-after"], "1");
+    let authorize = app
+        .http
+        .get(format!("{}/authorize", app.base))
+        .query(&[
+            ("client_id", "public-app"),
+            ("response_type", "code"),
+            ("redirect_uri", "https://app.example.com/callback"),
+            ("login_ticket", "a-ticket-from-co-authenticate"),
+            ("state", "s"),
+            ("code_challenge", crate::links::CHALLENGE),
+            ("code_challenge_method", "S256"),
+        ])
+        .send()
+        .await
+        .expect("authorize");
+    let location = authorize.headers().get("location").map(|l| l.to_str().expect("ascii").to_owned());
+    assert_eq!((authorize.status().as_u16(), location), (503, None));
+
     proxy.up();
     let code = app.start_and_read_code("public-app", "email", "outage@example.com").await;
     let login = app.post_token(&TestApp::otp_body("public-app", "email", "outage@example.com", &code)).await;
