@@ -95,6 +95,8 @@ done
 
 echo "==> schemathesis against http://127.0.0.1:$PORT/openapi.json"
 status=0
+# From the work dir: schemathesis and hypothesis keep their caches in the current directory.
+cd "$WORK"
 "$VENV/bin/st" run "http://127.0.0.1:$PORT/openapi.json" \
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance \
   --phases examples,coverage,fuzzing \
