@@ -35,6 +35,7 @@ async fn main() -> anyhow::Result<()> {
         url: std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into()),
         key_prefix: format!("bench-{}-{}:", std::process::id(), OffsetDateTime::now_utc().unix_timestamp()),
         timeout_ms: 1_000,
+        ..RedisConfig::default()
     };
     let limiter = Arc::new(RedisLimiter::connect(&config).await?);
     let rules = Arc::new(rules());

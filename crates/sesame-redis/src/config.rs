@@ -4,8 +4,13 @@ use serde::Deserialize;
 #[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RedisConfig {
-    /// `redis://[:password@]host:port[/db]`.
+    /// `redis://[[user]:password@]host:port[/db]`, or `rediss://…` for TLS (ElastiCache with
+    /// in-transit encryption). The password (or ACL user and password) comes from the URL: pass
+    /// it as `SESAME__REDIS__URL` from a secret store.
     pub url: String,
+    /// A PEM file of the CAs to trust for `rediss://` instead of the system roots (empty: the
+    /// system roots, which hold Amazon's).
+    pub ca_file: String,
     /// Put in front of every key, so several deployments (or tests) can share one Redis.
     /// End it with a separator (`sesame:`); it may not contain `{` or `}`, which would break
     /// the hash tag (see the crate docs).
@@ -16,7 +21,12 @@ pub struct RedisConfig {
 
 impl Default for RedisConfig {
     fn default() -> Self {
-        Self { url: "redis://127.0.0.1:6379".into(), key_prefix: "sesame:".into(), timeout_ms: 250 }
+        Self {
+            url: "redis://127.0.0.1:6379".into(),
+            ca_file: String::new(),
+            key_prefix: "sesame:".into(),
+            timeout_ms: 250,
+        }
     }
 }
 
@@ -25,6 +35,7 @@ impl std::fmt::Debug for RedisConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisConfig")
             .field("url", &redacted(&self.url))
+            .field("ca_file", &self.ca_file)
             .field("key_prefix", &self.key_prefix)
             .field("timeout_ms", &self.timeout_ms)
             .finish()

@@ -79,7 +79,19 @@ impl RedisLimiter {
         if tokio::runtime::Handle::try_current().is_err() {
             bail!("the Redis limiter needs a Tokio runtime");
         }
-        let client = redis::Client::open(config.url.as_str()).context("redis.url is not a Redis URL")?;
+        if config.url.starts_with("rediss://") {
+            // rustls needs a process-wide provider; an earlier one (the AWS SDK's) stays.
+            let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        }
+        let client = if config.ca_file.is_empty() {
+            redis::Client::open(config.url.as_str()).context("redis.url is not a Redis URL")?
+        } else {
+            anyhow::ensure!(config.url.starts_with("rediss://"), "redis.ca_file is set but redis.url is not rediss://");
+            let root_cert =
+                std::fs::read(&config.ca_file).with_context(|| format!("reading redis.ca_file {}", config.ca_file))?;
+            let certs = redis::TlsCertificates { client_tls: None, root_cert: Some(root_cert) };
+            redis::Client::build_with_tls(config.url.as_str(), certs).context("redis.url or redis.ca_file")?
+        };
         let timeout = Duration::from_millis(config.timeout_ms);
         // No retries inside a call: a call fails within its timeout, and the next call starts a
         // fresh connection attempt, so an outage costs each request at most `timeout_ms`.

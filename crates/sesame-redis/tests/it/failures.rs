@@ -13,7 +13,7 @@ use crate::TestRedis;
 const GENEROUS: Duration = Duration::from_secs(5);
 
 fn at(url: String) -> RedisConfig {
-    RedisConfig { url, key_prefix: testkit::unique("sesame-test:") + ":", timeout_ms: 250 }
+    RedisConfig { url, key_prefix: testkit::unique("sesame-test:") + ":", timeout_ms: 250, ..RedisConfig::default() }
 }
 
 fn one_rule() -> [LimitRule; 1] {

@@ -6,6 +6,7 @@ mod contract;
 mod failures;
 mod keys;
 mod replicas;
+mod tls;
 
 use sesame_redis::{RedisConfig, RedisLimiter};
 
@@ -20,7 +21,7 @@ impl TestRedis {
         let url = std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
         let key_prefix = format!("{}:", sesame_ports::testkit::unique("sesame-test:"));
         // Generous: parallel tests on a busy CI machine must not fail on a slow reply.
-        Self { config: RedisConfig { url, key_prefix, timeout_ms: 2_000 } }
+        Self { config: RedisConfig { url, key_prefix, timeout_ms: 2_000, ..RedisConfig::default() } }
     }
 
     /// A limiter connected to the test Redis; fails the test, saying why, if Redis is not up.
