@@ -20,7 +20,7 @@ fn main() -> ExitCode {
         Some("bench") => bench::bench(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <test|lint|bench>\n  test [--no-sdk] [--no-browser] [--no-openapi]  fmt, clippy, all tests (memory and Postgres), Auth0 SDK and\n                   browser tests, the OpenAPI document against a live server (schemathesis)\n  lint             fmt and clippy\n  bench [--quick] [--codes N] [--config extra.toml] [--store postgres] [--ses-outage]\n                   wrk load on /passwordless/start and /oauth/token vs /health (release build);\n                   --store postgres adds the pgbench floor; --ses-outage: start latency while SES fails;\n                   --ops: size, start-up, memory, metrics cost; --store postgres --sweeper: retention cost"
+                "usage: cargo xtask <test|lint|bench>\n  test [--no-deploy] [--no-sdk] [--no-browser] [--no-openapi]  fmt, clippy, all tests (memory and Postgres), Auth0 SDK and\n                   browser tests, the OpenAPI document against a live server (schemathesis)\n  lint             fmt and clippy\n  bench [--quick] [--codes N] [--config extra.toml] [--store postgres] [--ses-outage]\n                   wrk load on /passwordless/start and /oauth/token vs /health (release build);\n                   --store postgres adds the pgbench floor; --ses-outage: start latency while SES fails;\n                   --ops: size, start-up, memory, metrics cost; --store postgres --sweeper: retention cost"
             );
             return ExitCode::from(2);
         }
@@ -75,6 +75,10 @@ fn check_services() -> anyhow::Result<()> {
 fn test(args: &[String]) -> anyhow::Result<()> {
     let skip = |what: &str| args.iter().any(|a| *a == format!("--no-{what}"));
     lint()?;
+    if !skip("deploy") {
+        // deploy/Dockerfile: hadolint and the image's must-haves (no container runtime here).
+        run(Command::new("bash").arg("tests/deploy/run.sh"))?;
+    }
     check_services()?;
     // The SES/SNS tests start the local AWS emulator (moto) from .venv-moto.
     run(Command::new("bash").args(["tests/aws/moto.sh", "install"]))?;
