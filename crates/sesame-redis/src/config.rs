@@ -11,6 +11,9 @@ pub struct RedisConfig {
     /// A PEM file of the CAs to trust for `rediss://` instead of the system roots (empty: the
     /// system roots, which hold Amazon's).
     pub ca_file: String,
+    /// Speak Redis Cluster (ElastiCache with cluster mode enabled): `url` is then the seed node or
+    /// configuration endpoint, and the other nodes are learnt from it.
+    pub cluster: bool,
     /// Put in front of every key, so several deployments (or tests) can share one Redis.
     /// End it with a separator (`sesame:`); it may not contain `{` or `}`, which would break
     /// the hash tag (see the crate docs).
@@ -24,6 +27,7 @@ impl Default for RedisConfig {
         Self {
             url: "redis://127.0.0.1:6379".into(),
             ca_file: String::new(),
+            cluster: false,
             key_prefix: "sesame:".into(),
             timeout_ms: 250,
         }
@@ -36,6 +40,7 @@ impl std::fmt::Debug for RedisConfig {
         f.debug_struct("RedisConfig")
             .field("url", &redacted(&self.url))
             .field("ca_file", &self.ca_file)
+            .field("cluster", &self.cluster)
             .field("key_prefix", &self.key_prefix)
             .field("timeout_ms", &self.timeout_ms)
             .finish()

@@ -34,6 +34,11 @@
 //! of checks per second per node does not need. Replay-guard entries are single keys and carry
 //! no tag, so they spread. The prefix may not contain `{` or `}`.
 //!
+//! With `[redis] cluster = true` the adapter speaks the cluster protocol (ElastiCache with
+//! cluster mode enabled): `url` is the seed (the configuration endpoint), the slot map is
+//! learnt from it, and TLS, the CA and the password of the seed apply to every node. Without
+//! it, `url` is one server or a primary endpoint, as for ElastiCache with cluster mode off.
+//!
 //! # Failure
 //!
 //! Every Redis failure becomes a [`sesame_ports::LimitError`]; nothing panics. Each call,
@@ -44,6 +49,9 @@
 mod config;
 mod gcra;
 mod limiter;
+#[cfg(feature = "testing")]
+#[allow(clippy::expect_used, clippy::panic, reason = "test tooling: a missing program must fail the test loudly")]
+pub mod testing;
 
 pub use config::RedisConfig;
 pub use limiter::RedisLimiter;

@@ -3,8 +3,10 @@ use std::time::Duration;
 
 use anyhow::{Context as _, anyhow, bail};
 use async_trait::async_trait;
-use redis::Script;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::{ClusterClientBuilder, ClusterConfig};
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, Pipeline, RedisFuture, Script, TlsCertificates, Value};
 use sesame_ports::{LimitDecision, LimitError, LimitRule, RateLimiter, ReplayGuard};
 use time::OffsetDateTime;
 
@@ -21,12 +23,50 @@ const REPLAY_LUA: &str = include_str!("replay.lua");
 /// what `PX` accepts.
 const MAX_REMEMBER_MS: i128 = 100 * 365 * 86_400 * 1_000;
 
+/// One Redis server (or a primary behind a failover endpoint), or a Redis Cluster: both
+/// multiplexed, both reconnecting by themselves after Redis comes back.
+#[derive(Clone)]
+enum Conn {
+    Single(ConnectionManager),
+    /// Slots are learnt from the seed node and followed through `MOVED`/`ASK`; every key of one
+    /// script shares a hash tag, so a check is still one round trip to one node.
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Self::Single(conn) => conn.req_packed_command(cmd),
+            Self::Cluster(conn) => conn.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Self::Single(conn) => conn.req_packed_commands(pipeline, offset, count),
+            Self::Cluster(conn) => conn.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::Single(conn) => conn.get_db(),
+            Self::Cluster(conn) => conn.get_db(),
+        }
+    }
+}
+
 /// [`RateLimiter`] and [`ReplayGuard`] over Redis, shared by every replica that points at the
 /// same Redis and key prefix. Cheap to clone: clones share one multiplexed connection, which
 /// reconnects by itself after Redis comes back.
 #[derive(Clone)]
 pub struct RedisLimiter {
-    conn: ConnectionManager,
+    conn: Conn,
     gcra: Script,
     replay: Script,
     /// `{<prefix>rl}:`, put before every bucket key: the hash tag keeps all buckets in one slot.
@@ -83,24 +123,16 @@ impl RedisLimiter {
             // rustls needs a process-wide provider; an earlier one (the AWS SDK's) stays.
             let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         }
-        let client = if config.ca_file.is_empty() {
-            redis::Client::open(config.url.as_str()).context("redis.url is not a Redis URL")?
+        let certs = if config.ca_file.is_empty() {
+            None
         } else {
             anyhow::ensure!(config.url.starts_with("rediss://"), "redis.ca_file is set but redis.url is not rediss://");
             let root_cert =
                 std::fs::read(&config.ca_file).with_context(|| format!("reading redis.ca_file {}", config.ca_file))?;
-            let certs = redis::TlsCertificates { client_tls: None, root_cert: Some(root_cert) };
-            redis::Client::build_with_tls(config.url.as_str(), certs).context("redis.url or redis.ca_file")?
+            Some(TlsCertificates { client_tls: None, root_cert: Some(root_cert) })
         };
         let timeout = Duration::from_millis(config.timeout_ms);
-        // No retries inside a call: a call fails within its timeout, and the next call starts a
-        // fresh connection attempt, so an outage costs each request at most `timeout_ms`.
-        let manager_config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout))
-            .set_number_of_retries(0);
-        let conn = ConnectionManager::new_lazy_with_config(client, manager_config)
-            .context("setting up the Redis connection")?;
+        let conn = if config.cluster { cluster(config, certs, timeout)? } else { single(config, certs, timeout)? };
         Ok(Self {
             conn,
             gcra: Script::new(GCRA_LUA),
@@ -109,6 +141,11 @@ impl RedisLimiter {
             jti_prefix: format!("{}jti:", config.key_prefix),
             timeout,
         })
+    }
+
+    /// Whether this limiter speaks the cluster protocol (`[redis] cluster = true`).
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.conn, Conn::Cluster(_))
     }
 
     /// The Redis key of a bucket (for tests and operators).
@@ -143,6 +180,38 @@ impl RedisLimiter {
         }
         Ok(gcra::decide(&verdicts, now_ns))
     }
+}
+
+fn single(config: &RedisConfig, certs: Option<TlsCertificates>, timeout: Duration) -> anyhow::Result<Conn> {
+    let client = match certs {
+        None => redis::Client::open(config.url.as_str()).context("redis.url is not a Redis URL")?,
+        Some(certs) => {
+            redis::Client::build_with_tls(config.url.as_str(), certs).context("redis.url or redis.ca_file")?
+        }
+    };
+    // No retries inside a call: a call fails within its timeout, and the next call starts a
+    // fresh connection attempt, so an outage costs each request at most `timeout_ms`.
+    let manager_config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(timeout))
+        .set_response_timeout(Some(timeout))
+        .set_number_of_retries(0);
+    let conn =
+        ConnectionManager::new_lazy_with_config(client, manager_config).context("setting up the Redis connection")?;
+    Ok(Conn::Single(conn))
+}
+
+/// A cluster client seeded by `url` (ElastiCache's configuration endpoint): TLS, the CA and the
+/// password of the seed apply to every node it learns of. It connects in the background, so
+/// Sesame starts while the cluster is down; redirects (`MOVED`, `ASK`) are retried inside the
+/// call, which `timeout_ms` still bounds as a whole.
+fn cluster(config: &RedisConfig, certs: Option<TlsCertificates>, timeout: Duration) -> anyhow::Result<Conn> {
+    let mut builder = ClusterClientBuilder::new([config.url.as_str()]);
+    if let Some(certs) = certs {
+        builder = builder.certs(certs);
+    }
+    let client = builder.build().context("redis.url (cluster seed) or redis.ca_file")?;
+    let cluster_config = ClusterConfig::new().set_connection_timeout(timeout).set_response_timeout(timeout);
+    Ok(Conn::Cluster(client.get_pending_async_connection_with_config(cluster_config)))
 }
 
 /// Bounds a whole Redis call (connecting, `NOSCRIPT` reload included) by `timeout`.

@@ -19,10 +19,12 @@ fn header<'a>(r: &'a Reply, name: &str) -> &'a str {
 }
 
 fn use_redis(settings: &mut Settings, url: &str, prefix: &str) {
+    use_redis_with(settings, json!({"url": url, "key_prefix": prefix, "timeout_ms": 300}));
+}
+
+fn use_redis_with(settings: &mut Settings, redis: Value) {
     settings.rate_limit = LimiterKind::Redis;
-    settings.redis = Some(
-        serde_json::from_value(json!({"url": url, "key_prefix": prefix, "timeout_ms": 300})).expect("redis settings"),
-    );
+    settings.redis = Some(serde_json::from_value(redis).expect("redis settings"));
 }
 
 fn unique_prefix() -> String {
@@ -185,18 +187,43 @@ async fn forwarded_for_counts_only_behind_a_trusted_proxy() {
     assert_eq!(spoof(&app, "2.2.2.2", "b@example.com".into()).await.expect("start").status(), 200);
 }
 
-#[tokio::test]
-async fn two_instances_on_one_redis_share_the_limits() {
-    let prefix = unique_prefix();
-    let redis_url = std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-    let a = spawn_app_configured(|s| use_redis(s, &redis_url, &prefix)).await;
-    let b = spawn_app_configured(|s| use_redis(s, &redis_url, &prefix)).await;
+/// Two instances with these `[redis]` settings: 50 starts from one IP alternate between them,
+/// and the 51st is refused whichever instance gets it.
+async fn two_instances_share_the_limits(redis: Value) {
+    let a = spawn_app_configured(|s| use_redis_with(s, redis.clone())).await;
+    let b = spawn_app_configured(|s| use_redis_with(s, redis.clone())).await;
     for i in 0..50 {
         let app = if i % 2 == 0 { &a } else { &b };
         assert_eq!(app.post_start(&start_body(&format!("r{i}@example.com"))).await.status, 200, "start {i}");
     }
     assert_eq!(a.post_start(&start_body("r50@example.com")).await.status, 429);
     assert_eq!(b.post_start(&start_body("r51@example.com")).await.status, 429, "whichever instance gets it");
+    let readiness = a.get("/readyz").await;
+    assert_eq!(readiness.status, 200, "{}", readiness.body);
+    assert_eq!(readiness.body["checks"]["limiter"]["status"], "up", "{}", readiness.body);
+}
+
+#[tokio::test]
+async fn two_instances_on_one_redis_share_the_limits() {
+    let redis_url = std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    two_instances_share_the_limits(json!({"url": redis_url, "key_prefix": unique_prefix(), "timeout_ms": 300})).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_on_redis_over_tls_with_a_password_share_the_limits() {
+    let redis = sesame_redis::testing::TlsRedis::start();
+    let settings = json!({"url": redis.url(), "ca_file": redis.ca.file("ca.crt"), "key_prefix": unique_prefix(), "timeout_ms": 2000});
+    two_instances_share_the_limits(settings).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_on_a_redis_cluster_over_tls_share_the_limits() {
+    let cluster = sesame_redis::testing::RedisCluster::start(true);
+    let settings = json!({
+        "url": cluster.url(), "ca_file": cluster.ca.file("ca.crt"), "cluster": true,
+        "key_prefix": unique_prefix(), "timeout_ms": 2000,
+    });
+    two_instances_share_the_limits(settings).await;
 }
 
 #[tokio::test]

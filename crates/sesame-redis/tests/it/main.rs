@@ -2,6 +2,7 @@
 //! `TEST_REDIS_URL`). Every test works under its own key prefix; nothing is flushed.
 #![allow(clippy::expect_used, clippy::unwrap_used, reason = "tests fail loudly")]
 
+mod cluster;
 mod contract;
 mod failures;
 mod keys;
