@@ -114,8 +114,11 @@ pub struct Settings {
 #[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DatabaseSettings {
-    /// `postgres://user:password@host:5432/database`.
+    /// `postgres://user:password@host:5432/database`, with `sslmode` / `sslrootcert` for TLS.
     pub url: String,
+    /// CA bundle for `sslmode=verify-ca|verify-full` (RDS: `global-bundle.pem`).
+    #[serde(default)]
+    pub ca_file: String,
     #[serde(default = "default_pool_size")]
     pub pool_size: usize,
     #[serde(default = "default_statement_timeout_ms")]
@@ -157,6 +160,7 @@ impl DatabaseSettings {
     pub fn pg(&self) -> sesame_postgres::PgConfig {
         sesame_postgres::PgConfig {
             url: self.url.clone(),
+            ca_file: self.ca_file.clone(),
             pool_size: self.pool_size,
             statement_timeout_ms: self.statement_timeout_ms,
             connect_timeout_ms: self.connect_timeout_ms,

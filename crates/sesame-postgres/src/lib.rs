@@ -18,6 +18,7 @@ mod clients;
 mod grants;
 mod prepared;
 mod retention;
+mod tls;
 pub use retention::RETENTION_LOCK;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -29,7 +30,7 @@ use anyhow::Context as _;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel_async::pooled_connection::deadpool::{Object, Pool, PoolError};
 use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
-use diesel_async::{AsyncConnection, AsyncMigrationHarness, AsyncPgConnection, SimpleAsyncConnection};
+use diesel_async::{AsyncMigrationHarness, AsyncPgConnection, SimpleAsyncConnection};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use sesame_ports::StoreError;
 
@@ -40,8 +41,13 @@ pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 #[derive(Clone, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PgConfig {
-    /// `postgres://user:pass@host:5432/db`.
+    /// `postgres://user:pass@host:5432/db`, with libpq's `sslmode` (`require`, `verify-ca`,
+    /// `verify-full`, …) and `sslrootcert` for TLS (see the `tls` module).
     pub url: String,
+    /// A PEM bundle of the CAs to trust for `sslmode=verify-ca|verify-full` (for RDS, Amazon's
+    /// `global-bundle.pem`); `sslrootcert` in the URL wins. Empty: the system roots.
+    #[serde(default)]
+    pub ca_file: String,
     #[serde(default = "default_pool_size")]
     pub pool_size: usize,
     /// Server-side limit on one statement.
@@ -74,6 +80,7 @@ impl PgConfig {
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
+            ca_file: String::new(),
             pool_size: default_pool_size(),
             statement_timeout_ms: default_statement_timeout_ms(),
             connect_timeout_ms: default_connect_timeout_ms(),
@@ -138,21 +145,30 @@ impl PgStore {
             let each = size - shared;
             (0..pinned).map(|i| each / pinned + usize::from(i < each % pinned)).chain([shared]).collect()
         };
-        let pools = sizes.into_iter().map(|n| Self::pool(config, n)).collect::<anyhow::Result<Vec<_>>>()?;
+        let target = std::sync::Arc::new(tls::Target::new(&config.url, &config.ca_file)?);
+        tracing::debug!(tls = target.uses_tls(), "Postgres connections");
+        let pools = sizes
+            .into_iter()
+            .map(|n| Self::pool(config, std::sync::Arc::clone(&target), n))
+            .collect::<anyhow::Result<Vec<_>>>()?;
         Ok(Self { pools: pools.into(), next_pin: std::sync::Arc::default(), sweep_at: std::sync::Arc::default() })
     }
 
-    fn pool(config: &PgConfig, size: usize) -> anyhow::Result<Pool<AsyncPgConnection>> {
+    fn pool(
+        config: &PgConfig,
+        target: std::sync::Arc<tls::Target>,
+        size: usize,
+    ) -> anyhow::Result<Pool<AsyncPgConnection>> {
         let statement_timeout = config.statement_timeout_ms;
         let mut manager_config = ManagerConfig::<AsyncPgConnection>::default();
         // No `SELECT 1` at every checkout (a round trip per statement on the hot paths): a
         // connection that died fails its next statement, which maps to `Unavailable`, and
         // deadpool drops it (the outage test covers the recovery).
         manager_config.recycling_method = diesel_async::pooled_connection::RecyclingMethod::Fast;
-        manager_config.custom_setup = Box::new(move |url| {
-            let url = url.to_owned();
+        manager_config.custom_setup = Box::new(move |_url| {
+            let target = std::sync::Arc::clone(&target);
             Box::pin(async move {
-                let mut conn = AsyncPgConnection::establish(&url).await?;
+                let mut conn = target.connect().await?;
                 conn.batch_execute(&format!("SET statement_timeout = {statement_timeout}"))
                     .await
                     .map_err(|e| diesel::ConnectionError::BadConnection(e.to_string()))?;
@@ -221,7 +237,7 @@ impl PgStore {
         + Send
         + 'static,
     ) -> anyhow::Result<T> {
-        let conn = self.conn().await.map_err(|e| anyhow::anyhow!("{e:#}"))?;
+        let conn = self.conn().await.map_err(anyhow::Error::from)?;
         let conn = Object::take(conn);
         // The harness blocks (diesel's migration API is sync): keep it off the async workers.
         tokio::task::spawn_blocking(move || {

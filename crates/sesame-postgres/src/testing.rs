@@ -156,3 +156,151 @@ mod tests {
         assert_eq!(super::with_database("postgres://u@h:5432", "x"), "postgres://u@h:5432/x");
     }
 }
+
+/// A second PostgreSQL, made for one test with the machine's `initdb`, that takes TLS only
+/// (`hostssl … trust`, `hostnossl … reject`), with a certificate for the name `localhost` (not
+/// for `127.0.0.1`) from a CA made here with `openssl`. `ca.crt` signed it; `other.crt` is a CA
+/// that signed nothing. Stopped and removed when dropped.
+#[derive(Debug)]
+pub struct TlsPostgres {
+    pub port: u16,
+    pub dir: std::path::PathBuf,
+    bindir: std::path::PathBuf,
+}
+
+impl TlsPostgres {
+    /// Runs `initdb` (as the `postgres` user when this process is root, which Postgres refuses
+    /// to run as) and starts the server on a free port.
+    ///
+    /// # Errors
+    /// When `initdb`/`pg_ctl` (set `TEST_PG_BINDIR`, else `/usr/lib/postgresql/*/bin`) or
+    /// `openssl` is missing or fails: the message names it.
+    pub fn start() -> anyhow::Result<Self> {
+        let bindir = match std::env::var_os("TEST_PG_BINDIR") {
+            Some(dir) => std::path::PathBuf::from(dir),
+            None => std::fs::read_dir("/usr/lib/postgresql")
+                .context("no /usr/lib/postgresql (set TEST_PG_BINDIR to the folder of initdb and pg_ctl)")?
+                .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+                .filter(|bin| bin.join("initdb").exists())
+                .max()
+                .context("no initdb under /usr/lib/postgresql/*/bin (set TEST_PG_BINDIR)")?,
+        };
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        let dir = std::env::temp_dir().join(format!("sesame-pg-tls-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let server = Self { port, dir: dir.clone(), bindir };
+        let openssl = |args: &[&str]| run(&dir, "openssl", args, false);
+        let ca = |key: &str, crt: &str, cn: &str| {
+            let subj = format!("/CN={cn}");
+            openssl(&[
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", crt, "-days", "1", "-subj",
+                &subj,
+            ])
+        };
+        ca("ca.key", "ca.crt", "sesame test CA")?;
+        ca("other.key", "other.crt", "another CA")?;
+        openssl(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=localhost",
+        ])?;
+        std::fs::write(dir.join("ext.cnf"), "subjectAltName=DNS:localhost\n")?;
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.crt",
+            "-days",
+            "1",
+            "-extfile",
+            "ext.cnf",
+        ])?;
+        let as_root = run(&dir, "id", &["-u"], false).map(|out| out.trim() == "0")?;
+        if as_root {
+            run(&dir, "chown", &["-R", "postgres:postgres", &dir.display().to_string()], false)?;
+        }
+        run(&dir, "chmod", &["0600", "server.key"], false)?;
+        let data = dir.join("data").display().to_string();
+        let initdb = server.bindir.join("initdb").display().to_string();
+        run(&dir, &initdb, &["-D", &data, "-A", "trust", "-U", "postgres", "--no-sync"], as_root)?;
+        let conf = format!(
+            "port = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{dir}'\nssl = on\n\
+             ssl_cert_file = '{dir}/server.crt'\nssl_key_file = '{dir}/server.key'\nfsync = off\n",
+            dir = dir.display()
+        );
+        append(&dir.join("data/postgresql.conf"), &conf)?;
+        std::fs::write(
+            dir.join("data/pg_hba.conf"),
+            "local all all trust\nhostssl all all 127.0.0.1/32 trust\nhostnossl all all 127.0.0.1/32 reject\n",
+        )?;
+        let pg_ctl = server.bindir.join("pg_ctl").display().to_string();
+        let log = dir.join("server.log").display().to_string();
+        run(&dir, &pg_ctl, &["-D", &data, "-l", &log, "-w", "-t", "30", "start"], as_root)?;
+        Ok(server)
+    }
+
+    /// The URL of the `postgres` database on this server by `host`, with `params` as its query.
+    pub fn url(&self, host: &str, params: &str) -> String {
+        format!("postgres://postgres@{host}:{}/postgres?{params}", self.port)
+    }
+
+    /// A file of the server's folder (`ca.crt`, `other.crt`).
+    pub fn file(&self, name: &str) -> String {
+        self.dir.join(name).display().to_string()
+    }
+}
+
+impl Drop for TlsPostgres {
+    fn drop(&mut self) {
+        let as_root = run(&self.dir, "id", &["-u"], false).is_ok_and(|out| out.trim() == "0");
+        let pg_ctl = self.bindir.join("pg_ctl").display().to_string();
+        let data = self.dir.join("data").display().to_string();
+        let _ = run(&self.dir, &pg_ctl, &["-D", &data, "-m", "immediate", "stop"], as_root);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn append(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut file = std::fs::OpenOptions::new().append(true).open(path)?;
+    file.write_all(text.as_bytes())?;
+    Ok(())
+}
+
+/// Runs a program in `dir` (as the `postgres` user with `as_postgres`), returning its output.
+fn run(dir: &std::path::Path, program: &str, args: &[&str], as_postgres: bool) -> anyhow::Result<String> {
+    let mut command = if as_postgres {
+        let mut c = std::process::Command::new("runuser");
+        c.args(["-u", "postgres", "--", program]);
+        c
+    } else {
+        std::process::Command::new(program)
+    };
+    let out = command
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .with_context(|| format!("running {program} (the TLS Postgres test needs it)"))?;
+    anyhow::ensure!(
+        out.status.success(),
+        "{program} {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}

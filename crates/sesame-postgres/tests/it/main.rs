@@ -5,3 +5,4 @@ mod contract;
 mod flow_scan;
 mod migrations;
 mod statements;
+mod tls;
