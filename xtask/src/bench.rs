@@ -1127,19 +1127,19 @@ fn read_mailbox(http: &mut Http, codes: &mut HashMap<String, String>, wanted: &H
 
 /// A minimal HTTP/1.1 keep-alive client over std (JSON bodies, Content-Length or chunked).
 #[derive(Debug)]
-struct Http {
+pub(crate) struct Http {
     addr: SocketAddr,
     conn: Option<BufReader<TcpStream>>,
 }
 
 impl Http {
-    fn new(addr: SocketAddr) -> Self {
+    pub(crate) fn new(addr: SocketAddr) -> Self {
         Self { addr, conn: None }
     }
 
     /// One request with a JSON body (or none); on a connection the server closed meanwhile,
     /// retries once on a new one.
-    fn call(&mut self, method: &str, path: &str, json: Option<&str>) -> anyhow::Result<(u16, String)> {
+    pub(crate) fn call(&mut self, method: &str, path: &str, json: Option<&str>) -> anyhow::Result<(u16, String)> {
         self.call_with(method, path, json.map(|b| ("application/json", b)), &[])
     }
 

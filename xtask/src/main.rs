@@ -6,6 +6,7 @@
 //! - `bench`: load on the hot paths over loopback against a release build (docs/benchmarks.md).
 
 mod bench;
+mod up;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -18,9 +19,12 @@ fn main() -> ExitCode {
         Some("test") => test(&args[1..]),
         Some("lint") => lint(),
         Some("bench") => bench::bench(&args[1..]),
+        Some("up") => up::up(&args[1..]),
+        Some("down") => up::down(&args[1..]),
+        Some("mail") => up::mail(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <test|lint|bench>\n  test [--no-deploy] [--no-sdk] [--no-browser] [--no-openapi]  fmt, clippy, all tests (memory and Postgres), Auth0 SDK and\n                   browser tests, the OpenAPI document against a live server (schemathesis)\n  lint             fmt and clippy\n  bench [--quick] [--codes N] [--config extra.toml] [--store postgres] [--ses-outage]\n                   wrk load on /passwordless/start and /oauth/token vs /health (release build);\n                   --store postgres adds the pgbench floor; --ses-outage: start latency while SES fails;\n                   --ops: size, start-up, memory, metrics cost; --store postgres --sweeper: retention cost"
+                "usage: cargo xtask <test|lint|bench|up|down|mail>\n  test [--no-deploy] [--no-sdk] [--no-browser] [--no-openapi] [--no-up]  fmt, clippy, all tests (memory and Postgres), Auth0 SDK and\n                   browser tests, the OpenAPI document against a live server (schemathesis)\n  lint             fmt and clippy\n  bench [--quick] [--codes N] [--config extra.toml] [--store postgres] [--ses-outage]\n                   wrk load on /passwordless/start and /oauth/token vs /health (release build);\n                   --store postgres adds the pgbench floor; --ses-outage: start latency while SES fails;\n                   --ops: size, start-up, memory, metrics cost; --store postgres --sweeper: retention cost\n  up [--port 8080] [--moto-port 4566] [--email ADDRESS] [--release] [--database sesame_local] [--state-dir DIR]\n                   Postgres, Redis, the AWS emulator and `sesame serve` in production mode, and a first login\n  down             stop what up started\n  mail             the emails and SMS the emulator was sent"
             );
             return ExitCode::from(2);
         }
@@ -72,6 +76,26 @@ fn check_services() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `cargo xtask up` on free ports, a database and state folder of its own (a developer's own
+/// stack is left alone), then `cargo xtask down`, whatever `up` did.
+fn up_and_down() -> anyhow::Result<()> {
+    let free = || -> anyhow::Result<String> {
+        Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port().to_string())
+    };
+    let state = target_dir().join("up-test");
+    let state = if state.is_absolute() { state } else { root().join(state) };
+    let _ = std::fs::remove_file(state.join("state"));
+    let xtask = |args: &[&str]| {
+        let mut c = cargo();
+        c.args(["run", "--quiet", "--package", "xtask", "--"]).args(args).arg("--state-dir").arg(&state);
+        c
+    };
+    let (port, moto) = (free()?, free()?);
+    let up = run(&mut xtask(&["up", "--port", &port, "--moto-port", &moto, "--database", "sesame_up_test"]));
+    let down = run(&mut xtask(&["down"]));
+    up.and(down)
+}
+
 fn test(args: &[String]) -> anyhow::Result<()> {
     let skip = |what: &str| args.iter().any(|a| *a == format!("--no-{what}"));
     lint()?;
@@ -85,7 +109,7 @@ fn test(args: &[String]) -> anyhow::Result<()> {
     run(cargo().args(["test", "--workspace", "--all-targets"]))?;
     // The HTTP suite once more, on Postgres instead of the embedded store.
     run(cargo().args(["test", "--package", "sesame-api", "--test", "api"]).env("TEST_STORE", "postgres"))?;
-    if skip("sdk") && skip("browser") && skip("openapi") {
+    if skip("sdk") && skip("browser") && skip("openapi") && skip("up") {
         return Ok(());
     }
     run(cargo().args(["build", "--package", "sesame-api", "--bin", "sesame"]))?;
@@ -101,6 +125,11 @@ fn test(args: &[String]) -> anyhow::Result<()> {
     if !skip("openapi") {
         // GET /openapi.json against the server it describes (schemathesis).
         run(Command::new("bash").arg("tests/openapi/run.sh").arg(&binary))?;
+    }
+    if !skip("up") {
+        // The local full stack as README and docs/deploy-aws.md give it: up (with its first
+        // login), then down, as a separate command so its options parse as a user's do.
+        up_and_down()?;
     }
     Ok(())
 }
