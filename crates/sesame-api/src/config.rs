@@ -74,6 +74,11 @@ pub struct Settings {
     pub shutdown_grace_secs: u64,
     /// Largest accepted request body, in bytes.
     pub max_body_bytes: usize,
+    /// With a connection's `disable_signup`, answer a start for an unknown identifier as Auth0
+    /// does (400 `bad.connection` "Public signup is disabled"), which tells anyone whether an
+    /// address has an account. Off: the same 200 as for a user, and nothing is sent.
+    #[serde(default)]
+    pub reveal_disabled_signup: bool,
     /// Amazon SES, for `email = "ses"`.
     #[serde(default)]
     pub ses: Option<sesame_ses::SesConfig>,
@@ -312,6 +317,7 @@ metrics = true
 metrics_listen = ""
 shutdown_grace_secs = 10
 max_body_bytes = 16384
+reveal_disabled_signup = false
 
 [magic_link]
 confirm = true

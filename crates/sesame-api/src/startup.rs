@@ -448,6 +448,7 @@ fn flow_settings(settings: &Settings) -> anyhow::Result<FlowSettings> {
     flow.limits = settings.limits.clone();
     flow.templates = Arc::new(settings.compiled_templates()?);
     flow.sms_wait_first_attempt = settings.delivery.sms_wait_first_attempt;
+    flow.reveal_disabled_signup = settings.reveal_disabled_signup;
     flow.email_enabled = settings.email_enabled();
     flow.sms_enabled = settings.sms_enabled();
     let d = &settings.delivery;

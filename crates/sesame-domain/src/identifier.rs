@@ -20,7 +20,9 @@ pub enum IdentifierError {
 pub struct Email(String);
 
 impl Email {
-    /// Parses and normalises a submitted address: trimmed, the local part lower-cased, the domain
+    /// Parses and normalises a submitted address: NFKC (so full-width `ｊane＠…` is `jane@…`),
+    /// trimmed, refused if it holds an invisible formatting character (a zero-width space makes
+    /// a second spelling that looks the same), the local part lower-cased, the domain
     /// mapped by IDNA (UTS 46) to lower-case ASCII (punycode), so `jane@exａmple.com`,
     /// `Jane@EXAMPLE.com` and `jane@example.com` are one address, and `bücher.example` is
     /// `xn--bcher-kva.example`.
@@ -29,8 +31,13 @@ impl Email {
     /// `BadEmail` when the trimmed string is not a plain address (no display name, no comments,
     /// no quoted local part), its domain is no valid IDNA name, or it holds any control character.
     pub fn parse(raw: &str) -> Result<Self, IdentifierError> {
-        let trimmed = raw.trim();
-        if trimmed.is_empty() || trimmed.len() > 254 || trimmed.chars().any(char::is_control) {
+        use unicode_normalization::UnicodeNormalization as _;
+        if raw.len() > 1024 {
+            return Err(IdentifierError::BadEmail);
+        }
+        let normalised: String = raw.nfkc().collect();
+        let trimmed = normalised.trim();
+        if trimmed.is_empty() || trimmed.len() > 254 || trimmed.chars().any(|c| c.is_control() || invisible(c)) {
             return Err(IdentifierError::BadEmail);
         }
         // Quoted local parts ("jane"@x, "a@b"@x) make one mailbox spellable many ways and have
@@ -67,6 +74,13 @@ impl Email {
     pub fn local_part(&self) -> &str {
         self.0.split_once('@').map_or(&self.0, |(l, _)| l)
     }
+}
+
+/// Format characters that render as nothing (Unicode category Cf, the ones seen in spoofing:
+/// zero-width spaces and joiners, direction marks and overrides, the soft hyphen, the BOM).
+fn invisible(c: char) -> bool {
+    matches!(c, '\u{00AD}' | '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+        | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{206F}' | '\u{FEFF}' | '\u{FFF9}'..='\u{FFFB}')
 }
 
 impl TryFrom<String> for Email {
@@ -226,6 +240,28 @@ mod tests {
         assert_eq!(email.as_str(), "jane.doe@example.com");
         assert_eq!(email.masked(), "j***@example.com");
         assert_eq!(email.local_part(), "jane.doe");
+    }
+
+    #[test]
+    fn full_width_spellings_are_one_address_and_invisible_characters_are_refused() {
+        for same in
+            ["ｊane.doe@example.com", "ＪＡＮＥ.DOE@example.com", "jane.doe＠example.com", "jane.doe@exａmple.com"]
+        {
+            assert_eq!(Email::parse(same).expect(same).as_str(), "jane.doe@example.com", "{same}");
+        }
+        for bad in [
+            "jane.doe\u{200b}@example.com",
+            "jane\u{00ad}.doe@example.com",
+            "\u{202e}moc.elpmaxe@eod.enaj",
+            "\u{feff}jane@example.com",
+        ] {
+            assert_eq!(Email::parse(bad), Err(IdentifierError::BadEmail), "{bad:?}");
+        }
+        // A Cyrillic а is another letter, not a spelling: another address (or refused), never this one.
+        assert_ne!(
+            Email::parse("jаne.doe@example.com").map(|e| e.as_str().to_owned()).ok().as_deref(),
+            Some("jane.doe@example.com")
+        );
     }
 
     #[test]

@@ -97,6 +97,9 @@ pub struct FlowSettings {
     /// For SMS, wait for the first delivery attempt so that a permanent refusal by the provider
     /// reaches the caller as Auth0's `sms_provider_error`.
     pub sms_wait_first_attempt: bool,
+    /// With `disable_signup`, refuse an unknown identifier as Auth0 does (400), revealing that
+    /// it has no account; off, it gets the answer a user gets and nothing is sent.
+    pub reveal_disabled_signup: bool,
     /// Whether each channel has a provider; a start on a channel without one is refused.
     pub email_enabled: bool,
     pub sms_enabled: bool,
@@ -118,6 +121,7 @@ impl FlowSettings {
             limits: limits::LimitSettings::default(),
             templates: Arc::new(templates::Templates::builtin()),
             sms_wait_first_attempt: true,
+            reveal_disabled_signup: false,
             email_enabled: true,
             sms_enabled: true,
         }

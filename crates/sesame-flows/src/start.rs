@@ -154,12 +154,30 @@ impl Sesame {
             self.audit(event).await;
             return Err(StartError::RateLimited);
         }
-        if connection.disable_signup && self.ports.users.find(&connection.name, &key.identifier).await?.is_none() {
-            return Err(StartError::SignupDisabled);
-        }
         let send = req.send.unwrap_or_else(|| Send::default_for(connection.strategy));
         let drawn = Drawn::new(&*self.ports.random);
         let random = &drawn;
+        if connection.disable_signup && self.ports.users.find(&connection.name, &key.identifier).await?.is_none() {
+            if self.settings.reveal_disabled_signup {
+                return Err(StartError::SignupDisabled);
+            }
+            // The answer a user gets (a fresh id, nothing else differs) and nothing sent: a
+            // stranger cannot tell from the start whether the address has an account.
+            // Auth0's tenant log: "Failed Login — Public signup is disabled".
+            let mut event = AuditEvent::new(AuditKind::LoginFailed, now);
+            event.client_id = Some(key.client_id.0.clone());
+            event.connection = Some(key.connection.0.clone());
+            event.identifier = Some(key.identifier.masked());
+            event.ip = req.ip;
+            event.detail = Some("Public signup is disabled".into());
+            self.audit(event).await;
+            tracing::info!(to = %key.identifier.masked(), "start for an unknown identifier with signup disabled: nothing sent");
+            return Ok(Started {
+                id: random_object_id(random),
+                identifier: key.identifier,
+                request_language: req.language,
+            });
+        }
         let code = generate_code(random, connection.policy.length());
         let link_token = generate_link_token(random);
         let link = magic_link(&self.settings.issuer, &key, &req.auth_params, link_token.expose());

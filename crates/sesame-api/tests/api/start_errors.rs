@@ -157,8 +157,9 @@ async fn unknown_and_known_identifiers_get_the_same_answer() {
 }
 
 #[tokio::test]
-async fn with_signup_disabled_only_existing_users_get_a_message() {
+async fn with_signup_disabled_and_revealed_as_at_auth0_only_existing_users_get_a_message() {
     let app = crate::helpers::spawn_app_configured(|s| {
+        s.reveal_disabled_signup = true;
         s.connections = vec![
             serde_json::from_value(json!({"name": "email", "strategy": "email"})).expect("connection"),
             serde_json::from_value(json!({"name": "sms", "strategy": "sms", "disable_signup": true}))
