@@ -20,11 +20,12 @@ fn main() -> ExitCode {
         Some("lint") => lint(),
         Some("bench") => bench::bench(&args[1..]),
         Some("up") => up::up(&args[1..]),
+        Some("faults") => faults(),
         Some("down") => up::down(&args[1..]),
         Some("mail") => up::mail(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <test|lint|bench|up|down|mail>\n  test [--no-deploy] [--no-sdk] [--no-browser] [--no-openapi] [--no-up]  fmt, clippy, all tests (memory and Postgres), Auth0 SDK and\n                   browser tests, the OpenAPI document against a live server (schemathesis)\n  lint             fmt and clippy\n  bench [--quick] [--codes N] [--config extra.toml] [--store postgres] [--ses-outage]\n                   wrk load on /passwordless/start and /oauth/token vs /health (release build);\n                   --store postgres adds the pgbench floor; --ses-outage: start latency while SES fails;\n                   --ops: size, start-up, memory, metrics cost; --store postgres --sweeper: retention cost\n  up [--port 8080] [--moto-port 4566] [--email ADDRESS] [--release] [--database sesame_local] [--state-dir DIR]\n                   Postgres, Redis, the AWS emulator and `sesame serve` in production mode, and a first login\n  down             stop what up started\n  mail             the emails and SMS the emulator was sent"
+                "usage: cargo xtask <test|lint|bench|up|down|mail>\n  test [--no-deploy] [--no-sdk] [--no-browser] [--no-openapi] [--no-up]  fmt, clippy, all tests (memory and Postgres), Auth0 SDK and\n                   browser tests, the OpenAPI document against a live server (schemathesis)\n  lint             fmt and clippy\n  bench [--quick] [--codes N] [--config extra.toml] [--store postgres] [--ses-outage]\n                   wrk load on /passwordless/start and /oauth/token vs /health (release build);\n                   --store postgres adds the pgbench floor; --ses-outage: start latency while SES fails;\n                   --ops: size, start-up, memory, metrics cost; --store postgres --sweeper: retention cost\n  up [--port 8080] [--moto-port 4566] [--email ADDRESS] [--release] [--database sesame_local] [--state-dir DIR]\n                   Postgres, Redis, the AWS emulator and `sesame serve` in production mode, and a first login\n  down             stop what up started\n  faults           fault injection: Postgres, Redis, the AWS emulator away in turn under load, kill -9, a worker takes over\n  mail             the emails and SMS the emulator was sent"
             );
             return ExitCode::from(2);
         }
@@ -74,6 +75,14 @@ fn check_services() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `cargo xtask faults`: the fault-injection test alone, with its figures (it also runs in the
+/// HTTP suite of `cargo xtask test`).
+fn faults() -> anyhow::Result<()> {
+    check_services()?;
+    run(Command::new("bash").args(["tests/aws/moto.sh", "install"]))?;
+    run(cargo().args(["test", "--package", "sesame-api", "--test", "api", "faults::", "--", "--nocapture"]))
 }
 
 /// `cargo xtask up` on free ports, a database and state folder of its own (a developer's own

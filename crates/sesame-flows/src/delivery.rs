@@ -152,7 +152,22 @@ impl Sesame {
         let now = self.ports.clock.now();
         let (settled, events): (Vec<Settled>, Vec<Option<AuditEvent>>) =
             attempts.into_iter().map(|a| (a.settled, a.event)).unzip();
-        self.ports.outbox.settle(&settled, now).await?;
+        // A message just sent whose outcome cannot be written would be sent again by the next
+        // claim once its lease runs out: keep trying to write it while the lease still holds
+        // (a store outage shorter than the lease then doubles nothing; found by the fault suite).
+        let deadline = tokio::time::Instant::now() + self.settings.delivery.lease.mul_f64(0.8);
+        let mut pause = Duration::from_millis(50);
+        loop {
+            match self.ports.outbox.settle(&settled, now).await {
+                Ok(()) => break,
+                Err(e) if tokio::time::Instant::now() + pause < deadline => {
+                    tracing::warn!(error = %e, "recording deliveries failed; retrying while the lease holds");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(1));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
         let events: Vec<AuditEvent> = events.into_iter().flatten().collect();
         if !events.is_empty()
             && let Err(e) = self.ports.audit.record_many(events).await

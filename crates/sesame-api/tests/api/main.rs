@@ -3,6 +3,7 @@
 mod assertions;
 mod cli;
 mod delivery;
+mod faults;
 mod helpers;
 mod keys;
 mod limits;

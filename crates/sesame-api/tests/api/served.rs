@@ -49,6 +49,16 @@ impl Served {
         Self { child, base: format!("http://127.0.0.1:{port}"), log, reader: Some(reader) }
     }
 
+    /// Kills the server with SIGKILL (no shutdown at all) and returns everything it logged.
+    pub fn kill(mut self) -> Vec<String> {
+        let _ = Command::new("kill").arg("-KILL").arg(self.child.id().to_string()).status();
+        let _ = self.child.wait();
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
+        std::mem::take(&mut *self.log.lock().expect("log"))
+    }
+
     /// Stops the server (SIGTERM) and returns everything it logged.
     pub fn stop(mut self) -> Vec<String> {
         let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
