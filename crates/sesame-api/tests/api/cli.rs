@@ -187,7 +187,21 @@ async fn clients_are_managed_from_the_command_line() {
     let signup = app
         .post_start(&json!({"client_id": native_id, "connection": "email", "email": "new@example.com", "send": "code"}))
         .await;
-    signup.assert_error(400, "bad.connection", "Public signup is disabled");
+    // Sign-up off (set by `connection update --disable-signup` above): the answer a user gets, and
+    // nothing sent (docs/security.md, enumeration).
+    assert_eq!(signup.status, 200, "{}", signup.body);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let sent: Vec<serde_json::Value> = app
+        .http
+        .get(format!("{}/dev/mailbox", app.base))
+        .query(&[("to", "new@example.com")])
+        .send()
+        .await
+        .expect("mailbox")
+        .json()
+        .await
+        .expect("json");
+    assert!(sent.is_empty(), "nothing is sent to an unknown address with sign-up off: {sent:?}");
 
     let memory = dir.join("memory.toml");
     std::fs::write(&memory, "store = \"memory\"\n").expect("config");
