@@ -111,6 +111,8 @@ fn test(args: &[String]) -> anyhow::Result<()> {
     if !skip("deploy") {
         // deploy/Dockerfile: hadolint and the image's must-haves (no container runtime here).
         run(Command::new("bash").arg("tests/deploy/run.sh"))?;
+        // deploy/terraform: python-hcl2 parse, checkov, structural checks, terraform fmt.
+        run(Command::new("bash").arg("tests/deploy/terraform.sh"))?;
     }
     check_services()?;
     // The SES/SNS tests start the local AWS emulator (moto) from .venv-moto.
