@@ -182,9 +182,12 @@ impl PhoneNumber {
 
     /// `+1415***2671`: the form that may appear in logs.
     pub fn masked(&self) -> String {
-        let keep_head = self.e164.len().min(5);
-        let tail_start = self.e164.len().saturating_sub(4).max(keep_head);
-        format!("{}***{}", &self.e164[..keep_head], &self.e164[tail_start..])
+        // At least three digits always hidden, short numbers too (`+4930614` was shown whole:
+        // found by fuzz/phone_number).
+        let n = self.e164.len();
+        let tail = if n >= 12 { 4 } else { 2 };
+        let head = 5.min(n.saturating_sub(tail + 3)).max(2);
+        format!("{}***{}", &self.e164[..head], &self.e164[n - tail..])
     }
 }
 
@@ -286,6 +289,11 @@ mod tests {
         assert_eq!(phone.e164(), "+14155552671");
         assert_eq!(phone.country(), Some("US"));
         assert_eq!(phone.masked(), "+1415***2671");
+        for short in ["+6834002", "+4930614"] {
+            let masked = PhoneNumber::parse(short).expect(short).masked();
+            let shown = masked.chars().filter(char::is_ascii_digit).count();
+            assert!(shown + 3 < short.len(), "{short} → {masked}: at least three digits hidden");
+        }
         assert_eq!(PhoneNumber::parse("+33612345678").expect("FR").country(), Some("FR"));
         for bad in ["14155552671", "+", "+1 415 555 2671", "+1234567890123456", "+1415555267a", "0612345678"] {
             assert_eq!(PhoneNumber::parse(bad), Err(IdentifierError::PhonePattern), "{bad:?}");

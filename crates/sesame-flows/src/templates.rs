@@ -360,8 +360,7 @@ impl Templates {
     /// exactly or by primary subtag; else the default.
     fn pick_language(&self, available: &[String], requested: Option<&str>) -> String {
         if let Some(raw) = requested {
-            for tag in accept_language::parse(raw) {
-                let tag = tag.to_ascii_lowercase();
+            for tag in requested_languages(raw) {
                 let primary = tag.split('-').next().unwrap_or("").to_owned();
                 if let Some(found) =
                     available.iter().find(|a| **a == tag).or_else(|| available.iter().find(|a| **a == primary))
@@ -474,9 +473,61 @@ mod builtin {
     ];
 }
 
+/// The languages of an `x-request-language` value or an `Accept-Language` header (RFC 9110
+/// §12.5.4), best first: q-values read as thousandths, entries with `q=0` (not acceptable), a
+/// bad q-value or `*` dropped, ties kept in the sender's order. Integers, so no NaN can break
+/// the sort (the `accept-language` crate's did: found by `fuzz/accept_language`).
+fn requested_languages(raw: &str) -> Vec<String> {
+    let mut tags: Vec<(u16, String)> = raw
+        .split(',')
+        .filter_map(|entry| {
+            let mut parts = entry.split(';');
+            let tag = parts.next()?.trim().to_ascii_lowercase();
+            if tag.is_empty() || tag == "*" || !tag.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+                return None;
+            }
+            let mut q = 1000u16;
+            for param in parts {
+                let (name, value) = param.split_once('=')?;
+                if name.trim().eq_ignore_ascii_case("q") {
+                    q = thousandths(value.trim())?;
+                }
+            }
+            (q > 0).then_some((q, tag))
+        })
+        .collect();
+    tags.sort_by_key(|t| std::cmp::Reverse(t.0));
+    tags.into_iter().map(|(_, tag)| tag).collect()
+}
+
+/// A q-value (`0`, `0.5`, `1.000`, at most three decimals) as thousandths; anything else is None.
+fn thousandths(value: &str) -> Option<u16> {
+    let (int, frac) = value.split_once('.').unwrap_or((value, ""));
+    if frac.len() > 3 || !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let whole = match int {
+        "0" => 0,
+        "1" => 1000,
+        _ => return None,
+    };
+    let frac_value = format!("{frac:0<3}").parse::<u16>().ok()?;
+    let q = whole + frac_value;
+    (q <= 1000).then_some(q)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn accept_language_is_read_without_panics_and_q_zero_is_refused() {
+        // fuzz/corpus/accept_language/seed-regression-*: a NaN q-value made the sort panic.
+        assert!(requested_languages(";,,,;=nan,,,,,,,,,,,,,,,,,").is_empty());
+        assert_eq!(requested_languages("fr;q=0, p"), vec!["p".to_owned()]);
+        assert_eq!(requested_languages("de-DE,de;q=0.9,en;q=0.95,*;q=0.1"), vec!["de-de", "en", "de"]);
+        assert_eq!(requested_languages("fr;q=nan, es;q=1.5, it;q=0.5000, pt;q=0.5"), vec!["pt".to_owned()]);
+    }
 
     fn ctx<'a>(send: &'a str, lang: Option<&'a str>) -> MessageContext<'a> {
         MessageContext {
