@@ -6,6 +6,7 @@
 //! - `bench`: load on the hot paths over loopback against a release build (docs/benchmarks.md).
 
 mod bench;
+mod fuzz;
 mod up;
 
 use std::path::{Path, PathBuf};
@@ -21,11 +22,12 @@ fn main() -> ExitCode {
         Some("bench") => bench::bench(&args[1..]),
         Some("up") => up::up(&args[1..]),
         Some("faults") => faults(),
+        Some("fuzz") => fuzz::fuzz(&args[1..]),
         Some("down") => up::down(&args[1..]),
         Some("mail") => up::mail(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <test|lint|bench|up|down|mail>\n  test [--no-deploy] [--no-sdk] [--no-browser] [--no-openapi] [--no-up]  fmt, clippy, all tests (memory and Postgres), Auth0 SDK and\n                   browser tests, the OpenAPI document against a live server (schemathesis)\n  lint             fmt and clippy\n  bench [--quick] [--codes N] [--config extra.toml] [--store postgres] [--ses-outage]\n                   wrk load on /passwordless/start and /oauth/token vs /health (release build);\n                   --store postgres adds the pgbench floor; --ses-outage: start latency while SES fails;\n                   --ops: size, start-up, memory, metrics cost; --store postgres --sweeper: retention cost\n  up [--port 8080] [--moto-port 4566] [--email ADDRESS] [--release] [--database sesame_local] [--state-dir DIR]\n                   Postgres, Redis, the AWS emulator and `sesame serve` in production mode, and a first login\n  down             stop what up started\n  faults           fault injection: Postgres, Redis, the AWS emulator away in turn under load, kill -9, a worker takes over\n  mail             the emails and SMS the emulator was sent"
+                "usage: cargo xtask <test|lint|bench|up|down|mail|faults|fuzz>\n  test [--no-deploy] [--no-fuzz] [--no-sdk] [--no-browser] [--no-openapi] [--no-up]  fmt, clippy, all tests (memory and Postgres), Auth0 SDK and\n                   browser tests, the OpenAPI document against a live server (schemathesis)\n  lint             fmt and clippy\n  bench [--quick] [--codes N] [--config extra.toml] [--store postgres] [--ses-outage]\n                   wrk load on /passwordless/start and /oauth/token vs /health (release build);\n                   --store postgres adds the pgbench floor; --ses-outage: start latency while SES fails;\n                   --ops: size, start-up, memory, metrics cost; --store postgres --sweeper: retention cost\n  up [--port 8080] [--moto-port 4566] [--email ADDRESS] [--release] [--database sesame_local] [--state-dir DIR]\n                   Postgres, Redis, the AWS emulator and `sesame serve` in production mode, and a first login\n  down             stop what up started\n  faults           fault injection: Postgres, Redis, the AWS emulator away in turn under load, kill -9, a worker takes over\n  mail             the emails and SMS the emulator was sent\n  fuzz [--seconds N] [--target NAME]...\n                   the cargo-fuzz targets of fuzz/, N seconds each (default 20; cargo xtask test: 20)"
             );
             return ExitCode::from(2);
         }
@@ -120,6 +122,10 @@ fn test(args: &[String]) -> anyhow::Result<()> {
     run(cargo().args(["test", "--workspace", "--all-targets"]))?;
     // The HTTP suite once more, on Postgres instead of the embedded store.
     run(cargo().args(["test", "--package", "sesame-api", "--test", "api"]).env("TEST_STORE", "postgres"))?;
+    if !skip("fuzz") {
+        // Every libFuzzer target of fuzz/ for 20 s on its seed corpus; a crash fails the run.
+        fuzz::fuzz(&[])?;
+    }
     if skip("sdk") && skip("browser") && skip("openapi") && skip("up") {
         return Ok(());
     }
