@@ -22,7 +22,10 @@
 mod ops;
 mod pg;
 mod ses;
+mod soak;
 mod sweep;
+
+pub(crate) use soak::soak;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
@@ -348,21 +351,11 @@ pub(crate) fn bench(args: &[String]) -> anyhow::Result<()> {
         None => None,
     };
     let wrk_version = ensure_wrk()?;
-    let run_id = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default();
-    let pg = match opts.store {
-        Store::Postgres => Some(pg::Postgres::find(&opts.pg_url, opts.pool_size, run_id)?),
-        Store::Memory => None,
-    };
     if opts.ses_outage {
         ses::install_moto()?;
     }
-    run(crate::cargo().args(["build", "--release", "--package", "sesame-api", "--bin", "sesame"]))?;
-    let binary = target_dir().join("release").join("sesame");
-    ensure!(binary.is_file(), "no release binary at {}", binary.display());
-
-    let work = std::env::temp_dir().join(format!("sesame-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
-    let ctx = Ctx { binary, work: work.clone(), extra, lua: root().join("xtask").join("bench"), run_id, plan, pg };
+    let ctx = Ctx::prepare(&opts, plan, extra, LIMITS.to_owned())?;
+    let work = ctx.work.clone();
     let began = Instant::now();
     let failed = || format!("bench failed; configs and logs are in {}", work.display());
     let text = if opts.sweeper {
@@ -451,6 +444,8 @@ struct Ctx {
     plan: Plan,
     /// `--store postgres`: every server gets a fresh database.
     pg: Option<pg::Postgres>,
+    /// The `[limits]` table, last in every config.
+    limits: String,
 }
 
 /// One line of the table.
@@ -488,6 +483,21 @@ struct Report {
 }
 
 impl Ctx {
+    /// The database server (`--store postgres`), the release build and a work directory.
+    fn prepare(opts: &Options, plan: Plan, extra: Option<String>, limits: String) -> anyhow::Result<Self> {
+        let run_id = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default();
+        let pg = match opts.store {
+            Store::Postgres => Some(pg::Postgres::find(&opts.pg_url, opts.pool_size, run_id)?),
+            Store::Memory => None,
+        };
+        run(crate::cargo().args(["build", "--release", "--package", "sesame-api", "--bin", "sesame"]))?;
+        let binary = target_dir().join("release").join("sesame");
+        ensure!(binary.is_file(), "no release binary at {}", binary.display());
+        let work = std::env::temp_dir().join(format!("sesame-bench-{}", std::process::id()));
+        std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
+        Ok(Self { binary, work, extra, lua: root().join("xtask").join("bench"), run_id, plan, pg, limits })
+    }
+
     fn all_phases(&self) -> anyhow::Result<Report> {
         let plan = &self.plan;
         let shape = plan.shape();
@@ -704,7 +714,7 @@ impl Ctx {
         }
         text.push_str(tables);
         // Last: a table header here cannot capture the keys of --config.
-        text.push_str(LIMITS);
+        text.push_str(&self.limits);
         std::fs::write(&config, text).with_context(|| format!("writing {}", config.display()))?;
         let log = self.work.join(format!("{name}.log"));
         if db.is_some() {
