@@ -4,7 +4,7 @@ use crate::{ClientId, ConnectionName, Identifier, SecretHash, Send};
 
 /// What a challenge is bound to: one client, one connection, one identifier. A new start for
 /// the same key replaces the earlier challenge, so only the newest code or link works.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub struct ChallengeKey {
     pub client_id: ClientId,
     pub connection: ConnectionName,

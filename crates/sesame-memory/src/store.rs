@@ -1,4 +1,4 @@
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -35,32 +35,47 @@ struct State {
     clients: HashMap<ClientId, Client>,
     connections: HashMap<ConnectionName, Connection>,
     challenges: HashMap<ChallengeKey, Challenge>,
-    challenges_sweep_at: usize,
+    /// Every challenge by expiry, earliest first: retention reads only its dead front.
+    challenges_by_expiry: BTreeSet<(OffsetDateTime, ChallengeKey)>,
     outbox: HashMap<MessageId, OutboxRow>,
     /// The pending messages, oldest first: claims look only here, never at finished rows.
-    pending: std::collections::BTreeSet<(OffsetDateTime, MessageId)>,
-    outbox_sweep_at: usize,
+    pending: BTreeSet<(OffsetDateTime, MessageId)>,
+    /// The failed and dropped messages by expiry (a sent one leaves at once).
+    ended_by_expiry: BTreeSet<(OffsetDateTime, MessageId)>,
     users: HashMap<(ConnectionName, Identifier), User>,
     user_ids: HashMap<UserId, (ConnectionName, Identifier)>,
     codes: HashMap<SecretHash, AuthorizationCode>,
     opaque: HashMap<SecretHash, OpaqueToken>,
     refresh: HashMap<SecretHash, RefreshRow>,
+    /// Authorization codes, opaque access tokens and refresh tokens by expiry (the hash bytes).
+    grants_by_expiry: BTreeSet<(OffsetDateTime, Grant, [u8; 32])>,
     revoked_families: std::collections::HashSet<String>,
     keys: Vec<SigningKeyRecord>,
     audit: Vec<AuditEvent>,
 }
 
+/// Which map of grants an expiry entry points into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Grant {
+    Code,
+    Opaque,
+    Refresh,
+}
+
 /// Every store port in process memory, behind one lock: each method is one atomic step.
+///
+/// Nothing scans a whole map under the lock: every row that expires is also in an ordered
+/// index by expiry, so retention (the sweeper of `serve` and `worker`, on by default) takes
+/// only the dead front, O(log n) per row, and no request ever pays for a sweep. With
+/// `[retention] enabled = false` nothing is deleted, as on Postgres.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     state: Mutex<State>,
 }
 
-/// Dead rows go when a map has doubled since the last sweep (amortized O(1) per insert).
-const SWEEP_FLOOR: usize = 100_000;
-
-/// How long a finished outbox row or a dead challenge is kept for `state` and audits.
-const KEEP_FINISHED: time::Duration = time::Duration::hours(1);
+/// At most this many index entries are looked at per row a sweep may delete: entries whose row
+/// went earlier (a code taken, a message sent) are skipped, and one call stays short.
+const LOOK_PER_ROW: usize = 4;
 
 impl State {
     /// Keeps the newest 90 000–100 000 events.
@@ -74,6 +89,9 @@ impl State {
     fn finish(&mut self, id: &MessageId, state: DeliveryState) {
         if let Some(row) = self.outbox.get_mut(id) {
             self.pending.remove(&(row.message.created_at, id.clone()));
+            if row.state == DeliveryState::Pending {
+                self.ended_by_expiry.insert((row.message.expires_at, id.clone()));
+            }
             row.state = state;
             row.lease_until = None;
             // The sealed body is needed no more.
@@ -81,15 +99,56 @@ impl State {
         }
     }
 
-    fn sweep(&mut self, now: OffsetDateTime) {
-        if self.outbox.len() > self.outbox_sweep_at.max(SWEEP_FLOOR) {
-            self.outbox.retain(|_, r| r.state == DeliveryState::Pending || r.due_at + KEEP_FINISHED > now);
-            self.outbox_sweep_at = self.outbox.len() * 2;
+    fn index_grant(&mut self, kind: Grant, hash: &SecretHash, expires_at: OffsetDateTime) {
+        self.grants_by_expiry.insert((expires_at, kind, hash.0));
+    }
+
+    /// Challenges that expired before `cutoff`, at most `batch`; and whether more may remain.
+    fn expire_challenges(&mut self, cutoff: OffsetDateTime, batch: usize) -> (usize, bool) {
+        let mut removed = 0;
+        for _ in 0..batch.saturating_mul(LOOK_PER_ROW) {
+            if removed >= batch || self.challenges_by_expiry.first().is_none_or(|(at, _)| *at >= cutoff) {
+                break;
+            }
+            let Some((at, key)) = self.challenges_by_expiry.pop_first() else { break };
+            if self.challenges.get(&key).is_some_and(|c| c.challenge.expires_at == at) {
+                self.challenges.remove(&key);
+                removed += 1;
+            }
         }
-        if self.challenges.len() > self.challenges_sweep_at.max(SWEEP_FLOOR) {
-            self.challenges.retain(|_, c| c.challenge.expires_at + KEEP_FINISHED > now);
-            self.challenges_sweep_at = self.challenges.len() * 2;
+        (removed, self.challenges_by_expiry.first().is_some_and(|(at, _)| *at < cutoff))
+    }
+
+    /// Grants that expired before `cutoff`, at most `batch`; and whether more may remain.
+    fn expire_grants(&mut self, cutoff: OffsetDateTime, batch: usize) -> (usize, bool) {
+        let mut removed = 0;
+        for _ in 0..batch.saturating_mul(LOOK_PER_ROW) {
+            if removed >= batch || self.grants_by_expiry.first().is_none_or(|(at, _, _)| *at >= cutoff) {
+                break;
+            }
+            let Some((_, kind, bytes)) = self.grants_by_expiry.pop_first() else { break };
+            let hash = SecretHash(bytes);
+            let gone = match kind {
+                Grant::Code => self.codes.remove(&hash).is_some(),
+                Grant::Opaque => self.opaque.remove(&hash).is_some(),
+                Grant::Refresh => self.refresh.remove(&hash).is_some(),
+            };
+            removed += usize::from(gone);
         }
+        (removed, self.grants_by_expiry.first().is_some_and(|(at, _, _)| *at < cutoff))
+    }
+
+    /// Failed and dropped messages that expired before `cutoff`, at most `batch`.
+    fn expire_outbox(&mut self, cutoff: OffsetDateTime, batch: usize) -> (usize, bool) {
+        let mut removed = 0;
+        while removed < batch && self.ended_by_expiry.first().is_some_and(|(at, _)| *at < cutoff) {
+            let Some((_, id)) = self.ended_by_expiry.pop_first() else { break };
+            if self.outbox.get(&id).is_some_and(|r| r.state != DeliveryState::Pending) {
+                self.outbox.remove(&id);
+                removed += 1;
+            }
+        }
+        (removed, self.ended_by_expiry.first().is_some_and(|(at, _)| *at < cutoff))
     }
 }
 
@@ -153,7 +212,6 @@ impl ChallengeStore for MemoryStore {
         let mut state = self.state();
         state.record(event);
         let due_at = message.created_at;
-        state.sweep(due_at);
         state.pending.insert((message.created_at, message.id.clone()));
         state.outbox.insert(
             message.id.clone(),
@@ -166,7 +224,13 @@ impl ChallengeStore for MemoryStore {
                 last_error: None,
             },
         );
-        state.challenges.insert(challenge.key.clone(), Challenge { challenge, attempts: 0, consumed_at: None });
+        let (key, expires_at) = (challenge.key.clone(), challenge.expires_at);
+        if let Some(replaced) =
+            state.challenges.insert(key.clone(), Challenge { challenge, attempts: 0, consumed_at: None })
+        {
+            state.challenges_by_expiry.remove(&(replaced.challenge.expires_at, key.clone()));
+        }
+        state.challenges_by_expiry.insert((expires_at, key));
         Ok(())
     }
 
@@ -347,18 +411,22 @@ impl Outbox for MemoryStore {
 #[async_trait]
 impl GrantStore for MemoryStore {
     async fn save_code(&self, code: AuthorizationCode) -> Result<(), StoreError> {
-        self.state().codes.insert(code.code_hash, code);
+        let mut state = self.state();
+        state.index_grant(Grant::Code, &code.code_hash, code.expires_at);
+        state.codes.insert(code.code_hash, code);
         Ok(())
     }
     async fn take_code(&self, hash: &SecretHash, now: OffsetDateTime) -> Result<Option<AuthorizationCode>, StoreError> {
-        Ok(self.state().codes.remove(hash).filter(|c| c.expires_at > now))
+        let mut state = self.state();
+        let code = state.codes.remove(hash);
+        if let Some(c) = &code {
+            state.grants_by_expiry.remove(&(c.expires_at, Grant::Code, hash.0));
+        }
+        Ok(code.filter(|c| c.expires_at > now))
     }
     async fn save_opaque(&self, token: OpaqueToken) -> Result<(), StoreError> {
         let mut state = self.state();
-        if state.opaque.len() > 100_000 {
-            let now = token.expires_at - time::Duration::days(400);
-            state.opaque.retain(|_, t| t.expires_at > now);
-        }
+        state.index_grant(Grant::Opaque, &token.token_hash, token.expires_at);
         state.opaque.insert(token.token_hash, token);
         Ok(())
     }
@@ -366,7 +434,9 @@ impl GrantStore for MemoryStore {
         Ok(self.state().opaque.get(hash).filter(|t| t.expires_at > now).cloned())
     }
     async fn save_refresh(&self, token: RefreshToken) -> Result<(), StoreError> {
-        self.state().refresh.insert(token.token_hash, RefreshRow { token, spent: false });
+        let mut state = self.state();
+        state.index_grant(Grant::Refresh, &token.token_hash, token.expires_at);
+        state.refresh.insert(token.token_hash, RefreshRow { token, spent: false });
         Ok(())
     }
     async fn rotate_refresh(
@@ -395,6 +465,7 @@ impl GrantStore for MemoryStore {
         }
         let expires_at = next_expires_at.min(current.expires_at);
         let next = RefreshToken { token_hash: next_hash, expires_at, ..current.clone() };
+        state.index_grant(Grant::Refresh, &next_hash, expires_at);
         state.refresh.insert(next_hash, RefreshRow { token: next, spent: false });
         Ok(RefreshOutcome::Rotated(current))
     }
@@ -461,31 +532,14 @@ impl AuditLog for MemoryStore {
     }
 }
 
-/// Takes at most `batch` keys of `map` whose value `dead` says may go.
-fn take_dead<K: Clone + Eq + std::hash::Hash, V>(
-    map: &mut HashMap<K, V>,
-    batch: usize,
-    dead: impl Fn(&V) -> bool,
-) -> u64 {
-    let keys: Vec<K> = map.iter().filter(|(_, v)| dead(v)).map(|(k, _)| k.clone()).take(batch).collect();
-    for k in &keys {
-        map.remove(k);
-    }
-    keys.len() as u64
-}
-
 #[async_trait]
 impl Retention for MemoryStore {
     async fn sweep(&self, cutoffs: &Cutoffs, batch: usize) -> Result<Option<Swept>, StoreError> {
         let mut state = self.state();
-        let challenges = take_dead(&mut state.challenges, batch, |c| c.challenge.expires_at < cutoffs.challenges);
-        let mut grants = take_dead(&mut state.codes, batch, |c| c.expires_at < cutoffs.grants);
-        grants += take_dead(&mut state.opaque, batch, |t| t.expires_at < cutoffs.grants);
-        grants += take_dead(&mut state.refresh, batch, |r| r.token.expires_at < cutoffs.grants);
+        let (challenges, more_challenges) = state.expire_challenges(cutoffs.challenges, batch);
+        let (grants, more_grants) = state.expire_grants(cutoffs.grants, batch);
         // A message ends by its expiry at the latest: one that expired before the cutoff ended before it.
-        let outbox = take_dead(&mut state.outbox, batch, |r| {
-            r.state != DeliveryState::Pending && r.message.expires_at < cutoffs.outbox
-        });
+        let (outbox, more_outbox) = state.expire_outbox(cutoffs.outbox, batch);
         let audit = match cutoffs.audit {
             Some(before) => {
                 let mut removed = 0;
@@ -498,8 +552,108 @@ impl Retention for MemoryStore {
             }
             None => 0,
         };
-        let batch = batch as u64;
-        let more = challenges >= batch || grants >= batch || outbox >= batch || audit >= batch;
+        let more = more_challenges || more_grants || more_outbox || audit >= batch as u64;
+        let (challenges, grants, outbox) = (challenges as u64, grants as u64, outbox as u64);
         Ok(Some(Swept { challenges, grants, outbox, audit, more }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use sesame_domain::{ClientId, SecretHash, UserId};
+    use sesame_ports::testkit::{challenge, email_key, hash, issued, message, t0};
+    use sesame_ports::{ChallengeStore, Cutoffs, DeliveryState, GrantStore, OpaqueToken, Outbox, Retention};
+    use time::Duration;
+
+    use super::MemoryStore;
+
+    fn opaque(n: u32, expires_at: time::OffsetDateTime) -> OpaqueToken {
+        let mut bytes = [0u8; 32];
+        bytes[..4].copy_from_slice(&n.to_be_bytes());
+        OpaqueToken {
+            token_hash: SecretHash(bytes),
+            client_id: ClientId::new("app".to_owned()),
+            user_id: UserId("email|0123456789abcdef01234567".into()),
+            scope: "openid".into(),
+            expires_at,
+        }
+    }
+
+    fn cutoffs(at: time::OffsetDateTime) -> Cutoffs {
+        Cutoffs { challenges: at, grants: at, outbox: at, audit: None }
+    }
+
+    /// The expiry indexes hold one entry per live row: a replaced challenge, a taken code and a
+    /// swept row leave nothing behind (else the index would be the leak the maps are not).
+    #[tokio::test]
+    async fn expiry_indexes_stay_the_size_of_their_maps() {
+        let store = Arc::new(MemoryStore::new());
+        let key = email_key("app");
+        for i in 0..1000 {
+            let at = t0() + Duration::seconds(i);
+            store.start(challenge(&key, hash(1), None, at), message(&key, at), issued(at), None).await.unwrap();
+        }
+        {
+            let state = store.state();
+            assert_eq!(state.challenges.len(), 1);
+            assert_eq!(state.challenges_by_expiry.len(), 1, "a replaced challenge leaves its index entry");
+        }
+        // 20 000 access tokens, the first half dead at the cutoff.
+        let cutoff = t0() + Duration::hours(2);
+        for n in 0..20_000u32 {
+            let expires = if n % 2 == 0 { cutoff - Duration::seconds(1) } else { cutoff + Duration::hours(1) };
+            store.save_opaque(opaque(n, expires)).await.unwrap();
+        }
+        // A batch takes at most its size, then says there is more.
+        let swept = store.sweep(&cutoffs(cutoff), 1000).await.unwrap().unwrap();
+        assert_eq!((swept.grants, swept.more), (1000, true), "{swept:?}");
+        while store.sweep(&cutoffs(cutoff), 1000).await.unwrap().unwrap().more {}
+        {
+            let state = store.state();
+            assert_eq!(state.opaque.len(), 10_000, "only the dead tokens went");
+            assert!(state.opaque.values().all(|t| t.expires_at > cutoff));
+            assert_eq!(state.grants_by_expiry.len(), 10_000);
+            assert!(state.challenges.is_empty() && state.challenges_by_expiry.is_empty(), "the dead challenge went");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_message_is_swept_by_its_expiry_and_a_sent_one_is_never_indexed() {
+        let store = Arc::new(MemoryStore::new());
+        let (failed_key, sent_key) = (email_key("a"), email_key("b"));
+        let (failed, sent) = (message(&failed_key, t0()), message(&sent_key, t0()));
+        for (key, m) in [(&failed_key, &failed), (&sent_key, &sent)] {
+            store.start(challenge(key, hash(1), None, t0()), m.clone(), issued(t0()), None).await.unwrap();
+        }
+        store.finish(&failed.id, DeliveryState::Failed("refused".into()), t0()).await.unwrap();
+        store.finish(&sent.id, DeliveryState::Sent, t0()).await.unwrap();
+        assert_eq!(store.state().ended_by_expiry.len(), 1);
+        let before = failed.expires_at - Duration::seconds(1);
+        assert_eq!(store.sweep(&cutoffs(before), 10).await.unwrap().unwrap().outbox, 0, "not before its expiry");
+        let after = failed.expires_at + Duration::seconds(1);
+        assert_eq!(store.sweep(&cutoffs(after), 10).await.unwrap().unwrap().outbox, 1);
+        assert_eq!(Outbox::state(&*store, &failed.id).await.unwrap(), None);
+        assert!(store.state().ended_by_expiry.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_taken_code_leaves_the_index() {
+        let store = Arc::new(MemoryStore::new());
+        let code = sesame_ports::AuthorizationCode {
+            code_hash: hash(9),
+            client_id: ClientId::new("app".to_owned()),
+            user_id: UserId("email|0123456789abcdef01234567".into()),
+            redirect_uri: "http://localhost:3000/callback".into(),
+            scope: "openid".into(),
+            audience: None,
+            nonce: None,
+            code_challenge: None,
+            expires_at: t0() + Duration::minutes(1),
+        };
+        store.save_code(code).await.unwrap();
+        assert!(store.take_code(&hash(9), t0()).await.unwrap().is_some());
+        assert!(store.state().grants_by_expiry.is_empty());
     }
 }

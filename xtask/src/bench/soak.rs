@@ -12,7 +12,8 @@
 //! set of users and what grows is what leaks. Per window: logins, errors by kind, p50/p99 of the
 //! start and the exchange (from sending the request), p99 of the delivery (start answered → code
 //! in the mailbox), logins begun more than 100 ms behind their schedule, the server's RSS and CPU.
-//! Any error fails the command after the report.
+//! A failed login, or a window that completes under 90 % of the rate asked, fails the command
+//! after the report.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -42,6 +43,8 @@ const USAGE: &str = "usage: cargo xtask soak [--minutes N] [--window-secs N] [--
 const MIN_POOL: usize = 20_000;
 /// How long a login waits for its code in the mailbox.
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Each window must complete at least this share of the paced rate.
+const HELD: f64 = 0.9;
 /// A login begun later than this after its slot counts as late.
 const LATE: Duration = Duration::from_millis(100);
 
@@ -337,8 +340,8 @@ pub(crate) fn soak(args: &[String]) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     out.write_all(text.report.as_bytes())?;
     writeln!(out, "(the whole run took {:.0} s)", took.as_secs_f64())?;
-    if text.errors > 0 {
-        bail!("the soak saw {} failed logins (above); logs are in {}", text.errors, work.display());
+    if !text.problems.is_empty() {
+        bail!("the soak failed: {}; logs are in {}", text.problems.join("; "), work.display());
     }
     let _ = std::fs::remove_dir_all(&work);
     Ok(())
@@ -346,7 +349,8 @@ pub(crate) fn soak(args: &[String]) -> anyhow::Result<()> {
 
 struct Outcome {
     report: String,
-    errors: u64,
+    /// Failed logins, windows that fell below the rate: what fails the command.
+    problems: Vec<String>,
 }
 
 fn run_soak(ctx: &Ctx, opts: &SoakOptions, top: &str, tables: &str) -> anyhow::Result<Outcome> {
@@ -431,6 +435,7 @@ fn run_soak(ctx: &Ctx, opts: &SoakOptions, top: &str, tables: &str) -> anyhow::R
     let mut previous_ticks = ticks_idle;
     let mut all_errors: BTreeMap<String, u64> = BTreeMap::new();
     let mut p99s = Vec::new();
+    let mut slow_windows = Vec::new();
     for (i, w) in windows.iter_mut().enumerate() {
         let secs = opts.window.min(total.saturating_sub(opts.window * i as u32)).as_secs_f64();
         let cpu = match (previous_ticks, w.cpu_ticks) {
@@ -445,6 +450,9 @@ fn run_soak(ctx: &Ctx, opts: &SoakOptions, top: &str, tables: &str) -> anyhow::R
         let (s50, s99) = (percentile(&mut w.start_us, 0.5), percentile(&mut w.start_us, 0.99));
         let (t50, t99) = (percentile(&mut w.token_us, 0.5), percentile(&mut w.token_us, 0.99));
         p99s.push((s99, t99));
+        if (w.logins as f64 / secs) < HELD * rate {
+            slow_windows.push(i + 1);
+        }
         let _ = writeln!(
             report,
             "| {} | {:.0} | {errors} | {} | {} / {} | {} / {} | {} | {} | {cpu} |",
@@ -490,7 +498,17 @@ fn run_soak(ctx: &Ctx, opts: &SoakOptions, top: &str, tables: &str) -> anyhow::R
         mib(rss_first),
         mib(rss_end)
     );
-    Ok(Outcome { report, errors })
+    let mut problems = Vec::new();
+    if errors > 0 {
+        problems.push(format!("{errors} failed logins"));
+    }
+    if !slow_windows.is_empty() {
+        problems.push(format!(
+            "windows {slow_windows:?} completed under {:.0} % of the {rate:.0} logins/s asked",
+            HELD * 100.0
+        ));
+    }
+    Ok(Outcome { report, problems })
 }
 
 /// Identities: at least `MIN_POOL` and 100 s of logins at `rate`, a multiple of `workers`.
