@@ -79,6 +79,18 @@ impl Moto {
         data_at(&self.endpoint).await.unwrap_or_else(|e| panic!("reading {}/moto-api/data.json: {e}", self.endpoint))
     }
 
+    /// How many emails SES was sent, by first recipient.
+    #[allow(dead_code, reason = "used by the HTTP suite (faults, shutdown), not by the adapter tests")]
+    pub async fn emails_by_recipient(&self) -> std::collections::HashMap<String, usize> {
+        let mut counts = std::collections::HashMap::new();
+        for m in self.data().await["ses"]["Message"].as_array().into_iter().flatten() {
+            if let Some(to) = m["destinations"]["ToAddresses"][0].as_str() {
+                *counts.entry(to.to_owned()).or_insert(0) += 1;
+            }
+        }
+        counts
+    }
+
     /// Kills a server this test owns; later calls to it are refused. Panics on a shared server.
     pub fn stop(&mut self) {
         let own = self.own.as_mut().expect("only a server of this test's own can be stopped");

@@ -32,16 +32,6 @@ enum Fate {
     Lost(String),
 }
 
-async fn sent(moto: &Moto) -> HashMap<String, usize> {
-    let mut counts = HashMap::new();
-    for m in moto.data().await["ses"]["Message"].as_array().into_iter().flatten() {
-        if let Some(to) = m["destinations"]["ToAddresses"][0].as_str() {
-            *counts.entry(to.to_owned()).or_insert(0) += 1;
-        }
-    }
-    counts
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dependencies_fail_and_the_server_is_killed_yet_no_answered_start_loses_or_doubles_its_message() {
     let db = TestDatabase::new().await.expect("test database");
@@ -185,7 +175,7 @@ connections = ["email"]
         slowest = slowest.max(s);
     }
     let pending_at_kill = {
-        let counts = sent(&moto).await;
+        let counts = moto.emails_by_recipient().await;
         fates
             .iter()
             .filter(|(to, f)| matches!(f, Fate::Answered { status: 200, .. }) && !counts.contains_key(to))
@@ -201,7 +191,7 @@ connections = ["email"]
         .collect();
     let mut missing = answered.clone();
     for _ in 0..600 {
-        let counts = sent(&moto).await;
+        let counts = moto.emails_by_recipient().await;
         missing.retain(|to| !counts.contains_key(*to));
         if missing.is_empty() {
             break;
@@ -210,7 +200,7 @@ connections = ["email"]
     }
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let _ = tokio::task::spawn_blocking(move || worker.stop()).await;
-    let counts = sent(&moto).await;
+    let counts = moto.emails_by_recipient().await;
 
     let mut statuses: HashMap<u16, usize> = HashMap::new();
     for (_, f) in &fates {

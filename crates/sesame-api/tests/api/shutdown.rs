@@ -12,17 +12,6 @@ use crate::delivery::verified_sender_domain;
 use crate::moto::Moto;
 use crate::served::Served;
 
-/// How many emails each address got, from one look at the emulator.
-async fn sent(moto: &Moto) -> std::collections::HashMap<String, usize> {
-    let mut counts = std::collections::HashMap::new();
-    for m in moto.data().await["ses"]["Message"].as_array().into_iter().flatten() {
-        if let Some(to) = m["destinations"]["ToAddresses"][0].as_str() {
-            *counts.entry(to.to_owned()).or_insert(0) += 1;
-        }
-    }
-    counts
-}
-
 /// What became of one request.
 #[derive(Debug)]
 enum Fate {
@@ -139,7 +128,7 @@ connections = ["email"]
     let worker = Served::start(&config, "worker", &aws);
     let mut missing = answered.clone();
     for _ in 0..300 {
-        let counts = sent(&moto).await;
+        let counts = moto.emails_by_recipient().await;
         missing.retain(|to| !counts.contains_key(*to));
         if missing.is_empty() {
             break;
@@ -155,7 +144,7 @@ connections = ["email"]
         missing.len(),
         &missing[..missing.len().min(5)]
     );
-    let counts = sent(&moto).await;
+    let counts = moto.emails_by_recipient().await;
     for to in &answered {
         assert_eq!(counts.get(*to), Some(&1), "{to} got its email exactly once");
     }
