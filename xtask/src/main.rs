@@ -42,8 +42,13 @@ fn main() -> ExitCode {
     }
 }
 
+/// The checkout this xtask was run from. `cargo run` sets `CARGO_MANIFEST_DIR` at run time too:
+/// that one wins, since with a shared `CARGO_TARGET_DIR` the binary cargo runs may have been built
+/// (and its compile-time path baked in) from another checkout of the same sources.
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+    let manifest =
+        std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+    manifest.parent().map(Path::to_path_buf).unwrap_or_default()
 }
 
 /// `CARGO_TARGET_DIR`, else `target/` at the workspace root.

@@ -47,7 +47,18 @@ impl Email {
         }
         let (local, domain) = trimmed.rsplit_once('@').ok_or(IdentifierError::BadEmail)?;
         let domain = idna::domain_to_ascii_strict(domain).map_err(|_| IdentifierError::BadEmail)?;
-        let lowered = format!("{}@{domain}", local.to_lowercase());
+        // Lower-casing can leave text that is not normalised ("İ" becomes "i" + U+0307, which
+        // must then be reordered before a following mark of lower class): normalise again,
+        // until nothing changes, so that parsing what this returns gives it back.
+        let mut local: String = local.to_lowercase().nfkc().collect();
+        for _ in 0..4 {
+            let next: String = local.to_lowercase().nfkc().collect();
+            if next == local {
+                break;
+            }
+            local = next;
+        }
+        let lowered = format!("{local}@{domain}");
         if lowered.len() > 254 {
             return Err(IdentifierError::BadEmail);
         }
@@ -243,6 +254,17 @@ mod tests {
         assert_eq!(email.as_str(), "jane.doe@example.com");
         assert_eq!(email.masked(), "j***@example.com");
         assert_eq!(email.local_part(), "jane.doe");
+    }
+
+    /// Found by the `email` fuzz target: "İ" lower-cases to "i" + U+0307, which NFKC must then
+    /// reorder before U+035A; parsing the result again gave another string (another user).
+    #[test]
+    fn parsing_a_parsed_address_gives_it_back() {
+        for raw in ["İ\u{35a}jane@example.com", "JANEİ\u{35a}@example.com", "a\u{340}İb@example.com"] {
+            let once = Email::parse(raw).expect(raw);
+            assert_eq!(Email::parse(once.as_str()).expect("parses again"), once, "{raw:?}");
+        }
+        assert_eq!(Email::parse("İ\u{35a}@example.com").expect("valid").as_str(), "i\u{35a}\u{307}@example.com");
     }
 
     #[test]
