@@ -80,6 +80,22 @@ impl Moto {
     }
 
     /// How many emails SES was sent, by first recipient.
+    /// Polls (every 50 ms, `tries` times) until each of `addresses` has had an email; returns
+    /// those that still have none.
+    #[allow(dead_code, reason = "used by the HTTP suite (faults, shutdown), not by the adapter tests")]
+    pub async fn awaiting_emails<'a>(&self, addresses: &[&'a str], tries: u32) -> Vec<&'a str> {
+        let mut missing = addresses.to_vec();
+        for _ in 0..tries {
+            let counts = self.emails_by_recipient().await;
+            missing.retain(|to| !counts.contains_key(*to));
+            if missing.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        missing
+    }
+
     #[allow(dead_code, reason = "used by the HTTP suite (faults, shutdown), not by the adapter tests")]
     pub async fn emails_by_recipient(&self) -> std::collections::HashMap<String, usize> {
         let mut counts = std::collections::HashMap::new();

@@ -118,6 +118,15 @@ struct Options {
     sweeper: bool,
 }
 
+/// The value after option `name`, parsed as a number.
+fn number<T: std::str::FromStr>(it: &mut std::slice::Iter<'_, String>, name: &str) -> anyhow::Result<T>
+where
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    let n = it.next().with_context(|| format!("{name} needs a number"))?;
+    n.parse().with_context(|| format!("{name} {n:?}"))
+}
+
 impl Options {
     fn parse(args: &[String]) -> anyhow::Result<Self> {
         let mut opts = Self {
@@ -138,13 +147,6 @@ impl Options {
             sweeper: false,
         };
         let mut it = args.iter();
-        fn number<T: std::str::FromStr>(it: &mut std::slice::Iter<'_, String>, name: &str) -> anyhow::Result<T>
-        where
-            T::Err: std::error::Error + Send + Sync + 'static,
-        {
-            let n = it.next().with_context(|| format!("{name} needs a number"))?;
-            n.parse().with_context(|| format!("{name} {n:?}"))
-        }
         while let Some(arg) = it.next() {
             match arg.as_str() {
                 "--quick" => opts.quick = true,

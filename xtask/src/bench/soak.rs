@@ -24,7 +24,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail, ensure};
 
-use super::{Ctx, Http, LIMITS, Options, Plan, Server, Store, proc_ticks, read_extra_config, start_body, token_body};
+use super::{
+    Ctx, Http, LIMITS, Options, Plan, Server, Store, number, proc_ticks, read_extra_config, start_body, token_body,
+};
 
 const USAGE: &str = "usage: cargo xtask soak [--minutes N] [--window-secs N] [--workers N] [--peak-secs N] [--rate N]
                       [--redis] [--store postgres [--pg-url URL] [--pool-size N]] [--config extra.toml]
@@ -63,13 +65,6 @@ impl SoakOptions {
         let (mut minutes, mut window, mut workers, mut peak, mut rate, mut redis) = (10, 60, 32, 20, None, false);
         let mut rest = Vec::new();
         let mut it = args.iter();
-        fn number<T: std::str::FromStr>(it: &mut std::slice::Iter<'_, String>, name: &str) -> anyhow::Result<T>
-        where
-            T::Err: std::error::Error + Send + Sync + 'static,
-        {
-            let n = it.next().with_context(|| format!("{name} needs a number"))?;
-            n.parse().with_context(|| format!("{name} {n:?}"))
-        }
         while let Some(arg) = it.next() {
             match arg.as_str() {
                 "--minutes" => minutes = number(&mut it, "--minutes")?,

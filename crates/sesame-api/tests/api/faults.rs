@@ -189,15 +189,7 @@ connections = ["email"]
         .iter()
         .filter_map(|(to, f)| matches!(f, Fate::Answered { status: 200, .. }).then_some(to.as_str()))
         .collect();
-    let mut missing = answered.clone();
-    for _ in 0..600 {
-        let counts = moto.emails_by_recipient().await;
-        missing.retain(|to| !counts.contains_key(*to));
-        if missing.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let missing = moto.awaiting_emails(&answered, 600).await;
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let _ = tokio::task::spawn_blocking(move || worker.stop()).await;
     let counts = moto.emails_by_recipient().await;

@@ -126,15 +126,7 @@ connections = ["email"]
 
     // Another replica's worker delivers whatever this one left in the outbox.
     let worker = Served::start(&config, "worker", &aws);
-    let mut missing = answered.clone();
-    for _ in 0..300 {
-        let counts = moto.emails_by_recipient().await;
-        missing.retain(|to| !counts.contains_key(*to));
-        if missing.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let missing = moto.awaiting_emails(&answered, 300).await;
     // Time for a second copy to show up, if one were coming.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let _ = tokio::task::spawn_blocking(move || worker.stop()).await;
