@@ -44,6 +44,15 @@ pub enum ClientCommand {
         #[command(flatten)]
         json: JsonFlag,
     },
+    /// Set where `/v2/logout` may send the browser back to (replaces the list).
+    LogoutUrls {
+        client_id: String,
+        /// A URL (repeatable; none empties the list).
+        #[arg(long = "url")]
+        urls: Vec<String>,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
     /// Make a new secret for a confidential application; the old one stops working at once.
     RotateSecret {
         client_id: String,
@@ -125,6 +134,8 @@ pub enum AppTypeArg {
     Native,
     Spa,
     RegularWeb,
+    /// A backend calling APIs (the Management API among them) with its own token.
+    NonInteractive,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -166,16 +177,27 @@ pub struct CreateArgs {
     /// Believe this confidential client's `auth0-forwarded-for` header as the end user's IP.
     #[arg(long)]
     pub trust_forwarded_for: bool,
+    /// A grant the client may use (repeatable): `http://auth0.com/oauth/grant-type/passwordless/otp`,
+    /// `authorization_code`, `refresh_token`, `implicit`, `client_credentials`. Default: by type.
+    #[arg(long = "grant", value_parser = grant_arg)]
+    pub grants: Vec<GrantType>,
+    /// Where `/v2/logout` may send the browser back to (repeatable).
+    #[arg(long = "logout-url")]
+    pub logout_urls: Vec<String>,
     #[command(flatten)]
     pub json: JsonFlag,
 }
 
-fn out(text: &str) -> anyhow::Result<()> {
+fn grant_arg(raw: &str) -> Result<GrantType, String> {
+    GrantType::parse(raw).ok_or_else(|| format!("unknown grant type {raw:?}"))
+}
+
+pub(crate) fn out(text: &str) -> anyhow::Result<()> {
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "{text}").context("writing to stdout")
 }
 
-async fn durable(settings: &Settings) -> anyhow::Result<crate::startup::Wired> {
+pub(crate) async fn durable(settings: &Settings) -> anyhow::Result<crate::startup::Wired> {
     if settings.store == StoreKind::Memory {
         bail!("client and key commands need a durable store: set store = \"postgres\" and [database] in the config");
     }
@@ -374,8 +396,11 @@ fn api_scopes_arg(
     let mut map = std::collections::BTreeMap::new();
     for entry in raw {
         let (api, scopes) = entry.rsplit_once('=').context("--api-scopes is API=SCOPE,SCOPE")?;
-        if !settings.apis.iter().any(|a| a.identifier == api) {
-            bail!("no API {api:?} in [[apis]] of the config");
+        if !settings.api_known(api) {
+            bail!(
+                "no API {api:?} in [[apis]] of the config (nor the Management API, {})",
+                settings.management_audience()
+            );
         }
         let scopes: Vec<String> =
             scopes.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect();
@@ -407,6 +432,7 @@ fn client_json(c: &Client, secret: Option<&str>) -> serde_json::Value {
         "public_keys": c.public_keys.len(),
         "api_scopes": c.api_scopes,
         "trust_forwarded_for": c.trust_forwarded_for,
+        "allowed_logout_urls": c.allowed_logout_urls,
     });
     if let Some(s) = secret {
         v["client_secret"] = json!(s);
@@ -427,6 +453,7 @@ fn client_text(c: &Client, secret: Option<&str>) -> String {
         list(&c.allowed_origins),
         list(&c.grant_types.iter().map(|g| g.as_str().to_owned()).collect::<Vec<_>>()),
     );
+    text.push_str(&format!("\nlogout_urls:  {}", list(&c.allowed_logout_urls)));
     if let Some(s) = secret {
         text.push_str(&format!("\nclient_secret: {s}\n(shown once: it is stored hashed and cannot be read back)"));
     }
@@ -451,6 +478,7 @@ pub async fn client(settings: &Settings, command: ClientCommand) -> anyhow::Resu
                 AppTypeArg::Native => AppType::Native,
                 AppTypeArg::Spa => AppType::Spa,
                 AppTypeArg::RegularWeb => AppType::RegularWeb,
+                AppTypeArg::NonInteractive => AppType::NonInteractive,
             };
             let auth_method = match (args.auth_method, app_type) {
                 (Some(AuthMethodArg::None), _) | (None, AppType::Native | AppType::Spa) => AuthMethod::None,
@@ -458,7 +486,7 @@ pub async fn client(settings: &Settings, command: ClientCommand) -> anyhow::Resu
                 (Some(AuthMethodArg::ClientSecretBasic), _) => AuthMethod::ClientSecretBasic,
                 (Some(AuthMethodArg::PrivateKeyJwt), _) => AuthMethod::PrivateKeyJwt,
             };
-            if app_type != AppType::RegularWeb && auth_method != AuthMethod::None {
+            if matches!(app_type, AppType::Native | AppType::Spa) && auth_method != AuthMethod::None {
                 bail!("a {} client is public: it cannot keep a secret (use --type regular-web)", app_type.as_str());
             }
             let mut public_keys = Vec::new();
@@ -485,9 +513,14 @@ pub async fn client(settings: &Settings, command: ClientCommand) -> anyhow::Resu
                 if args.connections.is_empty() { vec!["email".into(), "sms".into()] } else { args.connections };
             // SPAs may not use the OTP grant (Auth0): they log in through the browser flows.
             let grant_types = match app_type {
+                _ if !args.grants.is_empty() => args.grants,
                 AppType::Spa => vec![GrantType::AuthorizationCode],
+                AppType::NonInteractive => vec![GrantType::ClientCredentials],
                 _ => vec![GrantType::PasswordlessOtp, GrantType::RefreshToken],
             };
+            if grant_types.contains(&GrantType::ClientCredentials) && auth_method == AuthMethod::None {
+                bail!("client_credentials is only for confidential clients (give --auth-method)");
+            }
             let client = Client {
                 id: ClientId::new(id.clone()),
                 name: args.name,
@@ -501,6 +534,7 @@ pub async fn client(settings: &Settings, command: ClientCommand) -> anyhow::Resu
                 public_keys,
                 api_scopes: api_scopes_arg(settings, &args.api_scopes)?,
                 trust_forwarded_for: args.trust_forwarded_for,
+                allowed_logout_urls: args.logout_urls,
             };
             if client.trust_forwarded_for && !client.is_confidential() {
                 bail!("--trust-forwarded-for is only for confidential clients (a public one proves nothing)");
@@ -552,14 +586,26 @@ pub async fn client(settings: &Settings, command: ClientCommand) -> anyhow::Resu
                 .find(&ClientId::new(client_id.clone()))
                 .await?
                 .with_context(|| format!("no client {client_id}"))?;
-            if !settings.apis.iter().any(|a| a.identifier == api) {
-                bail!("no API {api:?} in [[apis]] of the config");
+            if !settings.api_known(&api) {
+                bail!(
+                    "no API {api:?} in [[apis]] of the config (nor the Management API, {})",
+                    settings.management_audience()
+                );
             }
             if scopes.is_empty() {
                 c.api_scopes.remove(&api);
             } else {
                 c.api_scopes.insert(api, scopes);
             }
+            clients.save(&c).await?;
+            show(&c, None, json.json)
+        }
+        ClientCommand::LogoutUrls { client_id, urls, json } => {
+            let mut c = clients
+                .find(&ClientId::new(client_id.clone()))
+                .await?
+                .with_context(|| format!("no client {client_id}"))?;
+            c.allowed_logout_urls = urls;
             clients.save(&c).await?;
             show(&c, None, json.json)
         }

@@ -274,6 +274,9 @@ pub struct ClientSettings {
     /// Believe `auth0-forwarded-for` from this confidential client as the end user's IP.
     #[serde(default)]
     pub trust_forwarded_for: bool,
+    /// Where `/v2/logout` may send the browser back to (exact match).
+    #[serde(default)]
+    pub allowed_logout_urls: Vec<String>,
 }
 
 impl std::fmt::Debug for ClientSettings {
@@ -424,6 +427,13 @@ impl Settings {
             sesame_domain::CodePolicy::new(c.code_length, c.code_lifetime_secs)
                 .with_context(|| format!("connection {:?}", c.name))?;
         }
+        for a in &self.apis {
+            anyhow::ensure!(
+                a.identifier != self.management_audience(),
+                "[[apis]] {:?} is the Management API, which is built in: remove it from [[apis]]",
+                a.identifier
+            );
+        }
         for c in &self.clients {
             anyhow::ensure!(
                 c.auth_method == sesame_domain::AuthMethod::None
@@ -442,13 +452,32 @@ impl Settings {
             );
             for api in c.api_scopes.keys() {
                 anyhow::ensure!(
-                    self.apis.iter().any(|a| &a.identifier == api),
-                    "client {:?}: api_scopes names {api:?}, which is not an [[apis]] identifier",
-                    c.client_id
+                    self.api_known(api),
+                    "client {:?}: api_scopes names {api:?}, which is not an [[apis]] identifier (nor the Management API, {})",
+                    c.client_id,
+                    self.management_audience()
                 );
             }
+            anyhow::ensure!(
+                !c.grant_types.contains(&sesame_domain::GrantType::ClientCredentials)
+                    || c.auth_method != sesame_domain::AuthMethod::None,
+                "client {:?}: client_credentials needs a confidential client (auth_method other than \"none\")",
+                c.client_id
+            );
         }
         Ok(())
+    }
+
+    /// Auth0's Management API audience, `https://{domain}/api/v2/`: built in, never in `[[apis]]`.
+    pub fn management_audience(&self) -> String {
+        let issuer = if self.issuer.ends_with('/') { self.issuer.clone() } else { format!("{}/", self.issuer) };
+        format!("{issuer}api/v2/")
+    }
+
+    /// Whether `api` is an audience tokens may be granted for: an `[[apis]]` one or the
+    /// Management API.
+    pub fn api_known(&self, api: &str) -> bool {
+        api == self.management_audience() || self.apis.iter().any(|a| a.identifier == api)
     }
 
     /// What `serve` refuses beyond `validate`: a production-shaped configuration that is unsafe

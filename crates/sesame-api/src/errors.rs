@@ -186,6 +186,7 @@ pub fn start(err: StartError) -> ApiError {
             ApiError::bad_request("bad.phone_number", r"String does not match pattern: ^\+[0-9]{1,15}$")
         }
         StartError::SignupDisabled => ApiError::bad_request("bad.connection", "Public signup is disabled"),
+        StartError::Blocked => blocked(),
         StartError::BadAuthParams(why) => {
             ApiError::bad_request("bad.authParams", format!("error in authParams - {why}"))
         }
@@ -244,9 +245,15 @@ pub fn exchange(err: ExchangeError) -> ApiError {
             "too_many_attempts",
             "Too many failed attempts for this user. Please try again later.",
         ),
+        ExchangeError::Blocked => blocked(),
         ExchangeError::Unavailable(cause) => ApiError::unavailable(&cause),
         ExchangeError::Unexpected(cause) => ApiError::internal(&cause),
     }
+}
+
+/// Auth0's answer for a blocked user, at start and at every grant.
+pub fn blocked() -> ApiError {
+    ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "user is blocked")
 }
 
 /// The legacy `/passwordless/verify` answers a wrong code as Auth0's `/oauth/ro` did.
@@ -273,6 +280,9 @@ pub fn grant(err: GrantError) -> ApiError {
             )
         },
         GrantError::InvalidGrant(why) => ApiError::new(StatusCode::FORBIDDEN, "invalid_grant", why),
+        GrantError::Blocked => blocked(),
+        GrantError::AccessDenied(why) => ApiError::new(StatusCode::FORBIDDEN, "access_denied", why),
+        GrantError::RateLimited => ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_requests", TOO_MANY_REQUESTS),
         GrantError::Unavailable(cause) => ApiError::unavailable(&cause),
         GrantError::Unexpected(cause) => ApiError::internal(&cause),
     }

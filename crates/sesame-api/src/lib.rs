@@ -2,9 +2,11 @@
 //! the wiring of adapters at startup.
 
 pub mod admin;
+pub mod admin_users;
 pub mod config;
 pub mod errors;
 pub mod links;
+pub mod management;
 pub mod middleware;
 pub mod monitoring;
 pub mod openapi;

@@ -44,6 +44,9 @@ enum Command {
     /// Manage signing keys (store = "postgres").
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// See, block, delete and export users (store = "postgres").
+    #[command(subcommand)]
+    User(sesame_api::admin_users::UserCommand),
     /// Check the settings.
     CheckConfig,
 }
@@ -86,6 +89,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Client(command) => admin::client(&settings, command).await?,
         Command::Keys(command) => admin::keys(&settings, command).await?,
         Command::Connection(command) => admin::connection(&settings, command).await?,
+        Command::User(command) => sesame_api::admin_users::user(&settings, command).await?,
         Command::CheckConfig => {
             settings.check_serve()?;
             tracing::info!(issuer = settings.issuer, listen = settings.listen, store = ?settings.store, "settings are valid");

@@ -47,6 +47,8 @@ fn end_user_ip(state: &AppState, req: &HttpRequest, client: &sesame_domain::Clie
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/passwordless/start", web::post().to(passwordless_start))
         .route("/oauth/token", web::post().to(oauth_token))
+        .route("/oauth/revoke", web::post().to(oauth_revoke))
+        .route("/v2/logout", web::get().to(logout))
         .route("/userinfo", web::get().to(userinfo))
         .route("/userinfo", web::post().to(userinfo))
         .route("/.well-known/openid-configuration", web::get().to(openid_configuration))
@@ -55,7 +57,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/dev/mailbox", web::get().to(dev_mailbox))
         .configure(crate::probes::configure)
         .configure(crate::openapi::configure)
-        .configure(crate::links::configure);
+        .configure(crate::links::configure)
+        .configure(crate::management::configure);
 }
 
 /// The top-level properties `/passwordless/start` accepts (spec §4.1); anything else is refused.
@@ -233,8 +236,91 @@ pub(crate) async fn oauth_token(
             let tokens = sesame.refresh(&client, &refresh_token).await.map_err(errors::grant)?;
             Ok(token_response(&tokens))
         }
+        Some(GrantType::ClientCredentials) => {
+            let client =
+                sesame.authenticate_client(&creds).await.map_err(|e| errors::client_auth(e, Endpoint::Token))?;
+            let audience = field("audience")?.or(field("resource")?);
+            let tokens = sesame
+                .client_credentials(&client, audience.as_deref(), field("scope")?.as_deref())
+                .await
+                .map_err(errors::grant)?;
+            Ok(token_response(&tokens))
+        }
         _ => Err(ApiError::bad_request("unsupported_grant_type", format!("Unsupported grant type: {grant_type}"))),
     }
+}
+
+/// `POST /oauth/revoke` (RFC 7009, Auth0's shape): revokes a refresh token and every token
+/// rotated from it. An unknown token, or another client's, is answered 200 as well and
+/// changes nothing: the answer tells nothing about tokens.
+pub(crate) async fn oauth_revoke(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let map = wire::object(&req, &body).ok_or_else(|| {
+        ApiError::bad_request("invalid_request", "The request body must be JSON or application/x-www-form-urlencoded")
+    })?;
+    let field = |name: &str| wire::string(&map, name, "invalid_request");
+    let creds = Credentials {
+        client_id: field("client_id")?,
+        client_secret: field("client_secret")?,
+        basic: wire::basic_auth(&req)?,
+        client_assertion: field("client_assertion")?,
+        client_assertion_type: field("client_assertion_type")?,
+    };
+    let token = field("token")?
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| ApiError::bad_request("invalid_request", "Missing required parameter: token"))?;
+    let sesame = &state.sesame;
+    let client = sesame.authenticate_client(&creds).await.map_err(|e| errors::client_auth(e, Endpoint::Token))?;
+    sesame.revoke_refresh_token(&client, &token).await.map_err(errors::store)?;
+    Ok(HttpResponse::Ok().insert_header((actix_web::http::header::CACHE_CONTROL, "no-store")).finish())
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct LogoutQuery {
+    client_id: Option<String>,
+    #[serde(rename = "returnTo")]
+    return_to: Option<String>,
+}
+
+/// `GET /v2/logout`: Sesame keeps no browser session yet, so logging out is only the way back.
+/// `returnTo` must be one of the client's `allowed_logout_urls` (exact match); without a
+/// `returnTo`, a plain page says the user is logged out.
+pub(crate) async fn logout(
+    state: web::Data<AppState>,
+    query: web::Query<LogoutQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let q = query.into_inner();
+    let Some(return_to) = q.return_to.filter(|r| !r.is_empty()) else {
+        return Ok(HttpResponse::Ok()
+            .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
+            .content_type("text/plain; charset=utf-8")
+            .body("OK"));
+    };
+    let refused = || {
+        ApiError::bad_request(
+            "invalid_request",
+            "The returnTo URL is not one of the application's allowed logout URLs (and a client_id is needed to check it).",
+        )
+    };
+    let client_id = q.client_id.filter(|c| !c.is_empty()).ok_or_else(refused)?;
+    let client = state
+        .sesame
+        .ports
+        .clients
+        .find(&sesame_domain::ClientId::new(client_id))
+        .await
+        .map_err(errors::store)?
+        .ok_or_else(refused)?;
+    if !client.logout_url_allowed(&return_to) {
+        return Err(refused());
+    }
+    Ok(HttpResponse::Found()
+        .insert_header((actix_web::http::header::LOCATION, return_to))
+        .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
+        .finish())
 }
 
 fn token_response(tokens: &sesame_flows::tokens::TokenSet) -> HttpResponse {
@@ -289,10 +375,12 @@ pub(crate) async fn userinfo(state: web::Data<AppState>, req: HttpRequest) -> Re
         (found.user_id, found.scope)
     };
     let user = sesame.ports.users.find_by_id(&grant.0).await.map_err(errors::store)?;
-    let user = user.ok_or_else(unauthorized)?;
+    let user = user.filter(|u| !u.blocked).ok_or_else(unauthorized)?;
     let mut body = serde_json::Map::new();
     body.insert("sub".into(), json!(user.id.as_str()));
     body.extend(sesame_flows::tokens::profile_claims(&user, &grant.1));
+    body.insert("user_metadata".into(), Value::Object(user.user_metadata.clone()));
+    body.insert("app_metadata".into(), Value::Object(user.app_metadata.clone()));
     Ok(HttpResponse::Ok().json(Value::Object(body)))
 }
 
@@ -309,7 +397,8 @@ pub(crate) async fn openid_configuration(state: web::Data<AppState>) -> HttpResp
         "scopes_supported": ["openid", "profile", "email", "phone", "offline_access"],
         "response_types_supported": ["code", "token", "id_token", "token id_token"],
         "response_modes_supported": ["query", "fragment", "form_post"],
-        "grant_types_supported": [GrantType::PASSWORDLESS_OTP, "authorization_code", "refresh_token", "implicit"],
+        "revocation_endpoint": format!("{iss}oauth/revoke"),
+        "grant_types_supported": [GrantType::PASSWORDLESS_OTP, "authorization_code", "refresh_token", "implicit", "client_credentials"],
         "code_challenge_methods_supported": ["S256"],
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": ["RS256"],

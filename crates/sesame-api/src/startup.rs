@@ -506,6 +506,7 @@ async fn seed(sesame: &Sesame, settings: &Settings) -> anyhow::Result<()> {
             public_keys: c.public_keys.clone(),
             api_scopes: c.api_scopes.clone(),
             trust_forwarded_for: c.trust_forwarded_for,
+            allowed_logout_urls: c.allowed_logout_urls.clone(),
         };
         sesame.ports.clients.save(&client).await?;
     }
@@ -523,6 +524,7 @@ async fn seed(sesame: &Sesame, settings: &Settings) -> anyhow::Result<()> {
             public_keys: vec![],
             api_scopes: Default::default(),
             trust_forwarded_for: false,
+            allowed_logout_urls: vec![],
         };
         sesame.ports.clients.save(&dev).await?;
         tracing::info!(client_id = DEV_CLIENT_ID, "embedded default: public development client ready");

@@ -67,6 +67,9 @@ pub enum GrantType {
     Implicit,
     #[serde(rename = "refresh_token")]
     RefreshToken,
+    /// Machine to machine: a confidential client's own token for an API (no user).
+    #[serde(rename = "client_credentials")]
+    ClientCredentials,
 }
 
 impl GrantType {
@@ -78,6 +81,7 @@ impl GrantType {
             "authorization_code" => Some(Self::AuthorizationCode),
             "implicit" => Some(Self::Implicit),
             "refresh_token" => Some(Self::RefreshToken),
+            "client_credentials" => Some(Self::ClientCredentials),
             _ => None,
         }
     }
@@ -88,6 +92,7 @@ impl GrantType {
             Self::AuthorizationCode => "authorization_code",
             Self::Implicit => "implicit",
             Self::RefreshToken => "refresh_token",
+            Self::ClientCredentials => "client_credentials",
         }
     }
 }
@@ -115,6 +120,9 @@ pub struct Client {
     /// user's IP (Auth0's "Trust Token Endpoint IP Header"). Off unless set.
     #[serde(default)]
     pub trust_forwarded_for: bool,
+    /// Where `/v2/logout` may send the browser back to (exact match, as the callbacks).
+    #[serde(default)]
+    pub allowed_logout_urls: Vec<String>,
 }
 
 impl Client {
@@ -141,5 +149,10 @@ impl Client {
     /// Exact string match against the registered callbacks (RFC 9700 §2.1).
     pub fn callback_allowed(&self, redirect_uri: &str) -> bool {
         self.callbacks.iter().any(|c| c == redirect_uri)
+    }
+
+    /// Exact string match against the registered logout URLs.
+    pub fn logout_url_allowed(&self, return_to: &str) -> bool {
+        self.allowed_logout_urls.iter().any(|c| c == return_to)
     }
 }

@@ -147,6 +147,7 @@ fn link_refusal(e: crate::exchange::ExchangeError) -> Result<Redirectable, Autho
         E::TooManyAttempts => {
             redirectable("too_many_attempts", "Too many failed attempts for this user. Please try again later.")
         }
+        E::Blocked => redirectable("unauthorized", "user is blocked"),
         E::Unavailable(e) => return Err(AuthorizeError::Unavailable(e)),
         E::Unexpected(e) => return Err(AuthorizeError::Unexpected(e)),
     })
@@ -333,6 +334,14 @@ pub enum GrantError {
     GrantNotAllowed(GrantType),
     #[error("{0}")]
     InvalidGrant(&'static str),
+    /// The user is blocked (Auth0: 401 `unauthorized`, "user is blocked").
+    #[error("user is blocked")]
+    Blocked,
+    #[error("rate limited")]
+    RateLimited,
+    /// Auth0's 403 `access_denied` (an audience that cannot be granted).
+    #[error("{0}")]
+    AccessDenied(String),
     #[error("store unavailable")]
     Unavailable(#[source] anyhow::Error),
     #[error(transparent)]
@@ -393,6 +402,10 @@ impl Sesame {
         let now = self.ports.clock.now();
         let new_id = UserId(format!("{}|{}", connection.strategy.as_str(), random_object_id(&*self.ports.random)));
         let user = self.ports.users.record_login(&connection.name, &key.identifier, new_id, now).await?;
+        if user.blocked {
+            self.audit_blocked(&key, exchange.ip.clone(), "magic link", now).await;
+            return Err(AuthorizeError::Redirect(redirectable("unauthorized", "user is blocked"), Box::new(auth)));
+        }
         let mut event = AuditEvent::new(AuditKind::LoginSucceeded, now);
         event.client_id = Some(key.client_id.0.clone());
         event.connection = Some(key.connection.0.clone());
@@ -433,6 +446,9 @@ impl Sesame {
         let Some(user) = self.ports.users.find_by_id(&grant.user_id).await? else {
             return Err(denied(&auth));
         };
+        if user.blocked {
+            return Err(AuthorizeError::Redirect(redirectable("unauthorized", "user is blocked"), Box::new(auth)));
+        }
         self.authorization_response(client, &user, &auth, now).await
     }
 
@@ -538,6 +554,9 @@ impl Sesame {
             .find_by_id(&grant.user_id)
             .await?
             .ok_or(GrantError::InvalidGrant("Invalid authorization code"))?;
+        if user.blocked {
+            return Err(GrantError::Blocked);
+        }
         Ok(self
             .issue_tokens(TokenRequest {
                 client,
@@ -585,6 +604,10 @@ impl Sesame {
             .find_by_id(&current.user_id)
             .await?
             .ok_or(GrantError::InvalidGrant("Unknown or invalid refresh token."))?;
+        if user.blocked {
+            // The presented token is spent already: a blocked user's family ends here.
+            return Err(GrantError::Blocked);
+        }
         let mut tokens = self
             .issue_tokens(TokenRequest {
                 client,

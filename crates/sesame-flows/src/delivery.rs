@@ -479,6 +479,7 @@ mod tests {
             public_keys: vec![],
             api_scopes: Default::default(),
             trust_forwarded_for: false,
+            allowed_logout_urls: vec![],
         };
         ClientStore::save(&*store, &client).await.unwrap();
         let sesame = Sesame::new(ports, Secrets::new(&[7u8; 32]).unwrap(), FlowSettings::new("https://sesame.test/"));

@@ -49,6 +49,9 @@ pub enum ExchangeError {
     /// Too many failed tries for this identifier, across its codes.
     #[error("too many failed attempts")]
     TooManyAttempts,
+    /// The user is blocked: the code was right, but no login.
+    #[error("user is blocked")]
+    Blocked,
     #[error("store unavailable")]
     Unavailable(#[source] anyhow::Error),
     #[error(transparent)]
@@ -106,6 +109,10 @@ impl Sesame {
         let random = &*self.ports.random;
         let new_id = UserId(format!("{}|{}", connection.strategy.as_str(), random_object_id(random)));
         let user = self.ports.users.record_login(&connection.name, &key.identifier, new_id, now).await?;
+        if user.blocked {
+            self.audit_blocked(&key, req.ip.clone(), "co/authenticate", now).await;
+            return Err(ExchangeError::Blocked);
+        }
         let ticket = crate::crypto::random_b64(random, 32);
         self.ports
             .grants
@@ -140,6 +147,10 @@ impl Sesame {
         let strategy = connection.strategy;
         let new_id = UserId(format!("{}|{}", strategy.as_str(), random_object_id(&*self.ports.random)));
         let user = self.ports.users.record_login(&connection.name, &key.identifier, new_id, now).await?;
+        if user.blocked {
+            self.audit_blocked(&key, req.ip.clone(), "oauth/token", now).await;
+            return Err(ExchangeError::Blocked);
+        }
         let tokens = self
             .issue_tokens(TokenRequest {
                 client: &req.client,

@@ -35,6 +35,7 @@ pub mod retention;
 pub mod start;
 pub mod templates;
 pub mod tokens;
+pub mod users;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -79,6 +80,10 @@ pub struct Api {
     /// Whether `offline_access` yields a refresh token for this API (Auth0's "Allow Offline Access").
     #[serde(default)]
     pub allow_offline_access: bool,
+    /// With a namespace (`https://example.com/`), tokens for this API (the access token, and
+    /// the id_token of the same response) carry `{ns}user_metadata` and `{ns}app_metadata`.
+    #[serde(default)]
+    pub metadata_claims: Option<String>,
 }
 
 /// Settings the flows need.
@@ -226,5 +231,22 @@ impl Sesame {
         if let Err(e) = self.ports.audit.record(event).await {
             tracing::warn!(error = ?e, "audit record failed");
         }
+    }
+
+    /// A login refused because its user is blocked (Auth0's tenant log: "user is blocked").
+    async fn audit_blocked(
+        &self,
+        key: &sesame_domain::ChallengeKey,
+        ip: Option<String>,
+        at: &str,
+        now: time::OffsetDateTime,
+    ) {
+        let mut event = AuditEvent::new(sesame_ports::AuditKind::UserBlocked, now);
+        event.client_id = Some(key.client_id.0.clone());
+        event.connection = Some(key.connection.0.clone());
+        event.identifier = Some(key.identifier.masked());
+        event.ip = ip;
+        event.detail = Some(format!("user is blocked ({at})"));
+        self.audit(event).await;
     }
 }

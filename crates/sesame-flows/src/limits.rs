@@ -65,6 +65,10 @@ pub struct LimitSettings {
     /// Costly kinds of number (premium rate, shared cost, satellite) SMS may go to; empty
     /// refuses them all.
     pub sms_allowed_kinds: Vec<CostlyKind>,
+    /// Management API calls per client (Auth0's Enterprise figure: 50 a second).
+    pub management_per_client: Rate,
+    /// `client_credentials` tokens per client: a backend should keep its token until it expires.
+    pub client_credentials_per_client: Rate,
     pub fail: FailModes,
 }
 
@@ -81,6 +85,8 @@ impl Default for LimitSettings {
             failed_per_identifier: Rate::per_hour(100),
             sms_allowed_countries: Vec::new(),
             sms_allowed_kinds: Vec::new(),
+            management_per_client: Rate { limit: 3_000, window_secs: 60 },
+            client_credentials_per_client: Rate::per_hour(1_000),
             fail: FailModes::default(),
         }
     }
@@ -134,6 +140,16 @@ impl LimitSettings {
             rules.push(rule(self.exchange_per_ip, format!("exchange:ip:{ip}"), 1));
         }
         rules
+    }
+
+    /// A Management API call by `client_id`.
+    pub fn management_rules(&self, client_id: &str) -> Vec<LimitRule> {
+        vec![rule(self.management_per_client, format!("mgmt:client:{client_id}"), 1)]
+    }
+
+    /// A `client_credentials` token for `client_id`.
+    pub fn client_credentials_rules(&self, client_id: &str) -> Vec<LimitRule> {
+        vec![rule(self.client_credentials_per_client, format!("m2m:client:{client_id}"), 1)]
     }
 
     /// The rule a failed try takes a token from.

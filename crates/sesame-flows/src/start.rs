@@ -57,6 +57,9 @@ pub enum StartError {
     PhoneInvalid(IdentifierError),
     #[error("public signup is disabled")]
     SignupDisabled,
+    /// The identifier's user is blocked (Auth0: 401 `unauthorized`, "user is blocked").
+    #[error("user is blocked")]
+    Blocked,
     #[error("SMS to this kind of number ({}) is not allowed", .0.label())]
     CostlyNumber(sesame_domain::CostlyKind),
     #[error("SMS to this country is not allowed")]
@@ -157,7 +160,12 @@ impl Sesame {
         let send = req.send.unwrap_or_else(|| Send::default_for(connection.strategy));
         let drawn = Drawn::new(&*self.ports.random);
         let random = &drawn;
-        if connection.disable_signup && self.ports.users.find(&connection.name, &key.identifier).await?.is_none() {
+        let existing = self.ports.users.find(&connection.name, &key.identifier).await?;
+        if existing.as_ref().is_some_and(|u| u.blocked) {
+            self.audit_blocked(&key, req.ip.clone(), "passwordless/start", now).await;
+            return Err(StartError::Blocked);
+        }
+        if connection.disable_signup && existing.is_none() {
             if self.settings.reveal_disabled_signup {
                 return Err(StartError::SignupDisabled);
             }

@@ -2,7 +2,7 @@
 //! API or opaque for `/userinfo`, refresh tokens for `offline_access`.
 
 use serde_json::{Map, Value, json};
-use sesame_domain::{Client, Identifier, User};
+use sesame_domain::{Client, User};
 use sesame_ports::{OpaqueToken, RefreshToken, StoreError, TokenError, TokenKind};
 
 use crate::Sesame;
@@ -67,12 +67,11 @@ fn rfc3339(t: time::OffsetDateTime) -> String {
 pub fn profile_claims(user: &User, scope: &str) -> Map<String, Value> {
     let mut claims = Map::new();
     if has_scope(scope, "profile") {
-        let (name, nickname) = match &user.identifier {
-            Identifier::Email(e) => (e.as_str().to_owned(), e.local_part().to_owned()),
-            Identifier::Phone(p) => (p.e164().to_owned(), p.e164().to_owned()),
-        };
-        claims.insert("name".into(), json!(name));
-        claims.insert("nickname".into(), json!(nickname));
+        claims.insert("name".into(), json!(user.name()));
+        claims.insert("nickname".into(), json!(user.nickname()));
+        if let Some(picture) = &user.profile.picture {
+            claims.insert("picture".into(), json!(picture));
+        }
         claims.insert("updated_at".into(), json!(rfc3339(user.updated_at)));
     }
     if has_scope(scope, "email")
@@ -90,7 +89,21 @@ pub fn profile_claims(user: &User, scope: &str) -> Map<String, Value> {
     claims
 }
 
+/// `{ns}user_metadata` and `{ns}app_metadata`, as an Auth0 Action would add them.
+pub fn metadata_claims(user: &User, namespace: &str) -> Map<String, Value> {
+    let mut claims = Map::new();
+    claims.insert(format!("{namespace}user_metadata"), Value::Object(user.user_metadata.clone()));
+    claims.insert(format!("{namespace}app_metadata"), Value::Object(user.app_metadata.clone()));
+    claims
+}
+
 impl Sesame {
+    /// The namespace of the metadata claims for tokens of `audience`, when its API asks for them.
+    fn metadata_namespace(&self, audience: Option<&str>) -> Option<&str> {
+        let aud = audience?;
+        self.settings.apis.iter().find(|a| a.identifier == aud)?.metadata_claims.as_deref()
+    }
+
     /// Signs and stores the tokens of one successful login.
     ///
     /// # Errors
@@ -119,6 +132,10 @@ impl Sesame {
                     "client_id": req.client.id.as_str(),
                     "jti": random_b64(random, 16),
                 });
+                let mut claims = claims;
+                if let (Some(ns), Value::Object(map)) = (self.metadata_namespace(req.audience), &mut claims) {
+                    map.extend(metadata_claims(req.user, ns));
+                }
                 self.ports.tokens.sign(TokenKind::AccessToken, &claims).await?
             }
             None => {
@@ -155,6 +172,9 @@ impl Sesame {
                 claims.insert("at_hash".into(), json!(crate::authorize::at_hash(&access_token)));
             }
             claims.extend(profile_claims(req.user, &scope));
+            if let Some(ns) = self.metadata_namespace(req.audience) {
+                claims.extend(metadata_claims(req.user, ns));
+            }
             Some(self.ports.tokens.sign(TokenKind::IdToken, &Value::Object(claims)).await?)
         } else {
             None

@@ -1,16 +1,16 @@
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use sesame_domain::{
     Challenge, ChallengeKey, CheckOutcome, Client, ClientId, CodePolicy, Connection, ConnectionName, Identifier,
-    MessageId, NewChallenge, OutboxMessage, Proof, SecretHash, User, UserId,
+    MessageId, NewChallenge, OutboxMessage, Proof, SecretHash, User, UserFilter, UserId, UserPatch,
 };
 use sesame_ports::{
     AuditEvent, AuditLog, AuthorizationCode, Backlog, ChallengeStore, ClaimedMessage, ClientStore, ConnectionStore,
     Cutoffs, DeliveryState, GrantStore, KeyState, KeyStore, OpaqueToken, Outbox, RefreshOutcome, RefreshToken,
-    Retention, Settled, Settlement, SigningKeyRecord, StoreError, Swept, UserStore,
+    Retention, Settled, Settlement, SigningKeyRecord, StoreError, Swept, UserPage, UserStore,
 };
 use time::OffsetDateTime;
 
@@ -44,6 +44,12 @@ struct State {
     ended_by_expiry: BTreeSet<(OffsetDateTime, MessageId)>,
     users: HashMap<(ConnectionName, Identifier), User>,
     user_ids: HashMap<UserId, (ConnectionName, Identifier)>,
+    /// The connections each identifier has a user in (users-by-email looks across them).
+    users_by_identifier: HashMap<Identifier, BTreeSet<ConnectionName>>,
+    /// Every user by creation, for listing pages.
+    users_by_created: BTreeSet<(OffsetDateTime, UserId)>,
+    /// Each user's codes and tokens, so that deleting a user takes them without a scan.
+    user_grants: HashMap<UserId, HashSet<(Grant, [u8; 32])>>,
     codes: HashMap<SecretHash, AuthorizationCode>,
     opaque: HashMap<SecretHash, OpaqueToken>,
     refresh: HashMap<SecretHash, RefreshRow>,
@@ -55,7 +61,7 @@ struct State {
 }
 
 /// Which map of grants an expiry entry points into.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 enum Grant {
     Code,
     Opaque,
@@ -99,8 +105,64 @@ impl State {
         }
     }
 
-    fn index_grant(&mut self, kind: Grant, hash: &SecretHash, expires_at: OffsetDateTime) {
+    fn index_grant(&mut self, kind: Grant, hash: &SecretHash, expires_at: OffsetDateTime, user: &UserId) {
         self.grants_by_expiry.insert((expires_at, kind, hash.0));
+        self.user_grants.entry(user.clone()).or_default().insert((kind, hash.0));
+    }
+
+    fn unown_grant(&mut self, kind: Grant, hash: &SecretHash, user: &UserId) {
+        if let Some(set) = self.user_grants.get_mut(user) {
+            set.remove(&(kind, hash.0));
+            if set.is_empty() {
+                self.user_grants.remove(user);
+            }
+        }
+    }
+
+    /// Removes one grant row and its index entries.
+    fn remove_grant(&mut self, kind: Grant, hash: &SecretHash) -> bool {
+        let (user, expires_at) = match kind {
+            Grant::Code => match self.codes.remove(hash) {
+                Some(c) => (c.user_id, c.expires_at),
+                None => return false,
+            },
+            Grant::Opaque => match self.opaque.remove(hash) {
+                Some(t) => (t.user_id, t.expires_at),
+                None => return false,
+            },
+            Grant::Refresh => match self.refresh.remove(hash) {
+                Some(r) => (r.token.user_id, r.token.expires_at),
+                None => return false,
+            },
+        };
+        self.grants_by_expiry.remove(&(expires_at, kind, hash.0));
+        self.unown_grant(kind, hash, &user);
+        true
+    }
+
+    fn user_key(&self, id: &UserId) -> Option<(ConnectionName, Identifier)> {
+        self.user_ids.get(id).cloned()
+    }
+
+    fn insert_user(&mut self, user: User) {
+        let key = (user.connection.clone(), user.identifier.clone());
+        self.user_ids.insert(user.id.clone(), key.clone());
+        self.users_by_created.insert((user.created_at, user.id.clone()));
+        self.users_by_identifier.entry(key.1.clone()).or_default().insert(key.0.clone());
+        self.users.insert(key, user);
+    }
+
+    fn remove_user(&mut self, key: &(ConnectionName, Identifier)) -> Option<User> {
+        let user = self.users.remove(key)?;
+        self.user_ids.remove(&user.id);
+        self.users_by_created.remove(&(user.created_at, user.id.clone()));
+        if let Some(set) = self.users_by_identifier.get_mut(&key.1) {
+            set.remove(&key.0);
+            if set.is_empty() {
+                self.users_by_identifier.remove(&key.1);
+            }
+        }
+        Some(user)
     }
 
     /// Challenges that expired before `cutoff`, at most `batch`; and whether more may remain.
@@ -126,13 +188,12 @@ impl State {
             if removed >= batch || self.grants_by_expiry.first().is_none_or(|(at, _, _)| *at >= cutoff) {
                 break;
             }
-            let Some((_, kind, bytes)) = self.grants_by_expiry.pop_first() else { break };
+            let Some((_, kind, bytes)) = self.grants_by_expiry.first().copied() else { break };
             let hash = SecretHash(bytes);
-            let gone = match kind {
-                Grant::Code => self.codes.remove(&hash).is_some(),
-                Grant::Opaque => self.opaque.remove(&hash).is_some(),
-                Grant::Refresh => self.refresh.remove(&hash).is_some(),
-            };
+            let gone = self.remove_grant(kind, &hash);
+            if !gone {
+                self.grants_by_expiry.pop_first();
+            }
             removed += usize::from(gone);
         }
         (removed, self.grants_by_expiry.first().is_some_and(|(at, _, _)| *at < cutoff))
@@ -282,23 +343,13 @@ impl UserStore for MemoryStore {
         let mut state = self.state();
         let key = (connection.clone(), identifier.clone());
         if !state.users.contains_key(&key) {
-            state.user_ids.insert(new_id.clone(), key.clone());
-            state.users.insert(
-                key.clone(),
-                User {
-                    id: new_id,
-                    connection: connection.clone(),
-                    identifier: identifier.clone(),
-                    email_verified: false,
-                    phone_verified: false,
-                    created_at: now,
-                    updated_at: now,
-                    last_login: None,
-                    logins_count: 0,
-                },
-            );
+            state.insert_user(User::new(new_id, connection.clone(), identifier.clone(), now));
         }
         let user = state.users.get_mut(&key).ok_or_else(|| anyhow::anyhow!("user vanished under the lock"))?;
+        if user.blocked {
+            // Refused by the flow: not a login.
+            return Ok(user.clone());
+        }
         match identifier {
             Identifier::Email(_) => user.email_verified = true,
             Identifier::Phone(_) => user.phone_verified = true,
@@ -316,6 +367,101 @@ impl UserStore for MemoryStore {
     async fn find_by_id(&self, id: &UserId) -> Result<Option<User>, StoreError> {
         let state = self.state();
         Ok(state.user_ids.get(id).and_then(|key| state.users.get(key)).cloned())
+    }
+
+    async fn list(&self, filter: &UserFilter, page: u64, per_page: u64) -> Result<UserPage, StoreError> {
+        let state = self.state();
+        let offset = usize::try_from(page.saturating_mul(per_page)).unwrap_or(usize::MAX);
+        let take = usize::try_from(per_page).unwrap_or(usize::MAX);
+        let mut matching: Vec<&User> = match filter {
+            UserFilter::All => {
+                let users = state
+                    .users_by_created
+                    .iter()
+                    .skip(offset)
+                    .take(take)
+                    .filter_map(|(_, id)| state.user_ids.get(id).and_then(|k| state.users.get(k)))
+                    .cloned()
+                    .collect();
+                return Ok(UserPage { users, total: state.users.len() as u64 });
+            }
+            UserFilter::Id(id) => state.user_ids.get(id).and_then(|k| state.users.get(k)).into_iter().collect(),
+            UserFilter::Identifier(identifier) => state
+                .users_by_identifier
+                .get(identifier)
+                .into_iter()
+                .flatten()
+                .filter_map(|c| state.users.get(&(c.clone(), identifier.clone())))
+                .collect(),
+        };
+        matching.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        let total = matching.len() as u64;
+        Ok(UserPage { users: matching.into_iter().skip(offset).take(take).cloned().collect(), total })
+    }
+
+    async fn create(&self, user: &User) -> Result<(), StoreError> {
+        let mut state = self.state();
+        if state.users.contains_key(&(user.connection.clone(), user.identifier.clone()))
+            || state.user_ids.contains_key(&user.id)
+        {
+            return Err(StoreError::Conflict("the user already exists".into()));
+        }
+        state.insert_user(user.clone());
+        Ok(())
+    }
+
+    async fn update(&self, id: &UserId, patch: &UserPatch, now: OffsetDateTime) -> Result<Option<User>, StoreError> {
+        let mut state = self.state();
+        let Some(key) = state.user_key(id) else { return Ok(None) };
+        let new_key = patch.identifier.as_ref().map(|i| (key.0.clone(), i.clone())).filter(|k| *k != key);
+        if let Some(new_key) = &new_key
+            && state.users.contains_key(new_key)
+        {
+            return Err(StoreError::Conflict("another user has this identifier".into()));
+        }
+        let Some(mut user) = state.remove_user(&key) else { return Ok(None) };
+        user.apply(patch, now);
+        state.insert_user(user.clone());
+        Ok(Some(user))
+    }
+
+    async fn delete(&self, id: &UserId) -> Result<bool, StoreError> {
+        let mut state = self.state();
+        let Some(key) = state.user_key(id) else { return Ok(false) };
+        if state.remove_user(&key).is_none() {
+            return Ok(false);
+        }
+        for (kind, bytes) in state.user_grants.remove(id).unwrap_or_default() {
+            state.remove_grant(kind, &SecretHash(bytes));
+        }
+        // A user's challenges and unsent messages are few and short-lived, but they are found
+        // by identifier only: these two scans are the price of deleting someone (rare).
+        let (connection, identifier) = key;
+        let challenges: Vec<ChallengeKey> = state
+            .challenges
+            .keys()
+            .filter(|k| k.connection == connection && k.identifier == identifier)
+            .cloned()
+            .collect();
+        for k in challenges {
+            if let Some(c) = state.challenges.remove(&k) {
+                state.challenges_by_expiry.remove(&(c.challenge.expires_at, k));
+            }
+        }
+        let recipient = match &identifier {
+            Identifier::Email(e) => e.as_str().to_owned(),
+            Identifier::Phone(p) => p.e164().to_owned(),
+        };
+        let messages: Vec<MessageId> =
+            state.outbox.iter().filter(|(_, r)| r.message.recipient == recipient).map(|(id, _)| id.clone()).collect();
+        for m in messages {
+            if let Some(row) = state.outbox.remove(&m) {
+                state.pending.remove(&(row.message.created_at, m.clone()));
+                state.ended_by_expiry.remove(&(row.message.expires_at, m));
+            }
+        }
+        state.audit.retain(|e| e.user_id.as_deref() != Some(id.as_str()));
+        Ok(true)
     }
 }
 
@@ -412,21 +558,19 @@ impl Outbox for MemoryStore {
 impl GrantStore for MemoryStore {
     async fn save_code(&self, code: AuthorizationCode) -> Result<(), StoreError> {
         let mut state = self.state();
-        state.index_grant(Grant::Code, &code.code_hash, code.expires_at);
+        state.index_grant(Grant::Code, &code.code_hash, code.expires_at, &code.user_id);
         state.codes.insert(code.code_hash, code);
         Ok(())
     }
     async fn take_code(&self, hash: &SecretHash, now: OffsetDateTime) -> Result<Option<AuthorizationCode>, StoreError> {
         let mut state = self.state();
-        let code = state.codes.remove(hash);
-        if let Some(c) = &code {
-            state.grants_by_expiry.remove(&(c.expires_at, Grant::Code, hash.0));
-        }
+        let code = state.codes.get(hash).cloned();
+        state.remove_grant(Grant::Code, hash);
         Ok(code.filter(|c| c.expires_at > now))
     }
     async fn save_opaque(&self, token: OpaqueToken) -> Result<(), StoreError> {
         let mut state = self.state();
-        state.index_grant(Grant::Opaque, &token.token_hash, token.expires_at);
+        state.index_grant(Grant::Opaque, &token.token_hash, token.expires_at, &token.user_id);
         state.opaque.insert(token.token_hash, token);
         Ok(())
     }
@@ -435,10 +579,20 @@ impl GrantStore for MemoryStore {
     }
     async fn save_refresh(&self, token: RefreshToken) -> Result<(), StoreError> {
         let mut state = self.state();
-        state.index_grant(Grant::Refresh, &token.token_hash, token.expires_at);
+        state.index_grant(Grant::Refresh, &token.token_hash, token.expires_at, &token.user_id);
         state.refresh.insert(token.token_hash, RefreshRow { token, spent: false });
         Ok(())
     }
+    async fn revoke_refresh(&self, client: &ClientId, presented: &SecretHash) -> Result<bool, StoreError> {
+        let mut state = self.state();
+        let Some(family) =
+            state.refresh.get(presented).filter(|r| r.token.client_id == *client).map(|r| r.token.family_id.clone())
+        else {
+            return Ok(false);
+        };
+        Ok(state.revoked_families.insert(family))
+    }
+
     async fn rotate_refresh(
         &self,
         client: &ClientId,
@@ -465,7 +619,7 @@ impl GrantStore for MemoryStore {
         }
         let expires_at = next_expires_at.min(current.expires_at);
         let next = RefreshToken { token_hash: next_hash, expires_at, ..current.clone() };
-        state.index_grant(Grant::Refresh, &next_hash, expires_at);
+        state.index_grant(Grant::Refresh, &next_hash, expires_at, &current.user_id);
         state.refresh.insert(next_hash, RefreshRow { token: next, spent: false });
         Ok(RefreshOutcome::Rotated(current))
     }
@@ -529,6 +683,20 @@ impl AuditLog for MemoryStore {
         let mut events: Vec<AuditEvent> = state.audit.iter().rev().take(limit).cloned().collect();
         events.sort_by_key(|e| std::cmp::Reverse(e.at));
         Ok(events)
+    }
+    async fn for_user(&self, user_id: &str, page: u64, per_page: u64) -> Result<Vec<AuditEvent>, StoreError> {
+        let state = self.state();
+        let offset = usize::try_from(page.saturating_mul(per_page)).unwrap_or(usize::MAX);
+        let take = usize::try_from(per_page).unwrap_or(usize::MAX);
+        Ok(state
+            .audit
+            .iter()
+            .rev()
+            .filter(|e| e.user_id.as_deref() == Some(user_id))
+            .skip(offset)
+            .take(take)
+            .cloned()
+            .collect())
     }
 }
 

@@ -20,6 +20,12 @@ pub enum AuditKind {
     LoginFailed,
     /// `limit_*`: a request refused by a rate limit.
     RateLimited,
+    /// `sapi`: a Management API call that changed something.
+    ManagementApi,
+    /// A login refused because the user is blocked.
+    UserBlocked,
+    /// `seccft`: a client's own token (`client_credentials`).
+    ClientCredentials,
 }
 
 /// One audit record. Identifiers are masked; no code, token or secret ever goes here.
@@ -55,4 +61,6 @@ pub trait AuditLog: Send + Sync + std::fmt::Debug {
     }
     /// The newest events first, at most `limit`.
     async fn recent(&self, limit: usize) -> Result<Vec<AuditEvent>, StoreError>;
+    /// One user's events, newest first: page `page` (from 0) of `per_page`.
+    async fn for_user(&self, user_id: &str, page: u64, per_page: u64) -> Result<Vec<AuditEvent>, StoreError>;
 }

@@ -72,6 +72,9 @@ pub trait GrantStore: Send + Sync + std::fmt::Debug {
     ///
     /// A token of another client than `client` is `Invalid` and left untouched: a client that
     /// merely holds someone else's token cannot spend it (nor revoke its family).
+    /// Revokes the family of the refresh token `presented` if it is `client`'s (RFC 7009: a
+    /// client revokes only its own tokens). Returns whether a family was revoked.
+    async fn revoke_refresh(&self, client: &ClientId, presented: &SecretHash) -> Result<bool, StoreError>;
     async fn rotate_refresh(
         &self,
         client: &ClientId,

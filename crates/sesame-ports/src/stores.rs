@@ -3,7 +3,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use sesame_domain::{
     ChallengeKey, CheckOutcome, Client, ClientId, Connection, ConnectionName, Identifier, MessageId, NewChallenge,
-    OutboxMessage, Proof, User, UserId,
+    OutboxMessage, Proof, User, UserFilter, UserId, UserPatch,
 };
 use time::OffsetDateTime;
 
@@ -84,6 +84,28 @@ pub trait UserStore: Send + Sync + std::fmt::Debug {
     ) -> Result<User, StoreError>;
     async fn find(&self, connection: &ConnectionName, identifier: &Identifier) -> Result<Option<User>, StoreError>;
     async fn find_by_id(&self, id: &UserId) -> Result<Option<User>, StoreError>;
+    /// Page `page` (from 0) of `per_page` users matching `filter`, oldest first (ties by id),
+    /// and how many match in all.
+    async fn list(&self, filter: &UserFilter, page: u64, per_page: u64) -> Result<UserPage, StoreError>;
+    /// Creates `user`. `Conflict` when its (connection, identifier) or its id is taken.
+    async fn create(&self, user: &User) -> Result<(), StoreError>;
+    /// Applies `patch` in one atomic step: concurrent patches of one user's metadata lose no
+    /// key. `None` when there is no such user; `Conflict` when the new identifier belongs to
+    /// another user of the connection.
+    async fn update(&self, id: &UserId, patch: &UserPatch, now: OffsetDateTime) -> Result<Option<User>, StoreError>;
+    /// Deletes the user and everything held about them, in one atomic step: the user row, its
+    /// authorization codes, access and refresh tokens, the challenges and the messages not yet
+    /// sent to its identifier, and its audit events. Afterwards the identifier can sign up again,
+    /// as a new user. Returns whether the user was there.
+    async fn delete(&self, id: &UserId) -> Result<bool, StoreError>;
+}
+
+/// One page of a user listing.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct UserPage {
+    pub users: Vec<User>,
+    /// How many users match the filter, over all pages.
+    pub total: u64,
 }
 
 /// Where an outbox message stands.

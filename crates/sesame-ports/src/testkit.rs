@@ -9,7 +9,7 @@ use std::time::Duration;
 use sesame_domain::{
     AppType, AuthMethod, AuthParams, ChallengeKey, Channel, CheckOutcome, Client, ClientId, CodePolicy, Connection,
     ConnectionName, Email, Identifier, MessageId, NewChallenge, OutboxMessage, Proof, SealedMessage, SecretHash, Send,
-    Strategy, UserId,
+    Strategy, User, UserFilter, UserId, UserPatch,
 };
 use time::OffsetDateTime;
 
@@ -105,6 +105,7 @@ pub fn client(id: &str, origins: &[&str]) -> Client {
         public_keys: vec![],
         api_scopes: Default::default(),
         trust_forwarded_for: false,
+        allowed_logout_urls: vec![],
     }
 }
 
@@ -420,6 +421,225 @@ pub async fn user_store<S: UserStore + 'static>(store: Arc<S>) {
     assert_eq!(store.find_by_id(&found.id).await.unwrap().unwrap().identifier, id);
     let other_conn = ConnectionName::new(unique("conn"));
     assert!(store.find(&other_conn, &id).await.unwrap().is_none(), "users are per connection");
+}
+
+/// A fresh `email|<24 hex>` id.
+fn user_id() -> UserId {
+    UserId(format!("email|{}", unique_hash().0.iter().take(12).map(|b| format!("{b:02x}")).collect::<String>()))
+}
+
+fn new_user(now: OffsetDateTime) -> User {
+    let identifier = Identifier::Email(Email::parse(&format!("{}@example.com", unique("admin"))).unwrap());
+    let id = user_id();
+    User::new(id, ConnectionName::new("email"), identifier, now)
+}
+
+fn object(v: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
+    v.as_object().cloned().unwrap()
+}
+
+/// What the Management API needs of the user store: create, list and page, atomic patches,
+/// blocking, and a deletion that leaves nothing about the user behind.
+pub async fn user_admin<S>(store: Arc<S>)
+where
+    S: UserStore + GrantStore + ChallengeStore + Outbox + AuditLog + 'static,
+{
+    let now = t0();
+    // Create, and a second create of the same identifier or id is a conflict.
+    let first = new_user(now);
+    store.create(&first).await.unwrap();
+    let mut twin = new_user(now);
+    twin.identifier = first.identifier.clone();
+    assert!(matches!(store.create(&twin).await, Err(crate::StoreError::Conflict(_))), "same identifier");
+    let mut same_id = new_user(now);
+    same_id.id = first.id.clone();
+    assert!(matches!(store.create(&same_id).await, Err(crate::StoreError::Conflict(_))), "same id");
+    assert_eq!(store.find_by_id(&first.id).await.unwrap().unwrap(), first);
+    let by_identifier = store.list(&UserFilter::Identifier(first.identifier.clone()), 0, 10).await.unwrap();
+    assert_eq!((by_identifier.users.as_slice(), by_identifier.total), (std::slice::from_ref(&first), 1));
+    let by_id = store.list(&UserFilter::Id(first.id.clone()), 0, 10).await.unwrap();
+    assert_eq!(by_id.users, vec![first.clone()]);
+
+    // Pages: oldest first, each user once.
+    let mut made = Vec::new();
+    for i in 0..5 {
+        let u = new_user(now + secs(10 + i));
+        store.create(&u).await.unwrap();
+        made.push(u.id);
+    }
+    let all = store.list(&UserFilter::All, 0, 1000).await.unwrap();
+    let mut seen = Vec::new();
+    let mut page = 0;
+    loop {
+        let p = store.list(&UserFilter::All, page, 2).await.unwrap();
+        assert_eq!(p.total, all.total);
+        if p.users.is_empty() {
+            break;
+        }
+        assert!(p.users.len() <= 2);
+        seen.extend(p.users.into_iter().map(|u| u.id));
+        page += 1;
+    }
+    let mine: Vec<_> = seen.iter().filter(|id| made.contains(id)).cloned().collect();
+    assert_eq!(mine, made, "each user once, oldest first");
+    assert_eq!(seen.len() as u64, all.total);
+
+    // Concurrent patches of one user's metadata lose no key; null removes one; {} clears.
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let (store, id) = (Arc::clone(&store), first.id.clone());
+            tokio::spawn(async move {
+                let meta = object(serde_json::json!({ format!("k{i}"): i, "nested": {"by": i} }));
+                let patch = UserPatch {
+                    user_metadata: Some(sesame_domain::MetadataPatch::from_object(&meta)),
+                    app_metadata: Some(sesame_domain::MetadataPatch::from_object(&meta)),
+                    ..UserPatch::default()
+                };
+                store.update(&id, &patch, now + secs(100)).await.unwrap().unwrap()
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let patched = store.find_by_id(&first.id).await.unwrap().unwrap();
+    for i in 0..20 {
+        assert_eq!(patched.user_metadata.get(&format!("k{i}")), Some(&serde_json::json!(i)), "user_metadata k{i}");
+        assert_eq!(patched.app_metadata.get(&format!("k{i}")), Some(&serde_json::json!(i)), "app_metadata k{i}");
+    }
+    assert_eq!(patched.user_metadata.len(), 21);
+    let remove = UserPatch {
+        user_metadata: Some(sesame_domain::MetadataPatch::from_object(&object(serde_json::json!({"k0": null})))),
+        app_metadata: Some(sesame_domain::MetadataPatch::from_object(&serde_json::Map::new())),
+        name: Some(Some("Jane".into())),
+        picture: Some(Some("https://example.com/p.png".into())),
+        ..UserPatch::default()
+    };
+    let patched = store.update(&first.id, &remove, now + secs(101)).await.unwrap().unwrap();
+    assert!(!patched.user_metadata.contains_key("k0") && patched.user_metadata.len() == 20);
+    assert!(patched.app_metadata.is_empty(), "an empty object clears");
+    assert_eq!(patched.profile.name.as_deref(), Some("Jane"));
+    assert_eq!(patched.updated_at, now + secs(101));
+    let back = UserPatch { name: Some(None), ..UserPatch::default() };
+    assert_eq!(store.update(&first.id, &back, now + secs(102)).await.unwrap().unwrap().profile.name, None);
+    let nobody = UserId("email|000000000000000000000000".into());
+    assert!(store.update(&nobody, &back, now).await.unwrap().is_none());
+
+    // A new identifier that another user has is a conflict; a free one moves the user.
+    let other = store.find_by_id(&made[0]).await.unwrap().unwrap();
+    let steal = UserPatch { identifier: Some(other.identifier.clone()), ..UserPatch::default() };
+    assert!(matches!(store.update(&first.id, &steal, now).await, Err(crate::StoreError::Conflict(_))));
+    let moved_to = new_user(now).identifier;
+    let mv = UserPatch { identifier: Some(moved_to.clone()), ..UserPatch::default() };
+    store.update(&other.id, &mv, now).await.unwrap().unwrap();
+    assert_eq!(store.find(&other.connection, &moved_to).await.unwrap().unwrap().id, other.id);
+    assert!(store.find(&other.connection, &other.identifier).await.unwrap().is_none());
+
+    // A blocked user's logins are not counted (the flow refuses them).
+    let block = UserPatch { blocked: Some(true), ..UserPatch::default() };
+    assert!(store.update(&first.id, &block, now).await.unwrap().unwrap().blocked);
+    let refused =
+        store.record_login(&first.connection, &first.identifier, UserId("email|x".into()), now).await.unwrap();
+    assert!(refused.blocked && refused.logins_count == 0 && refused.id == first.id);
+    let unblock = UserPatch { blocked: Some(false), ..UserPatch::default() };
+    store.update(&first.id, &unblock, now).await.unwrap();
+    let login = store.record_login(&first.connection, &first.identifier, UserId("email|x".into()), now).await.unwrap();
+    assert_eq!(login.logins_count, 1);
+
+    // Deletion: the user and everything held about them.
+    let client = ClientId::new(unique("client"));
+    let code = AuthorizationCode {
+        code_hash: unique_hash(),
+        client_id: client.clone(),
+        user_id: first.id.clone(),
+        redirect_uri: "http://localhost:3000/callback".into(),
+        scope: "openid".into(),
+        audience: None,
+        nonce: None,
+        code_challenge: None,
+        expires_at: now + secs(60),
+    };
+    store.save_code(code.clone()).await.unwrap();
+    let opaque = OpaqueToken {
+        token_hash: unique_hash(),
+        client_id: client.clone(),
+        user_id: first.id.clone(),
+        scope: "openid".into(),
+        expires_at: now + secs(3600),
+    };
+    store.save_opaque(opaque.clone()).await.unwrap();
+    let refresh = RefreshToken {
+        token_hash: unique_hash(),
+        family_id: unique("fam"),
+        client_id: client.clone(),
+        user_id: first.id.clone(),
+        scope: "openid offline_access".into(),
+        audience: None,
+        expires_at: now + secs(3600),
+    };
+    store.save_refresh(refresh.clone()).await.unwrap();
+    let key = ChallengeKey {
+        client_id: client.clone(),
+        connection: first.connection.clone(),
+        identifier: first.identifier.clone(),
+    };
+    let code_hash = unique_hash();
+    let msg = message(&key, now);
+    store.start(challenge(&key, code_hash, None, now), msg.clone(), issued(now), None).await.unwrap();
+    let mut event = AuditEvent::new(AuditKind::LoginSucceeded, now);
+    event.user_id = Some(first.id.0.clone());
+    store.record(event).await.unwrap();
+    let mut other_event = AuditEvent::new(AuditKind::LoginSucceeded, now);
+    other_event.user_id = Some(other.id.0.clone());
+    store.record(other_event).await.unwrap();
+    assert_eq!(store.for_user(first.id.as_str(), 0, 10).await.unwrap().len(), 1);
+
+    assert!(store.delete(&first.id).await.unwrap());
+    assert!(store.find_by_id(&first.id).await.unwrap().is_none());
+    assert!(store.find(&first.connection, &first.identifier).await.unwrap().is_none());
+    assert!(store.list(&UserFilter::Identifier(first.identifier.clone()), 0, 10).await.unwrap().users.is_empty());
+    assert!(store.take_code(&code.code_hash, now).await.unwrap().is_none(), "its codes");
+    assert!(store.find_opaque(&opaque.token_hash, now).await.unwrap().is_none(), "its access tokens");
+    let rotated = store.rotate_refresh(&client, &refresh.token_hash, unique_hash(), now + secs(60), now).await.unwrap();
+    assert_eq!(rotated, RefreshOutcome::Invalid, "its refresh tokens");
+    assert_eq!(
+        store.check(&key, Proof::Code(code_hash), true, now).await.unwrap(),
+        CheckOutcome::NotFound,
+        "its challenges"
+    );
+    assert_eq!(store.state(&msg.id).await.unwrap(), None, "its unsent messages");
+    assert!(store.for_user(first.id.as_str(), 0, 10).await.unwrap().is_empty(), "its audit events");
+    assert_eq!(store.for_user(other.id.as_str(), 0, 10).await.unwrap().len(), 1, "nobody else's");
+    assert!(!store.delete(&first.id).await.unwrap(), "deleting twice finds nothing");
+    // The identifier signs up again, as someone new.
+    let again = user_id();
+    let reborn = store.record_login(&first.connection, &first.identifier, again.clone(), now).await.unwrap();
+    assert_eq!((reborn.id, reborn.logins_count), (again, 1));
+}
+
+/// RFC 7009: a client revokes its own refresh tokens only, and a revoked family is dead.
+pub async fn refresh_revocation<S: GrantStore + 'static>(store: Arc<S>) {
+    let now = t0();
+    let client = ClientId::new(unique("client"));
+    let token = RefreshToken {
+        token_hash: unique_hash(),
+        family_id: unique("fam"),
+        client_id: client.clone(),
+        user_id: UserId("email|0123456789abcdef01234567".into()),
+        scope: "openid offline_access".into(),
+        audience: None,
+        expires_at: now + secs(3600),
+    };
+    store.save_refresh(token.clone()).await.unwrap();
+    let stranger = ClientId::new(unique("stranger"));
+    assert!(!store.revoke_refresh(&stranger, &token.token_hash).await.unwrap(), "another client's token");
+    assert!(!store.revoke_refresh(&client, &unique_hash()).await.unwrap(), "an unknown token");
+    let next = unique_hash();
+    let rotated = store.rotate_refresh(&client, &token.token_hash, next, now + secs(60), now).await.unwrap();
+    assert!(matches!(rotated, RefreshOutcome::Rotated(_)), "still good after a stranger's revoke");
+    assert!(store.revoke_refresh(&client, &token.token_hash).await.unwrap(), "a spent token still names its family");
+    let after = store.rotate_refresh(&client, &next, unique_hash(), now + secs(60), now).await.unwrap();
+    assert_eq!(after, RefreshOutcome::Invalid, "the whole family is revoked");
 }
 
 /// Clients and connections.

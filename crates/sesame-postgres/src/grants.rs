@@ -5,8 +5,8 @@ use diesel_async::AsyncConnection;
 use diesel_async::RunQueryDsl;
 use sesame_domain::{ClientId, SecretHash, UserId};
 use sesame_ports::{
-    AuditEvent, AuditKind, AuditLog, AuthorizationCode, GrantStore, KeyState, KeyStore, OpaqueToken, RefreshOutcome,
-    RefreshToken, SigningKeyRecord, StoreError,
+    AuditEvent, AuditLog, AuthorizationCode, GrantStore, KeyState, KeyStore, OpaqueToken, RefreshOutcome, RefreshToken,
+    SigningKeyRecord, StoreError,
 };
 use time::OffsetDateTime;
 
@@ -188,6 +188,20 @@ impl GrantStore for PgStore {
         .await
         .map_err(db_err("saving a refresh token"))?;
         Ok(())
+    }
+
+    async fn revoke_refresh(&self, client: &ClientId, presented: &SecretHash) -> Result<bool, StoreError> {
+        let mut conn = self.conn().await?;
+        let n = prepared!(
+            "UPDATE refresh_families f SET revoked_at = now() FROM refresh_tokens t \
+             WHERE t.token_hash = $1 AND t.client_id = $2 AND f.family_id = t.family_id AND f.revoked_at IS NULL"
+        )
+        .bind::<Bytea, _>(presented.0.to_vec())
+        .bind::<Text, _>(client.as_str())
+        .execute(&mut conn)
+        .await
+        .map_err(db_err("revoking a refresh token"))?;
+        Ok(n > 0)
     }
 
     async fn rotate_refresh(
@@ -465,20 +479,36 @@ impl AuditLog for PgStore {
         .load(&mut conn)
         .await
         .map_err(db_err("reading audit events"))?;
-        rows.into_iter()
-            .map(|r| {
-                let kind: AuditKind = from_name(&r.kind)?;
-                Ok(AuditEvent {
-                    at: r.at,
-                    kind,
-                    client_id: r.client_id,
-                    connection: r.connection,
-                    identifier: r.identifier,
-                    user_id: r.user_id,
-                    ip: r.ip,
-                    detail: r.detail,
-                })
-            })
-            .collect()
+        rows.into_iter().map(AuditRow::into_event).collect()
+    }
+
+    async fn for_user(&self, user_id: &str, page: u64, per_page: u64) -> Result<Vec<AuditEvent>, StoreError> {
+        let mut conn = self.conn().await?;
+        let rows: Vec<AuditRow> = prepared!(
+            "SELECT at, kind, client_id, connection, identifier, user_id, ip, detail FROM audit_events \
+             WHERE user_id = $1 ORDER BY at DESC, id DESC LIMIT $2 OFFSET $3",
+        )
+        .bind::<Text, _>(user_id)
+        .bind::<BigInt, _>(i64::try_from(per_page).unwrap_or(i64::MAX))
+        .bind::<BigInt, _>(i64::try_from(page.saturating_mul(per_page)).unwrap_or(i64::MAX))
+        .load(&mut conn)
+        .await
+        .map_err(db_err("reading a user's audit events"))?;
+        rows.into_iter().map(AuditRow::into_event).collect()
+    }
+}
+
+impl AuditRow {
+    fn into_event(self) -> Result<AuditEvent, StoreError> {
+        Ok(AuditEvent {
+            at: self.at,
+            kind: from_name(&self.kind)?,
+            client_id: self.client_id,
+            connection: self.connection,
+            identifier: self.identifier,
+            user_id: self.user_id,
+            ip: self.ip,
+            detail: self.detail,
+        })
     }
 }

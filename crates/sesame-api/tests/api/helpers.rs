@@ -112,7 +112,8 @@ async fn spawn(
         // must be asked for.
         settings.dev_mailbox = Some(true);
     }
-    settings.apis = vec![sesame_flows::Api { identifier: API.into(), allow_offline_access: true }];
+    settings.apis =
+        vec![sesame_flows::Api { identifier: API.into(), allow_offline_access: true, metadata_claims: None }];
     configure(&mut settings);
     let clock = Arc::new(ManualClock::new(time::OffsetDateTime::now_utc()));
     let app = Application::build_with(

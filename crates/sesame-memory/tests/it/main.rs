@@ -53,3 +53,13 @@ async fn rate_limiter_meets_the_contract() {
 async fn replay_guard_meets_the_contract() {
     testkit::replay_guard(Arc::new(MemoryRateLimiter::new())).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn user_admin_meets_the_contract() {
+    testkit::user_admin(Arc::new(MemoryStore::new())).await;
+}
+
+#[tokio::test]
+async fn refresh_revocation_meets_the_contract() {
+    testkit::refresh_revocation(Arc::new(MemoryStore::new())).await;
+}

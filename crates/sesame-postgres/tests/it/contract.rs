@@ -36,6 +36,18 @@ async fn user_store_meets_the_contract() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn user_admin_meets_the_contract() {
+    let (_db, store) = store().await;
+    testkit::user_admin(store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn refresh_revocation_meets_the_contract() {
+    let (_db, store) = store().await;
+    testkit::refresh_revocation(store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn client_store_meets_the_contract() {
     let (_db, store) = store().await;
     testkit::client_store(store).await;

@@ -55,7 +55,11 @@ async fn no_row_holds_a_code_link_token_or_bearer_token_in_the_clear() {
         random: Arc::new(OsRandom),
     };
     let mut settings = FlowSettings::new("https://sesame.test/");
-    settings.apis.push(Api { identifier: "https://api.test/".into(), allow_offline_access: true });
+    settings.apis.push(Api {
+        identifier: "https://api.test/".into(),
+        allow_offline_access: true,
+        metadata_claims: None,
+    });
     let sesame = Sesame::new(ports, Secrets::new(&[42u8; 32]).unwrap(), settings);
     // 12 digits: a 6-digit code could turn up by chance in hex dumps of other columns.
     let connection = Connection {
@@ -79,6 +83,7 @@ async fn no_row_holds_a_code_link_token_or_bearer_token_in_the_clear() {
         public_keys: vec![],
         api_scopes: Default::default(),
         trust_forwarded_for: false,
+        allowed_logout_urls: vec![],
     };
     ClientStore::save(&*store, &client).await.unwrap();
 
