@@ -513,10 +513,10 @@ pub(crate) async fn user_logs(
     let per_page = number(&query, "per_page", 50, 100)?;
     let totals = boolean(&query, "include_totals")?;
     let id = path.into_inner();
-    let events = state.sesame.ports.audit.for_user(&id, page, per_page).await.map_err(store)?;
+    let (events, total) = state.sesame.ports.audit.for_user(&id, page, per_page).await.map_err(store)?;
     let logs: Vec<Value> = events.iter().map(log_json).collect();
     let body = if totals {
-        json!({"start": page * per_page, "limit": per_page, "length": logs.len(), "logs": logs})
+        json!({"start": page * per_page, "limit": per_page, "length": logs.len(), "total": total, "logs": logs})
     } else {
         Value::Array(logs)
     };

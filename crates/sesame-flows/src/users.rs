@@ -156,7 +156,7 @@ impl Sesame {
     }
 
     /// Deletes the user and everything held about them (see `UserStore::delete`); the deletion
-    /// itself is logged without the identifier.
+    /// itself is logged without the user's id.
     ///
     /// # Errors
     /// `NotFound` when there is no such user.
@@ -164,7 +164,12 @@ impl Sesame {
         if !self.ports.users.delete(id).await? {
             return Err(UserAdminError::NotFound);
         }
-        self.audit_change(actor, id, "Delete a User").await;
+        // Who deleted someone, and when; not whom: nothing naming the user may outlive them.
+        let mut event = AuditEvent::new(AuditKind::ManagementApi, self.ports.clock.now());
+        event.client_id.clone_from(&actor.client_id);
+        event.ip.clone_from(&actor.ip);
+        event.detail = Some("Delete a User".into());
+        self.audit(event).await;
         Ok(())
     }
 
@@ -175,7 +180,7 @@ impl Sesame {
     /// `NotFound`, or the store failing.
     pub async fn export_user(&self, id: &UserId, events: u64) -> Result<Value, UserAdminError> {
         let user = self.ports.users.find_by_id(id).await?.ok_or(UserAdminError::NotFound)?;
-        let log = self.ports.audit.for_user(id.as_str(), 0, events).await?;
+        let (log, _) = self.ports.audit.for_user(id.as_str(), 0, events).await?;
         Ok(json!({
             "user": user_json(&user),
             "logs": log.iter().map(|e| json!({

@@ -684,19 +684,12 @@ impl AuditLog for MemoryStore {
         events.sort_by_key(|e| std::cmp::Reverse(e.at));
         Ok(events)
     }
-    async fn for_user(&self, user_id: &str, page: u64, per_page: u64) -> Result<Vec<AuditEvent>, StoreError> {
+    async fn for_user(&self, user_id: &str, page: u64, per_page: u64) -> Result<(Vec<AuditEvent>, u64), StoreError> {
         let state = self.state();
         let offset = usize::try_from(page.saturating_mul(per_page)).unwrap_or(usize::MAX);
         let take = usize::try_from(per_page).unwrap_or(usize::MAX);
-        Ok(state
-            .audit
-            .iter()
-            .rev()
-            .filter(|e| e.user_id.as_deref() == Some(user_id))
-            .skip(offset)
-            .take(take)
-            .cloned()
-            .collect())
+        let mine = || state.audit.iter().rev().filter(|e| e.user_id.as_deref() == Some(user_id));
+        Ok((mine().skip(offset).take(take).cloned().collect(), mine().count() as u64))
     }
 }
 

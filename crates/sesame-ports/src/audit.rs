@@ -61,6 +61,7 @@ pub trait AuditLog: Send + Sync + std::fmt::Debug {
     }
     /// The newest events first, at most `limit`.
     async fn recent(&self, limit: usize) -> Result<Vec<AuditEvent>, StoreError>;
-    /// One user's events, newest first: page `page` (from 0) of `per_page`.
-    async fn for_user(&self, user_id: &str, page: u64, per_page: u64) -> Result<Vec<AuditEvent>, StoreError>;
+    /// One user's events, newest first: page `page` (from 0) of `per_page`, and how many the
+    /// user has in all.
+    async fn for_user(&self, user_id: &str, page: u64, per_page: u64) -> Result<(Vec<AuditEvent>, u64), StoreError>;
 }

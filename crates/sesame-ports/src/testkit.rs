@@ -588,11 +588,12 @@ where
     store.start(challenge(&key, code_hash, None, now), msg.clone(), issued(now), None).await.unwrap();
     let mut event = AuditEvent::new(AuditKind::LoginSucceeded, now);
     event.user_id = Some(first.id.0.clone());
+    let event_copy = event.clone();
     store.record(event).await.unwrap();
     let mut other_event = AuditEvent::new(AuditKind::LoginSucceeded, now);
     other_event.user_id = Some(other.id.0.clone());
     store.record(other_event).await.unwrap();
-    assert_eq!(store.for_user(first.id.as_str(), 0, 10).await.unwrap().len(), 1);
+    assert_eq!(store.for_user(first.id.as_str(), 0, 10).await.unwrap(), (vec![event_copy.clone()], 1));
 
     assert!(store.delete(&first.id).await.unwrap());
     assert!(store.find_by_id(&first.id).await.unwrap().is_none());
@@ -608,8 +609,8 @@ where
         "its challenges"
     );
     assert_eq!(store.state(&msg.id).await.unwrap(), None, "its unsent messages");
-    assert!(store.for_user(first.id.as_str(), 0, 10).await.unwrap().is_empty(), "its audit events");
-    assert_eq!(store.for_user(other.id.as_str(), 0, 10).await.unwrap().len(), 1, "nobody else's");
+    assert!(store.for_user(first.id.as_str(), 0, 10).await.unwrap().0.is_empty(), "its audit events");
+    assert_eq!(store.for_user(other.id.as_str(), 0, 10).await.unwrap().1, 1, "nobody else's");
     assert!(!store.delete(&first.id).await.unwrap(), "deleting twice finds nothing");
     // The identifier signs up again, as someone new.
     let again = user_id();

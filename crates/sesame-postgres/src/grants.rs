@@ -482,7 +482,12 @@ impl AuditLog for PgStore {
         rows.into_iter().map(AuditRow::into_event).collect()
     }
 
-    async fn for_user(&self, user_id: &str, page: u64, per_page: u64) -> Result<Vec<AuditEvent>, StoreError> {
+    async fn for_user(&self, user_id: &str, page: u64, per_page: u64) -> Result<(Vec<AuditEvent>, u64), StoreError> {
+        #[derive(QueryableByName)]
+        struct Count {
+            #[diesel(sql_type = BigInt)]
+            n: i64,
+        }
         let mut conn = self.conn().await?;
         let rows: Vec<AuditRow> = prepared!(
             "SELECT at, kind, client_id, connection, identifier, user_id, ip, detail FROM audit_events \
@@ -494,7 +499,13 @@ impl AuditLog for PgStore {
         .load(&mut conn)
         .await
         .map_err(db_err("reading a user's audit events"))?;
-        rows.into_iter().map(AuditRow::into_event).collect()
+        let count: Count = prepared!("SELECT count(*) AS n FROM audit_events WHERE user_id = $1")
+            .bind::<Text, _>(user_id)
+            .get_result(&mut conn)
+            .await
+            .map_err(db_err("counting a user's audit events"))?;
+        let events = rows.into_iter().map(AuditRow::into_event).collect::<Result<_, _>>()?;
+        Ok((events, u64::try_from(count.n).unwrap_or(0)))
     }
 }
 

@@ -10,6 +10,7 @@ mod limits;
 mod links;
 mod login;
 mod logs;
+mod management;
 #[path = "../../../../tests/aws/moto.rs"]
 #[allow(dead_code, reason = "shared with the adapter tests; not every helper is used here")]
 mod moto;
