@@ -4,8 +4,9 @@
 #   bash tests/sdk/run.sh <path-to-sesame-binary>
 #
 # - Python: auth0-python (tests/sdk/python, pytest), installed in tests/sdk/.venv.
-# - Node:   npm `auth0` 7.1.0, AuthenticationClient from 'auth0/legacy' (tests/sdk/node, node --test),
-#           installed with `npm ci` from the committed package-lock.json.
+# - Node:   npm `auth0` 7.1.0: AuthenticationClient from 'auth0/legacy', and the v7 ManagementClient
+#           for the Management API (tests/sdk/node, node --test), installed with `npm ci` from the
+#           committed package-lock.json.
 # Installs are skipped when already done for the same requirements / lock file.
 #
 # The server gets a free loopback port, a temporary TOML config whose issuer is
@@ -201,6 +202,7 @@ app_type = "regular_web"
 auth_method = "client_secret_post"
 client_secret = "sdk-web-secret-0123456789"
 callbacks = ["http://localhost:3000/callback"]
+allowed_logout_urls = ["http://localhost:3000/logged-out"]
 
 [[clients]]
 client_id = "sdk-pkjwt"
@@ -219,6 +221,26 @@ auth_method = "private_key_jwt"
 public_keys = ["""
 $(cat "$EC_PUB")
 """]
+
+# Machine-to-machine clients of the Management API (management.test.js, test_management.py).
+# node-auth0 and auth0-python both send client_credentials with client_secret in the body.
+[[clients]]
+client_id = "sdk-m2m"
+name = "SDK backend"
+app_type = "non_interactive"
+auth_method = "client_secret_post"
+client_secret = "sdk-m2m-secret-0123456789"
+grant_types = ["client_credentials"]
+api_scopes = { "https://127.0.0.1:$1/api/v2/" = ["read:users", "update:users", "delete:users", "create:users", "read:users_app_metadata", "update:users_app_metadata", "read:logs"] }
+
+[[clients]]
+client_id = "sdk-m2m-readonly"
+name = "SDK backend, read only"
+app_type = "non_interactive"
+auth_method = "client_secret_post"
+client_secret = "sdk-m2m-readonly-secret-0123"
+grant_types = ["client_credentials"]
+api_scopes = { "https://127.0.0.1:$1/api/v2/" = ["read:users"] }
 EOF
 }
 
@@ -273,7 +295,7 @@ log "python: auth0-python (pytest)"
 (cd "$SDK_DIR/python" && "$VENV/bin/python" -m pytest -v)
 py_status=$?
 
-log "node: auth0 / auth0/legacy AuthenticationClient (node --test)"
+log "node: auth0 ManagementClient / auth0/legacy AuthenticationClient (node --test)"
 (cd "$NODE_DIR" && node --test --test-reporter=spec)
 node_status=$?
 set -e

@@ -170,6 +170,7 @@ module.exports = {
   decodeJwt,
   freshEmail,
   freshPhone,
+  mailbox,
   otherCode,
   pkjwtPrivateKey,
   plainHttpFetch,
