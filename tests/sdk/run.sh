@@ -19,6 +19,10 @@
 # SESAME_PKJWT_EC_KEY. With `openssl` when it is on the PATH, else with the `cryptography` package
 # of the test venv (an auth0-python dependency).
 #
+# With SDK_STORE=postgres the server runs on a fresh Postgres database (created on
+# 127.0.0.1:5432 as user postgres, `sesame migrate`d, dropped on exit) instead of the embedded
+# store: the same suites prove both stores.
+#
 # Needs: python3 (3.11, with venv + pip) and node 20 + npm. Network only for the package registries
 # (PyPI, npm) on the first run.
 
@@ -97,6 +101,9 @@ EOF
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/sesame-sdk-tests.XXXXXX")"
 SERVER_PID=""
+STORE="${SDK_STORE:-memory}"
+DATABASE=""
+PSQL=(psql -h 127.0.0.1 -U postgres -d postgres -v ON_ERROR_STOP=1 -q)
 
 cleanup() {
   local status=$?
@@ -108,6 +115,9 @@ cleanup() {
     done
     kill -9 "$SERVER_PID" 2>/dev/null || true
     wait "$SERVER_PID" 2>/dev/null || true
+  fi
+  if [[ -n "$DATABASE" ]]; then
+    "${PSQL[@]}" -c "DROP DATABASE IF EXISTS $DATABASE WITH (FORCE)" || true
   fi
   rm -rf "$WORK"
   exit "$status"
@@ -175,6 +185,24 @@ free_port() {
   "$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
 }
 
+store_config() {
+  if [[ "$STORE" == postgres ]]; then
+    printf 'store = "postgres"\n[database]\nurl = "postgres://postgres@127.0.0.1:5432/%s"\n' "$DATABASE"
+  fi
+}
+
+if [[ "$STORE" == postgres ]]; then
+  DATABASE="sesame_sdk_$$"
+  "${PSQL[@]}" -c "CREATE DATABASE $DATABASE" || {
+    echo "run.sh: SDK_STORE=postgres needs Postgres on 127.0.0.1:5432 (user postgres, trust auth)" >&2
+    exit 1
+  }
+  echo "store: postgres (database $DATABASE)"
+elif [[ "$STORE" != memory ]]; then
+  echo "run.sh: SDK_STORE is memory or postgres, not $STORE" >&2
+  exit 2
+fi
+
 write_config() {
   cat >"$WORK/sesame.toml" <<EOF
 issuer = "https://127.0.0.1:$1/"
@@ -183,6 +211,7 @@ server_secret = "0123456789abcdef0123456789abcdef-sdk-tests"
 dev_mailbox = true
 email = "mailbox"
 sms = "mailbox"
+$(store_config)
 
 # Every SDK test calls from 127.0.0.1: lift the per-IP limits above what the suite sends.
 [limits]
@@ -263,6 +292,12 @@ started=""
 for attempt in 1 2 3; do
   PORT="$(free_port)"
   write_config "$PORT"
+  if [[ "$STORE" == postgres ]]; then
+    "$BIN" --config "$WORK/sesame.toml" migrate >"$WORK/migrate.log" 2>&1 || {
+      cat "$WORK/migrate.log" >&2
+      exit 1
+    }
+  fi
   log "starting $BIN on 127.0.0.1:$PORT (attempt $attempt)"
   "$BIN" --config "$WORK/sesame.toml" serve --listen "127.0.0.1:$PORT" >"$WORK/server.log" 2>&1 &
   SERVER_PID=$!

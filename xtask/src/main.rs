@@ -141,6 +141,8 @@ fn test(args: &[String]) -> anyhow::Result<()> {
     let binary = target.join("debug").join("sesame");
     if !skip("sdk") {
         run(Command::new("bash").arg("tests/sdk/run.sh").arg(&binary))?;
+        // The same suites on Postgres.
+        run(Command::new("bash").arg("tests/sdk/run.sh").arg(&binary).env("SDK_STORE", "postgres"))?;
     }
     if !skip("browser") {
         run(Command::new("bash").arg("tests/browser/run.sh").arg(&binary))?;
