@@ -29,9 +29,9 @@ struct Row {
     row: String,
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn no_row_holds_a_code_link_token_or_bearer_token_in_the_clear() {
-    let db = TestDatabase::new().await.expect("test database");
+/// Sesame's flows on the test database, with the mailbox delivering, a 12-digit email
+/// connection and a public client `app` that may get refresh tokens.
+async fn sesame_on(db: &TestDatabase) -> (Sesame, Arc<Mailbox>) {
     let store = Arc::new(db.store().unwrap());
     let clock = Arc::new(SystemClock);
     let mailbox = Arc::new(Mailbox::new(clock.clone()));
@@ -79,7 +79,7 @@ async fn no_row_holds_a_code_link_token_or_bearer_token_in_the_clear() {
         connections: vec![ConnectionName::new("email")],
         callbacks: vec!["https://app.test/cb".into()],
         allowed_origins: vec![],
-        grant_types: vec![GrantType::PasswordlessOtp, GrantType::Implicit],
+        grant_types: vec![GrantType::PasswordlessOtp, GrantType::Implicit, GrantType::RefreshToken],
         public_keys: vec![],
         api_scopes: Default::default(),
         trust_forwarded_for: false,
@@ -87,6 +87,13 @@ async fn no_row_holds_a_code_link_token_or_bearer_token_in_the_clear() {
     };
     ClientStore::save(&*store, &client).await.unwrap();
 
+    (sesame, mailbox)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_row_holds_a_code_link_token_or_bearer_token_in_the_clear() {
+    let db = TestDatabase::new().await.expect("test database");
+    let (sesame, mailbox) = sesame_on(&db).await;
     let creds = Credentials { client_id: Some("app".into()), ..Credentials::default() };
     let client = sesame.authenticate_client(&creds).await.unwrap();
     sesame
@@ -162,4 +169,77 @@ async fn all_rows(db: &TestDatabase) -> Vec<String> {
         rows.extend(got.into_iter().map(|r| r.row));
     }
     rows
+}
+
+/// A login, a refresh token, metadata and a code still waiting, then the user is deleted: no
+/// row of any table names the user's id or address any more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_user_leaves_no_row_behind() {
+    let db = TestDatabase::new().await.expect("test database");
+    let (sesame, mailbox) = sesame_on(&db).await;
+    let email = "forget-me@example.com";
+    let creds = Credentials { client_id: Some("app".into()), ..Credentials::default() };
+    let client = sesame.authenticate_client(&creds).await.unwrap();
+    let start = || StartRequest {
+        client: client.clone(),
+        connection: ConnectionName::new("email"),
+        email: Some(email.into()),
+        phone_number: None,
+        send: None,
+        auth_params: sesame_domain::AuthParams::default(),
+        language: None,
+        ip: None,
+    };
+    sesame.start(start()).await.result.unwrap();
+    sesame.deliver_due().await.unwrap();
+    let sent = mailbox.list(Some(email));
+    let text = &<[_]>::first(&sent).expect("delivered").text;
+    let code =
+        text.split_whitespace().find(|t| t.len() == 12 && t.bytes().all(|b| b.is_ascii_digit())).unwrap().to_owned();
+    let tokens = sesame
+        .exchange_otp(OtpExchange {
+            client: client.clone(),
+            realm: "email".into(),
+            username: email.into(),
+            otp: code,
+            scope: Some("openid offline_access".into()),
+            audience: None,
+            ip: None,
+        })
+        .await
+        .result
+        .unwrap();
+    let refresh = tokens.refresh_token.expect("refresh token");
+    sesame.refresh(&client, &refresh).await.unwrap();
+    let user = sesame_ports::UserStore::find(
+        &*sesame.ports.users,
+        &ConnectionName::new("email"),
+        &sesame_domain::Identifier::Email(sesame_domain::Email::parse(email).unwrap()),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let patch = sesame_domain::UserPatch {
+        user_metadata: Some(sesame_domain::MetadataPatch::from_object(
+            serde_json::json!({"address": "1 Main St"}).as_object().unwrap(),
+        )),
+        ..sesame_domain::UserPatch::default()
+    };
+    let actor = sesame_flows::users::Actor::default();
+    sesame.update_user(&user.id, patch, &actor).await.unwrap();
+    // A second start, not delivered: a challenge and an outbox row with the address.
+    sesame.start(start()).await.result.unwrap();
+
+    let local_id = user.id.local().to_owned();
+    let before = all_rows(&db).await;
+    for needle in [email, user.id.as_str(), local_id.as_str(), "1 Main St"] {
+        assert!(before.iter().any(|r| r.contains(needle)), "the scan sees {needle} before the deletion");
+    }
+    sesame.delete_user(&user.id, &actor).await.unwrap();
+    let after = all_rows(&db).await;
+    assert!(after.len() > 3, "the scan sees the rows that remain ({})", after.len());
+    for needle in [email, user.id.as_str(), local_id.as_str(), "1 Main St"] {
+        let left: Vec<&String> = after.iter().filter(|r| r.contains(needle)).collect();
+        assert!(left.is_empty(), "{needle} is still stored: {left:?}");
+    }
 }
