@@ -253,3 +253,85 @@ fn serve_refuses_unsafe_settings_with_one_line_naming_the_key() {
     let (ok, _, err) = sesame(&config, &["check-config"]);
     assert!(ok, "{err}");
 }
+
+/// `sesame user …` and a backend client made with `sesame client create`, against the database
+/// a running replica uses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_are_seen_blocked_exported_and_deleted_from_the_command_line() {
+    let db = TestDatabase::new().await.expect("test database");
+    let dir = std::env::temp_dir().join(format!("sesame-cli-users-{}", db.name));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let config = dir.join("sesame.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "issuer = \"https://sesame.test/\"\nstore = \"postgres\"\nserver_secret = \"test-server-secret-0123456789abcdef0123\"\n[database]\nurl = \"{}\"\n",
+            db.config().url
+        ),
+    )
+    .expect("config");
+    assert!(sesame(&config, &["migrate"]).0);
+
+    let backend = json_of(sesame(
+        &config,
+        &[
+            "client",
+            "create",
+            "--name",
+            "Backend",
+            "--type",
+            "non-interactive",
+            "--api-scopes",
+            "https://sesame.test/api/v2/=read:users,delete:users",
+            "--logout-url",
+            "https://app.example.com/bye",
+            "--json",
+        ],
+    ));
+    assert_eq!(backend["grant_types"], json!(["client_credentials"]));
+    assert_eq!(backend["token_endpoint_auth_method"], "client_secret_post");
+    assert_eq!(backend["api_scopes"], json!({"https://sesame.test/api/v2/": ["read:users", "delete:users"]}));
+    assert_eq!(backend["allowed_logout_urls"], json!(["https://app.example.com/bye"]));
+    let (ok, _, err) =
+        sesame(&config, &["client", "create", "--name", "X", "--api-scopes", "https://elsewhere.test/=a"]);
+    assert!(!ok && err.contains("no API"), "{err}");
+
+    let app = spawn_app_on(db.config().url, |_| {}).await;
+    let email = "cli-user@example.com";
+    let code = app.start_and_read_code("public-app", "email", email).await;
+    assert_eq!(
+        app.post_token(&crate::helpers::TestApp::otp_body("public-app", "email", email, &code)).await.status,
+        200
+    );
+    // The backend's token, from the secret the CLI printed once.
+    let token = app
+        .post_token(&json!({"grant_type": "client_credentials", "client_id": backend["client_id"],
+            "client_secret": backend["client_secret"], "audience": "https://sesame.test/api/v2/"}))
+        .await;
+    assert_eq!((token.status, token.body["scope"].as_str()), (200, Some("read:users delete:users")), "{}", token.body);
+
+    let listed = json_of(sesame(&config, &["user", "list", "--json"]));
+    assert_eq!(listed["total"], 1);
+    let id = listed["users"][0]["user_id"].as_str().expect("id").to_owned();
+    let shown = json_of(sesame(&config, &["user", "show", email, "--json"]));
+    assert_eq!((shown["user_id"].as_str(), shown["logins_count"].as_u64()), (Some(id.as_str()), Some(1)));
+
+    let blocked = json_of(sesame(&config, &["user", "block", &id, "--json"]));
+    assert_eq!(blocked["blocked"], true);
+    let start = json!({"client_id": "public-app", "connection": "email", "email": email, "send": "code"});
+    app.post_start(&start).await.assert_error(401, "unauthorized", "user is blocked");
+    assert_eq!(json_of(sesame(&config, &["user", "unblock", email, "--json"]))["blocked"], false);
+    assert_eq!(app.post_start(&start).await.status, 200);
+
+    let (ok, export, err) = sesame(&config, &["user", "export", &id]);
+    assert!(ok, "{err}");
+    let export: Value = serde_json::from_str(&export).expect("export is JSON");
+    assert_eq!(export["user"]["email"], email);
+    let kinds: Vec<&str> = export["logs"].as_array().expect("logs").iter().filter_map(|l| l["kind"].as_str()).collect();
+    assert!(kinds.contains(&"login_succeeded") && kinds.contains(&"management_api"), "{kinds:?}");
+
+    assert_eq!(json_of(sesame(&config, &["user", "delete", &id, "--json"]))["deleted"], json!(id));
+    let (ok, _, err) = sesame(&config, &["user", "show", &id]);
+    assert!(!ok && err.contains("no user"), "{err}");
+    assert_eq!(json_of(sesame(&config, &["user", "list", "--json"]))["total"], 0);
+}

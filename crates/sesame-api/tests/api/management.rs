@@ -479,3 +479,31 @@ async fn revoking_a_refresh_token_ends_its_family_and_logout_returns_only_to_all
     assert_eq!(to("client_id=nobody&returnTo=https%3A%2F%2Fapp.example.com%2Flogged-out").await.unwrap().status(), 400);
     assert_eq!(to("").await.unwrap().status(), 200);
 }
+
+#[tokio::test]
+async fn an_api_that_asks_for_them_gets_the_metadata_as_namespaced_claims() {
+    let app = spawn_app_configured(|s| {
+        with_backends(s);
+        s.apis[0].metadata_claims = Some("https://example.com/".into());
+    })
+    .await;
+    let token = m2m_token(&app, "backend").await;
+    let email = "claims@example.com";
+    let body = json!({"connection": "email", "email": email, "user_metadata": {"lang": "fr"}, "app_metadata": {"plan": "pro"}});
+    assert_eq!(call(&app, reqwest::Method::POST, "/api/v2/users", Some(&token), Some(&body)).await.status, 201);
+    let code = app.start_and_read_code("public-app", "email", email).await;
+    let mut otp = crate::helpers::TestApp::otp_body("public-app", "email", email, &code);
+    otp["audience"] = json!(crate::helpers::API);
+    let tokens = app.post_token(&otp).await;
+    assert_eq!(tokens.status, 200, "{}", tokens.body);
+    for (jwt, aud) in [(&tokens.body["access_token"], crate::helpers::API), (&tokens.body["id_token"], "public-app")] {
+        let claims = app.verify_jwt(jwt.as_str().unwrap(), aud).await;
+        assert_eq!(claims["https://example.com/user_metadata"], json!({"lang": "fr"}), "{claims}");
+        assert_eq!(claims["https://example.com/app_metadata"], json!({"plan": "pro"}), "{claims}");
+    }
+    // Without an API that asks, no metadata in the tokens.
+    let code = app.start_and_read_code("public-app", "email", email).await;
+    let plain = app.post_token(&crate::helpers::TestApp::otp_body("public-app", "email", email, &code)).await;
+    let claims = app.verify_jwt(plain.body["id_token"].as_str().unwrap(), "public-app").await;
+    assert!(claims.get("https://example.com/app_metadata").is_none(), "{claims}");
+}
