@@ -19,6 +19,7 @@
 //! Figures are reported as ratios against the baseline of the same run (docs/benchmarks.md).
 //! A store or other setting goes in through `--config extra.toml`, added to the temp config.
 
+mod mgmt;
 mod ops;
 mod pg;
 mod ses;
@@ -61,6 +62,9 @@ const USAGE: &str = "usage: cargo xtask bench [--quick] [--codes N] [--config ex
   --ops                instead of the usual phases: binary size, exec → ready, idle and peak RSS,
                        and peak start rate and paced start p99 with metrics on vs off
                        (--rounds rounds, default 3; 1 with --quick)
+  --management         instead of the usual phases: GET /api/v2/users-by-email and client_credentials
+                       tokens at full load (Sesame's CPU per request); with --store postgres, the
+                       pgbench floor of their SQL on the same database
   --sweeper            with --store postgres, instead of the usual phases: start throughput while
                        the retention sweeper deletes a backlog of 1 million rows, against the same
                        backlog with the sweeper off (--rounds rounds of both, default 2)
@@ -91,6 +95,8 @@ const LIMITS: &str = "
 start_per_ip = { limit = 4000000000, window_secs = 1 }
 start_per_client = { limit = 4000000000, window_secs = 1 }
 exchange_per_ip = { limit = 4000000000, window_secs = 1 }
+management_per_client = { limit = 4000000000, window_secs = 1 }
+client_credentials_per_client = { limit = 4000000000, window_secs = 1 }
 ";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,6 +122,7 @@ struct Options {
     rounds: Option<u32>,
     ops: bool,
     sweeper: bool,
+    management: bool,
 }
 
 /// The value after option `name`, parsed as a number.
@@ -145,6 +152,7 @@ impl Options {
             rounds: None,
             ops: false,
             sweeper: false,
+            management: false,
         };
         let mut it = args.iter();
         while let Some(arg) = it.next() {
@@ -170,6 +178,7 @@ impl Options {
                 "--rounds" => opts.rounds = Some(number(&mut it, "--rounds")?),
                 "--ops" => opts.ops = true,
                 "--sweeper" => opts.sweeper = true,
+                "--management" => opts.management = true,
                 "-h" | "--help" => bail!("{USAGE}"),
                 other => bail!("unknown option {other:?}\n{USAGE}"),
             }
@@ -229,6 +238,9 @@ impl Options {
         }
         if self.sweeper {
             command.push_str(" --sweeper");
+        }
+        if self.management {
+            command.push_str(" --management");
         }
         if self.ses_outage {
             let _ = write!(command, " --ses-outage --ses-rate {} --ses-delay-ms {}", self.ses_rate, self.ses_delay_ms);
@@ -360,7 +372,10 @@ pub(crate) fn bench(args: &[String]) -> anyhow::Result<()> {
     let work = ctx.work.clone();
     let began = Instant::now();
     let failed = || format!("bench failed; configs and logs are in {}", work.display());
-    let text = if opts.sweeper {
+    let text = if opts.management {
+        let report = mgmt::mgmt_phases(&ctx).with_context(failed)?;
+        report.render(&ctx, &opts, &wrk_version, began.elapsed())
+    } else if opts.sweeper {
         let rounds = opts.rounds.unwrap_or(if opts.quick { 1 } else { 2 });
         let report = sweep::sweeper_phases(&ctx, rounds).with_context(failed)?;
         report.render(&ctx, &opts, &wrk_version, began.elapsed())
@@ -1156,7 +1171,7 @@ impl Http {
     }
 
     /// One request with any body (`(content type, body)`) and extra headers.
-    fn call_with(
+    pub(crate) fn call_with(
         &mut self,
         method: &str,
         path: &str,

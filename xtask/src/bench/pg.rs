@@ -409,7 +409,7 @@ impl Postgres {
     }
 
     /// Runs one pgbench and reads its result and per-transaction log.
-    fn pgbench(
+    pub(super) fn pgbench(
         &self,
         db: &Db,
         script: &Path,
