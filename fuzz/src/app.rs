@@ -94,6 +94,7 @@ fn client(id: &str, app_type: AppType, auth: AuthMethod, connections: &[&str]) -
         public_keys: Vec::new(),
         api_scopes: std::collections::BTreeMap::new(),
         trust_forwarded_for: false,
+        allowed_logout_urls: vec![],
     }
 }
 
@@ -286,7 +287,7 @@ async fn build(signer: &Signer) -> Instance {
     ];
     let mut settings: Settings =
         Settings::load_from(None, env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))).expect("settings");
-    settings.apis = vec![sesame_flows::Api { identifier: API.into(), allow_offline_access: true }];
+    settings.apis = vec![sesame_flows::Api { identifier: API.into(), allow_offline_access: true, metadata_claims: None }];
     settings.trusted_proxies = vec!["10.0.0.0/8".into()];
     let clock = Arc::new(ManualClock::new(time::OffsetDateTime::from_unix_timestamp(1_800_000_000).expect("time")));
     let Wired { sesame, mailbox, .. } = sesame_api::startup::wire(

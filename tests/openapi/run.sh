@@ -69,6 +69,16 @@ app_type = "regular_web"
 auth_method = "client_secret_post"
 client_secret = "st-web-secret-0123456789abcdef"
 callbacks = ["http://localhost:3000/callback"]
+
+# A backend with every Management API scope: schemathesis calls /api/v2/ with its token.
+[[clients]]
+client_id = "st-backend"
+name = "Schemathesis backend"
+app_type = "non_interactive"
+auth_method = "client_secret_post"
+client_secret = "st-backend-secret-0123456789"
+grant_types = ["client_credentials"]
+api_scopes = { "http://127.0.0.1:$PORT/api/v2/" = ["read:users", "update:users", "delete:users", "create:users", "read:logs"] }
 TOML
 
 "$BIN" --config "$WORK/sesame.toml" serve >"$WORK/sesame.log" 2>&1 &
@@ -92,6 +102,20 @@ for _ in $(seq 1 300); do
   fi
   sleep 0.1
 done
+
+# The backend's token, for the operations whose security is the `management` bearer scheme
+# (schemathesis reads schemathesis.toml from the directory it runs in).
+MGMT_TOKEN="$("$PYTHON" - "$PORT" <<'PY'
+import json, sys, urllib.request
+port = sys.argv[1]
+body = json.dumps({"grant_type": "client_credentials", "client_id": "st-backend",
+                   "client_secret": "st-backend-secret-0123456789",
+                   "audience": f"http://127.0.0.1:{port}/api/v2/"}).encode()
+req = urllib.request.Request(f"http://127.0.0.1:{port}/oauth/token", body, {"content-type": "application/json"})
+print(json.load(urllib.request.urlopen(req, timeout=5))["access_token"])
+PY
+)"
+printf '[auth.openapi.management]\nbearer = "%s"\n' "$MGMT_TOKEN" >"$WORK/schemathesis.toml"
 
 echo "==> schemathesis against http://127.0.0.1:$PORT/openapi.json"
 status=0

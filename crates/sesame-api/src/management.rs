@@ -272,6 +272,21 @@ fn shown(user: &sesame_domain::User) -> Value {
     user_json(user)
 }
 
+#[utoipa::path(get, path = "/api/v2/users", tag = "management", security(("management" = [])),
+    params(
+        ("page" = Option<u64>, Query, description = "From 0"),
+        ("per_page" = Option<u64>, Query, description = "At most 100; default 50"),
+        ("include_totals" = Option<bool>, Query, description = "A page object instead of an array"),
+        ("q" = Option<String>, Query, description = "`email:\"…\"`, `phone_number:\"…\"` or `user_id:\"…\"` (exact matches)"),
+        ("search_engine" = Option<String>, Query, description = "`v1`, `v2` or `v3` (ignored)")),
+    responses(
+        (status = 200, description = "Users, oldest first (`read:users` or `read:users_app_metadata`)", body = crate::openapi::UserList),
+        (status = 400, description = "A query Sesame cannot answer (`invalid_query_string`, `invalid_query`)", body = crate::openapi::MgmtErrorBody),
+        (status = 401, description = "No token, or not a valid backend token for this API", body = crate::openapi::MgmtErrorBody),
+        (status = 403, description = "The token lacks the scope (`insufficient_scope`)", body = crate::openapi::MgmtErrorBody),
+        (status = 429, description = "`[limits] management_per_client` (`too_many_requests`), with `Retry-After`", body = crate::openapi::MgmtErrorBody),
+        (status = 503, description = "The store is unavailable, with `Retry-After`", body = crate::openapi::MgmtErrorBody),
+        (status = "4XX", description = "What the HTTP layer refuses by itself, in the Authentication API's shape", body = crate::openapi::ErrorBody)))]
 pub(crate) async fn list_users(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, MgmtError> {
     caller(&state, &req, &["read:users", "read:users_app_metadata"]).await?;
     let query = query_map(&req)?;
@@ -296,6 +311,16 @@ pub(crate) async fn list_users(state: web::Data<AppState>, req: HttpRequest) -> 
     Ok(HttpResponse::Ok().insert_header((actix_web::http::header::CACHE_CONTROL, "no-store")).json(body))
 }
 
+#[utoipa::path(get, path = "/api/v2/users-by-email", tag = "management", security(("management" = [])),
+    params(("email" = String, Query, description = "Normalised as at start")),
+    responses(
+        (status = 200, description = "The users with this address (`read:users`)", body = [crate::openapi::ManagementUser]),
+        (status = 400, description = "No address, or one start would refuse (`invalid_query_string`)", body = crate::openapi::MgmtErrorBody),
+        (status = 401, description = "No token, or not a valid backend token for this API", body = crate::openapi::MgmtErrorBody),
+        (status = 403, description = "The token lacks the scope (`insufficient_scope`)", body = crate::openapi::MgmtErrorBody),
+        (status = 429, description = "`[limits] management_per_client` (`too_many_requests`), with `Retry-After`", body = crate::openapi::MgmtErrorBody),
+        (status = 503, description = "The store is unavailable, with `Retry-After`", body = crate::openapi::MgmtErrorBody),
+        (status = "4XX", description = "What the HTTP layer refuses by itself, in the Authentication API's shape", body = crate::openapi::ErrorBody)))]
 pub(crate) async fn users_by_email(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, MgmtError> {
     caller(&state, &req, &["read:users", "read:users_app_metadata"]).await?;
     let query = query_map(&req)?;
@@ -307,6 +332,16 @@ pub(crate) async fn users_by_email(state: web::Data<AppState>, req: HttpRequest)
     Ok(HttpResponse::Ok().insert_header((actix_web::http::header::CACHE_CONTROL, "no-store")).json(users))
 }
 
+#[utoipa::path(get, path = "/api/v2/users/{id}", tag = "management", security(("management" = [])),
+    params(("id" = String, Path, description = "`email|…` or `sms|…`")),
+    responses(
+        (status = 200, description = "The user (`read:users`)", body = crate::openapi::ManagementUser),
+        (status = 404, description = "No such user (`inexistent_user`)", body = crate::openapi::MgmtErrorBody),
+        (status = 401, description = "No token, or not a valid backend token for this API", body = crate::openapi::MgmtErrorBody),
+        (status = 403, description = "The token lacks the scope (`insufficient_scope`)", body = crate::openapi::MgmtErrorBody),
+        (status = 429, description = "`[limits] management_per_client` (`too_many_requests`), with `Retry-After`", body = crate::openapi::MgmtErrorBody),
+        (status = 503, description = "The store is unavailable, with `Retry-After`", body = crate::openapi::MgmtErrorBody),
+        (status = "4XX", description = "What the HTTP layer refuses by itself, in the Authentication API's shape", body = crate::openapi::ErrorBody)))]
 pub(crate) async fn get_user(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -417,6 +452,19 @@ fn only_fields(map: &Map<String, Value>, allowed: &[&str]) -> Result<(), MgmtErr
     }
 }
 
+#[utoipa::path(patch, path = "/api/v2/users/{id}", tag = "management", security(("management" = [])),
+    params(("id" = String, Path, description = "`email|…` or `sms|…`")),
+    request_body(content = crate::openapi::UserBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The changed user (`update:users`; `update:users_app_metadata` for metadata only)", body = crate::openapi::ManagementUser),
+        (status = 400, description = "A body that does not fit (`invalid_body`)", body = crate::openapi::MgmtErrorBody),
+        (status = 404, description = "No such user (`inexistent_user`)", body = crate::openapi::MgmtErrorBody),
+        (status = 409, description = "The new address or number has a user already (`auth0_idp_error`)", body = crate::openapi::MgmtErrorBody),
+        (status = 401, description = "No token, or not a valid backend token for this API", body = crate::openapi::MgmtErrorBody),
+        (status = 403, description = "The token lacks the scope (`insufficient_scope`)", body = crate::openapi::MgmtErrorBody),
+        (status = 429, description = "`[limits] management_per_client` (`too_many_requests`), with `Retry-After`", body = crate::openapi::MgmtErrorBody),
+        (status = 503, description = "The store is unavailable, with `Retry-After`", body = crate::openapi::MgmtErrorBody),
+        (status = "4XX", description = "What the HTTP layer refuses by itself, in the Authentication API's shape", body = crate::openapi::ErrorBody)))]
 pub(crate) async fn update_user(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -439,6 +487,17 @@ pub(crate) async fn update_user(
     Ok(HttpResponse::Ok().insert_header((actix_web::http::header::CACHE_CONTROL, "no-store")).json(shown(&user)))
 }
 
+#[utoipa::path(post, path = "/api/v2/users", tag = "management", security(("management" = [])),
+    request_body(content = crate::openapi::UserBody, content_type = "application/json"),
+    responses(
+        (status = 201, description = "The new user (`create:users`)", body = crate::openapi::ManagementUser),
+        (status = 400, description = "A body that does not fit, or an unknown connection (`invalid_body`, `inexistent_connection`)", body = crate::openapi::MgmtErrorBody),
+        (status = 409, description = "The identifier has a user in the connection (`auth0_idp_error`)", body = crate::openapi::MgmtErrorBody),
+        (status = 401, description = "No token, or not a valid backend token for this API", body = crate::openapi::MgmtErrorBody),
+        (status = 403, description = "The token lacks the scope (`insufficient_scope`)", body = crate::openapi::MgmtErrorBody),
+        (status = 429, description = "`[limits] management_per_client` (`too_many_requests`), with `Retry-After`", body = crate::openapi::MgmtErrorBody),
+        (status = 503, description = "The store is unavailable, with `Retry-After`", body = crate::openapi::MgmtErrorBody),
+        (status = "4XX", description = "What the HTTP layer refuses by itself, in the Authentication API's shape", body = crate::openapi::ErrorBody)))]
 pub(crate) async fn create_user(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -463,6 +522,15 @@ pub(crate) async fn create_user(
     Ok(HttpResponse::Created().insert_header((actix_web::http::header::CACHE_CONTROL, "no-store")).json(shown(&user)))
 }
 
+#[utoipa::path(delete, path = "/api/v2/users/{id}", tag = "management", security(("management" = [])),
+    params(("id" = String, Path, description = "`email|…` or `sms|…`")),
+    responses(
+        (status = 204, description = "Deleted with everything held about the user, or not there (`delete:users`)"),
+        (status = 401, description = "No token, or not a valid backend token for this API", body = crate::openapi::MgmtErrorBody),
+        (status = 403, description = "The token lacks the scope (`insufficient_scope`)", body = crate::openapi::MgmtErrorBody),
+        (status = 429, description = "`[limits] management_per_client` (`too_many_requests`), with `Retry-After`", body = crate::openapi::MgmtErrorBody),
+        (status = 503, description = "The store is unavailable, with `Retry-After`", body = crate::openapi::MgmtErrorBody),
+        (status = "4XX", description = "What the HTTP layer refuses by itself, in the Authentication API's shape", body = crate::openapi::ErrorBody)))]
 pub(crate) async fn delete_user(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -501,6 +569,20 @@ fn log_json(e: &AuditEvent) -> Value {
     })
 }
 
+#[utoipa::path(get, path = "/api/v2/users/{id}/logs", tag = "management", security(("management" = [])),
+    params(
+        ("id" = String, Path, description = "`email|…` or `sms|…`"),
+        ("page" = Option<u64>, Query, description = "From 0"),
+        ("per_page" = Option<u64>, Query, description = "At most 100; default 50"),
+        ("include_totals" = Option<bool>, Query, description = "A page object instead of an array")),
+    responses(
+        (status = 200, description = "The user's events, newest first (`read:logs` or `read:logs_users`)", body = crate::openapi::LogList),
+        (status = 400, description = "A query that does not fit (`invalid_query_string`)", body = crate::openapi::MgmtErrorBody),
+        (status = 401, description = "No token, or not a valid backend token for this API", body = crate::openapi::MgmtErrorBody),
+        (status = 403, description = "The token lacks the scope (`insufficient_scope`)", body = crate::openapi::MgmtErrorBody),
+        (status = 429, description = "`[limits] management_per_client` (`too_many_requests`), with `Retry-After`", body = crate::openapi::MgmtErrorBody),
+        (status = 503, description = "The store is unavailable, with `Retry-After`", body = crate::openapi::MgmtErrorBody),
+        (status = "4XX", description = "What the HTTP layer refuses by itself, in the Authentication API's shape", body = crate::openapi::ErrorBody)))]
 pub(crate) async fn user_logs(
     state: web::Data<AppState>,
     req: HttpRequest,

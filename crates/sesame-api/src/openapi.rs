@@ -131,6 +131,155 @@ pub struct CoAuthenticateBody {
     pub otp: String,
 }
 
+/// Every error of the Management API (`/api/v2/`): Auth0's Management API shape.
+#[derive(Debug, serde::Serialize, ToSchema)]
+#[allow(non_snake_case, reason = "Auth0's field names")]
+pub struct MgmtErrorBody {
+    #[schema(example = 403)]
+    pub statusCode: u16,
+    /// The status's reason phrase.
+    #[schema(example = "Forbidden")]
+    pub error: String,
+    pub message: String,
+    /// `insufficient_scope`, `inexistent_user`, `invalid_body`, `invalid_query_string`, …
+    #[schema(nullable = false)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errorCode: Option<String>,
+}
+
+/// One identity of a user: its connection.
+#[derive(Debug, serde::Serialize, ToSchema)]
+#[allow(non_snake_case, reason = "Auth0's field names")]
+pub struct Identity {
+    pub connection: String,
+    /// `email` or `sms`.
+    pub provider: String,
+    /// The user id without its `provider|` prefix.
+    pub user_id: String,
+    pub isSocial: bool,
+}
+
+/// A user, in the Management API's shape.
+#[derive(Debug, serde::Serialize, ToSchema)]
+pub struct ManagementUser {
+    #[schema(example = "email|6571f0c2a7d4b1e3f9a05c21")]
+    pub user_id: String,
+    #[schema(nullable = false)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    #[schema(nullable = false)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email_verified: Option<bool>,
+    #[schema(nullable = false)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub phone_number: Option<String>,
+    #[schema(nullable = false)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub phone_verified: Option<bool>,
+    pub name: String,
+    pub nickname: String,
+    #[schema(nullable = false)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub picture: Option<String>,
+    pub identities: Vec<Identity>,
+    pub created_at: String,
+    pub updated_at: String,
+    #[schema(nullable = false)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_login: Option<String>,
+    pub logins_count: u64,
+    pub blocked: bool,
+    #[schema(value_type = Object)]
+    pub user_metadata: serde_json::Value,
+    #[schema(value_type = Object)]
+    pub app_metadata: serde_json::Value,
+}
+
+/// A page of users (`include_totals=true`).
+#[derive(Debug, serde::Serialize, ToSchema)]
+pub struct UserPage {
+    pub start: u64,
+    pub limit: u64,
+    pub length: u64,
+    pub total: u64,
+    pub users: Vec<ManagementUser>,
+}
+
+/// `GET /api/v2/users`: an array, or a page with `include_totals=true`.
+#[derive(Debug, serde::Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum UserList {
+    Page(UserPage),
+    Users(Vec<ManagementUser>),
+}
+
+/// One event of a user's log, in Auth0's log shape.
+#[derive(Debug, serde::Serialize, ToSchema)]
+pub struct LogEvent {
+    pub date: String,
+    /// `s` (login), `f` (failed), `cls` (code or link sent), `fn`, `sapi`, `seccft`, `limit_wc`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub description: Option<String>,
+    pub client_id: Option<String>,
+    pub connection: Option<String>,
+    pub ip: Option<String>,
+    pub user_id: Option<String>,
+}
+
+/// A page of a user's log (`include_totals=true`).
+#[derive(Debug, serde::Serialize, ToSchema)]
+pub struct LogPage {
+    pub start: u64,
+    pub limit: u64,
+    pub length: u64,
+    pub total: u64,
+    pub logs: Vec<LogEvent>,
+}
+
+/// `GET /api/v2/users/{id}/logs`: an array, or a page with `include_totals=true`.
+#[derive(Debug, serde::Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum LogList {
+    Page(LogPage),
+    Logs(Vec<LogEvent>),
+}
+
+/// `POST /api/v2/users` and `PATCH /api/v2/users/{id}` (PATCH: no `connection`; every field
+/// optional). Other properties are refused.
+#[derive(Debug, serde::Serialize, ToSchema)]
+pub struct UserBody {
+    /// POST: `email` or an SMS connection.
+    #[schema(example = "email")]
+    pub connection: Option<String>,
+    #[schema(example = "jane@example.com")]
+    pub email: Option<String>,
+    pub phone_number: Option<String>,
+    pub email_verified: Option<bool>,
+    pub phone_verified: Option<bool>,
+    pub blocked: Option<bool>,
+    pub name: Option<String>,
+    pub nickname: Option<String>,
+    pub picture: Option<String>,
+    /// Merged at the root; a key set to null is removed; `{}` clears.
+    #[schema(value_type = Option<Object>)]
+    pub user_metadata: Option<serde_json::Value>,
+    #[schema(value_type = Option<Object>)]
+    pub app_metadata: Option<serde_json::Value>,
+}
+
+/// `POST /oauth/revoke`, as JSON or a form.
+#[derive(Debug, serde::Serialize, ToSchema)]
+pub struct RevokeBody {
+    #[schema(example = "sesame-dev")]
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+    pub client_assertion: Option<String>,
+    pub client_assertion_type: Option<String>,
+    /// The refresh token.
+    pub token: String,
+}
+
 #[derive(OpenApi)]
 #[openapi(
     info(
@@ -141,6 +290,8 @@ pub struct CoAuthenticateBody {
     paths(
         crate::routes::passwordless_start,
         crate::routes::oauth_token,
+        crate::routes::oauth_revoke,
+        crate::routes::logout,
         crate::routes::userinfo,
         crate::routes::openid_configuration,
         crate::routes::oauth_authorization_server,
@@ -155,11 +306,34 @@ pub struct CoAuthenticateBody {
         crate::probes::health,
         crate::probes::readyz,
         crate::monitoring::scrape,
+        crate::management::list_users,
+        crate::management::create_user,
+        crate::management::users_by_email,
+        crate::management::get_user,
+        crate::management::update_user,
+        crate::management::delete_user,
+        crate::management::user_logs,
         openapi_json,
     ),
-    components(schemas(ErrorBody, StartBody, Started, TokenBody, Tokens, VerifyBody, CoAuthenticateBody, SendMode))
+    components(schemas(ErrorBody, StartBody, Started, TokenBody, Tokens, VerifyBody, CoAuthenticateBody, SendMode,
+        MgmtErrorBody, Identity, ManagementUser, UserPage, UserList, LogEvent, LogPage, LogList, UserBody, RevokeBody)),
+    modifiers(&BearerAuth)
 )]
 struct ApiDoc;
+
+/// The Management API's bearer token (a `client_credentials` token for `https://{domain}/api/v2/`).
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "management",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+        );
+    }
+}
 
 /// The document, built once.
 pub fn document() -> &'static str {
@@ -194,6 +368,12 @@ mod tests {
             "/authorize",
             "/readyz",
             "/metrics",
+            "/oauth/revoke",
+            "/v2/logout",
+            "/api/v2/users",
+            "/api/v2/users-by-email",
+            "/api/v2/users/{id}",
+            "/api/v2/users/{id}/logs",
         ] {
             assert!(doc["paths"].get(path).is_some(), "{path} is documented");
         }

@@ -253,6 +253,15 @@ pub(crate) async fn oauth_token(
 /// `POST /oauth/revoke` (RFC 7009, Auth0's shape): revokes a refresh token and every token
 /// rotated from it. An unknown token, or another client's, is answered 200 as well and
 /// changes nothing: the answer tells nothing about tokens.
+#[utoipa::path(post, path = "/oauth/revoke", tag = "oauth",
+    request_body(content((crate::openapi::RevokeBody = "application/json"), (crate::openapi::RevokeBody = "application/x-www-form-urlencoded"))),
+    responses(
+        (status = 200, description = "Revoked, or nothing to revoke (the answer is the same)"),
+        (status = 400, description = "No token, or a malformed request (`invalid_request`)", body = crate::openapi::ErrorBody),
+        (status = 401, description = "Client authentication failed (`invalid_client`)", body = crate::openapi::ErrorBody),
+        (status = 403, description = "A confidential client sent no credentials (`unauthorized_client`)", body = crate::openapi::ErrorBody),
+        (status = 503, description = "A dependency is unavailable (`temporarily_unavailable`)", body = crate::openapi::ErrorBody),
+        (status = "4XX", description = "What the HTTP layer refuses by itself (404, 405, 413, 415), in the same shape", body = crate::openapi::ErrorBody)))]
 pub(crate) async fn oauth_revoke(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -288,6 +297,14 @@ pub(crate) struct LogoutQuery {
 /// `GET /v2/logout`: Sesame keeps no browser session yet, so logging out is only the way back.
 /// `returnTo` must be one of the client's `allowed_logout_urls` (exact match); without a
 /// `returnTo`, a plain page says the user is logged out.
+#[utoipa::path(get, path = "/v2/logout", tag = "oauth",
+    params(("client_id" = Option<String>, Query), ("returnTo" = Option<String>, Query, description = "One of the client's `allowed_logout_urls`")),
+    responses(
+        (status = 200, description = "Logged out (no `returnTo`)", content_type = "text/plain"),
+        (status = 302, description = "Back to `returnTo`", headers(("location" = String))),
+        (status = 400, description = "`returnTo` is not an allowed logout URL of the client (`invalid_request`)", body = crate::openapi::ErrorBody),
+        (status = 503, description = "A dependency is unavailable (`temporarily_unavailable`)", body = crate::openapi::ErrorBody),
+        (status = "4XX", description = "What the HTTP layer refuses by itself, in the same shape", body = crate::openapi::ErrorBody)))]
 pub(crate) async fn logout(
     state: web::Data<AppState>,
     query: web::Query<LogoutQuery>,

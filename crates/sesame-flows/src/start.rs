@@ -160,12 +160,18 @@ impl Sesame {
         let send = req.send.unwrap_or_else(|| Send::default_for(connection.strategy));
         let drawn = Drawn::new(&*self.ports.random);
         let random = &drawn;
-        let existing = self.ports.users.find(&connection.name, &key.identifier).await?;
-        if existing.as_ref().is_some_and(|u| u.blocked) {
+        // A blocked user is refused by the store's start itself (no extra round trip); with
+        // signup disabled the user is read anyway, and refused here.
+        let existing = if connection.disable_signup {
+            Some(self.ports.users.find(&connection.name, &key.identifier).await?)
+        } else {
+            None
+        };
+        if existing.as_ref().is_some_and(|u| u.as_ref().is_some_and(|u| u.blocked)) {
             self.audit_blocked(&key, req.ip.clone(), "passwordless/start", now).await;
             return Err(StartError::Blocked);
         }
-        if connection.disable_signup && existing.is_none() {
+        if matches!(existing, Some(None)) {
             if self.settings.reveal_disabled_signup {
                 return Err(StartError::SignupDisabled);
             }
@@ -240,7 +246,7 @@ impl Sesame {
         event.client_id = Some(key.client_id.0.clone());
         event.connection = Some(key.connection.0.clone());
         event.identifier = Some(key.identifier.masked());
-        event.ip = req.ip;
+        event.ip.clone_from(&req.ip);
         event.detail = Some(send.as_str().to_owned());
         // The message goes out from this replica: enqueued already claimed, so neither this worker
         // nor another one needs a claim write. Without room in the worker's queue (or with no
@@ -249,7 +255,13 @@ impl Sesame {
         let permit = if wait_for_sms { None } else { self.local.reserve() };
         let claimed_until = (wait_for_sms || permit.is_some()).then(|| now + self.settings.delivery.lease);
         // The challenge, its message and the audit record: one write.
-        self.ports.challenges.start(challenge, message.clone(), event, claimed_until).await?;
+        if self.ports.challenges.start(challenge, message.clone(), event, claimed_until).await?
+            == sesame_ports::StartOutcome::Blocked
+        {
+            drop(permit);
+            self.audit_blocked(&key, req.ip.clone(), "passwordless/start", now).await;
+            return Err(StartError::Blocked);
+        }
         // What this replica delivers itself: the message it holds the lease of, with its text.
         let handed = || delivery::Handed {
             claimed: ClaimedMessage { message, attempt: 1 },

@@ -10,7 +10,7 @@ use sesame_domain::{
 use sesame_ports::{
     AuditEvent, AuditLog, AuthorizationCode, Backlog, ChallengeStore, ClaimedMessage, ClientStore, ConnectionStore,
     Cutoffs, DeliveryState, GrantStore, KeyState, KeyStore, OpaqueToken, Outbox, RefreshOutcome, RefreshToken,
-    Retention, Settled, Settlement, SigningKeyRecord, StoreError, Swept, UserPage, UserStore,
+    Retention, Settled, Settlement, SigningKeyRecord, StartOutcome, StoreError, Swept, UserPage, UserStore,
 };
 use time::OffsetDateTime;
 
@@ -269,8 +269,12 @@ impl ChallengeStore for MemoryStore {
         message: OutboxMessage,
         event: AuditEvent,
         claimed_until: Option<OffsetDateTime>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<StartOutcome, StoreError> {
         let mut state = self.state();
+        let user = (challenge.key.connection.clone(), challenge.key.identifier.clone());
+        if state.users.get(&user).is_some_and(|u| u.blocked) {
+            return Ok(StartOutcome::Blocked);
+        }
         state.record(event);
         let due_at = message.created_at;
         state.pending.insert((message.created_at, message.id.clone()));
@@ -292,7 +296,7 @@ impl ChallengeStore for MemoryStore {
             state.challenges_by_expiry.remove(&(replaced.challenge.expires_at, key.clone()));
         }
         state.challenges_by_expiry.insert((expires_at, key));
-        Ok(())
+        Ok(StartOutcome::Stored)
     }
 
     async fn check(

@@ -23,7 +23,7 @@ pub use keys::{KeyState, KeyStore, SigningKeyRecord};
 pub use limits::{LimitDecision, LimitError, LimitRule, RateLimiter, ReplayGuard};
 pub use stores::{
     Backlog, ChallengeStore, ClaimedMessage, ClientStore, ConnectionStore, Cutoffs, DeliveryState, Outbox, Retention,
-    Settled, Settlement, Swept, UserPage, UserStore,
+    Settled, Settlement, StartOutcome, Swept, UserPage, UserStore,
 };
 pub use tokens::{
     AssertionCheck, AssertionRejected, ClientAssertionVerifier, TokenError, TokenIssuer, TokenKind,

@@ -38,6 +38,8 @@ pub trait ConnectionStore: Send + Sync + std::fmt::Debug {
 ///   records the audit event in one atomic step: all three happen or none does. (A store that
 ///   has no audit log of its own may hand the event to one; the hot path then still makes a
 ///   single write.)
+/// - `start` writes nothing when the user of the key's (connection, identifier) is blocked, and
+///   answers `StartOutcome::Blocked`: the check costs no round trip of its own.
 /// - `check` is atomic: a try is counted before the comparison; of any number of concurrent
 ///   checks of one valid proof with `consume`, exactly one is `Accepted`; expired, used,
 ///   replaced and exhausted challenges never accept.
@@ -53,7 +55,7 @@ pub trait ChallengeStore: Send + Sync + std::fmt::Debug {
         message: OutboxMessage,
         event: AuditEvent,
         claimed_until: Option<OffsetDateTime>,
-    ) -> Result<(), StoreError>;
+    ) -> Result<StartOutcome, StoreError>;
 
     /// Checks `proof` against the live challenge of `key` at `now`. A wrong proof counts one
     /// attempt; the try that reaches `CodePolicy::MAX_ATTEMPTS` answers `Exhausted`, as does every
@@ -66,6 +68,15 @@ pub trait ChallengeStore: Send + Sync + std::fmt::Debug {
         consume: bool,
         now: OffsetDateTime,
     ) -> Result<CheckOutcome, StoreError>;
+}
+
+/// What `ChallengeStore::start` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartOutcome {
+    /// The challenge, its message and the audit event are stored.
+    Stored,
+    /// The identifier's user is blocked: nothing was written.
+    Blocked,
 }
 
 /// Users of passwordless connections.

@@ -541,10 +541,31 @@ where
     let refused =
         store.record_login(&first.connection, &first.identifier, UserId("email|x".into()), now).await.unwrap();
     assert!(refused.blocked && refused.logins_count == 0 && refused.id == first.id);
+    // A start for a blocked user writes nothing: no challenge, no message, no event.
+    let blocked_key = ChallengeKey {
+        client_id: ClientId::new(unique("client")),
+        connection: first.connection.clone(),
+        identifier: first.identifier.clone(),
+    };
+    let blocked_msg = message(&blocked_key, now);
+    let mut blocked_event = issued(now);
+    let blocked_tag = unique("blocked-start");
+    blocked_event.detail = Some(blocked_tag.clone());
+    let outcome = store
+        .start(challenge(&blocked_key, hash(9), None, now), blocked_msg.clone(), blocked_event, None)
+        .await
+        .unwrap();
+    assert_eq!(outcome, crate::StartOutcome::Blocked);
+    assert_eq!(store.check(&blocked_key, Proof::Code(hash(9)), false, now).await.unwrap(), CheckOutcome::NotFound);
+    assert_eq!(store.state(&blocked_msg.id).await.unwrap(), None, "no message for a blocked user");
+    assert!(!store.recent(1000).await.unwrap().iter().any(|e| e.detail.as_deref() == Some(&blocked_tag)));
     let unblock = UserPatch { blocked: Some(false), ..UserPatch::default() };
     store.update(&first.id, &unblock, now).await.unwrap();
     let login = store.record_login(&first.connection, &first.identifier, UserId("email|x".into()), now).await.unwrap();
     assert_eq!(login.logins_count, 1);
+    let outcome =
+        store.start(challenge(&blocked_key, hash(9), None, now), blocked_msg.clone(), issued(now), None).await.unwrap();
+    assert_eq!(outcome, crate::StartOutcome::Stored, "unblocked, a start is stored");
 
     // Deletion: the user and everything held about them.
     let client = ClientId::new(unique("client"));

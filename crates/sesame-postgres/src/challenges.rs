@@ -9,7 +9,8 @@ use sesame_domain::{
     Identifier, MessageId, NewChallenge, OutboxMessage, PhoneNumber, Proof, SealedMessage, SecretHash, Send,
 };
 use sesame_ports::{
-    AuditEvent, Backlog, ChallengeStore, ClaimedMessage, DeliveryState, Outbox, Settled, Settlement, StoreError,
+    AuditEvent, Backlog, ChallengeStore, ClaimedMessage, DeliveryState, Outbox, Settled, Settlement, StartOutcome,
+    StoreError,
 };
 use time::OffsetDateTime;
 
@@ -124,17 +125,19 @@ impl ChallengeStore for PgStore {
         m: OutboxMessage,
         event: AuditEvent,
         claimed_until: Option<OffsetDateTime>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<StartOutcome, StoreError> {
         let (kind, identifier) = identifier_parts(&c.key.identifier);
         let mut conn = self.conn().await?;
         // One statement, so one implicit transaction and one commit: the challenge replaces any
         // earlier one of its key, the message is enqueued and the issuance is audited, or none
-        // of it happens.
+        // of it happens. None of it happens for a blocked user either: the lookup rides in the
+        // same statement (an index probe of `users`), and no audit row means blocked.
         let query = prepared!(
             "WITH replaced AS ( \
                INSERT INTO challenges (client_id, connection, identifier_kind, identifier, id, code_hash, link_hash, \
                  send, auth_params, language, created_at, expires_at, attempts, consumed_at) \
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 0, NULL) \
+               SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 0, NULL::timestamptz \
+               WHERE NOT EXISTS (SELECT 1 FROM users WHERE connection = $2 AND identifier = $4 AND blocked) \
                ON CONFLICT (client_id, connection, identifier) DO UPDATE SET \
                  identifier_kind = EXCLUDED.identifier_kind, id = EXCLUDED.id, code_hash = EXCLUDED.code_hash, \
                  link_hash = EXCLUDED.link_hash, send = EXCLUDED.send, auth_params = EXCLUDED.auth_params, \
@@ -168,8 +171,8 @@ impl ChallengeStore for PgStore {
         .bind::<Timestamptz, _>(m.created_at)
         .bind::<Timestamptz, _>(m.expires_at)
         .bind::<Nullable<Timestamptz>, _>(claimed_until);
-        bind_audit(query, event).execute(&mut conn).await.map_err(db_err("starting a challenge"))?;
-        Ok(())
+        let written = bind_audit(query, event).execute(&mut conn).await.map_err(db_err("starting a challenge"))?;
+        Ok(if written == 0 { StartOutcome::Blocked } else { StartOutcome::Stored })
     }
 
     async fn check(

@@ -24,18 +24,20 @@ use anyhow::{Context as _, bail, ensure};
 use super::{CpuSnapshot, Ctx, Row, RowKind, WrkResult, check_start, cpu_secs, ms, proc_ticks};
 
 /// The SQL of one start, as `crates/sesame-postgres` sends it on the request path, with the
-/// values in place of the binds: `ChallengeStore::start`, one statement (the challenge, its
-/// outbox row, enqueued already claimed by the replica that delivers it, and its
-/// `code_link_sent` audit row). The client and the connection come from the
+/// values in place of the binds: `ChallengeStore::start`, one statement (unless the user is
+/// blocked: the challenge, its outbox row, enqueued already claimed by the replica that
+/// delivers it, and its `code_link_sent` audit row). The client and the connection come from the
 /// replica's cache (`[database] cache_ms`), so a start reads nothing.
 const START_WRITES: &str = r"-- ChallengeStore::start: the challenge replaces any earlier one of its key, the message is
 -- enqueued and the issuance audited, in one statement.
 WITH replaced AS (
   INSERT INTO challenges (client_id, connection, identifier_kind, identifier, id, code_hash, link_hash,
     send, auth_params, language, created_at, expires_at, attempts, consumed_at)
-  VALUES ('sesame-dev', 'email', 'email', 'bench-' || :run || '-floor-c' || :client_id || '-' || :n || '@example.com',
+  SELECT 'sesame-dev', 'email', 'email', 'bench-' || :run || '-floor-c' || :client_id || '-' || :n || '@example.com',
     'c' || :client_id || '-' || :n, '\x{HASH}'::bytea, '\x{HASH}'::bytea, 'code', '{}'::jsonb, NULL,
-    now(), now() + interval '180 seconds', 0, NULL)
+    now(), now() + interval '180 seconds', 0, NULL::timestamptz
+  WHERE NOT EXISTS (SELECT 1 FROM users WHERE connection = 'email'
+    AND identifier = 'bench-' || :run || '-floor-c' || :client_id || '-' || :n || '@example.com' AND blocked)
   ON CONFLICT (client_id, connection, identifier) DO UPDATE SET
     identifier_kind = EXCLUDED.identifier_kind, id = EXCLUDED.id, code_hash = EXCLUDED.code_hash,
     link_hash = EXCLUDED.link_hash, send = EXCLUDED.send, auth_params = EXCLUDED.auth_params,

@@ -507,3 +507,70 @@ async fn an_api_that_asks_for_them_gets_the_metadata_as_namespaced_claims() {
     let claims = app.verify_jwt(plain.body["id_token"].as_str().unwrap(), "public-app").await;
     assert!(claims.get("https://example.com/app_metadata").is_none(), "{claims}");
 }
+
+#[tokio::test]
+async fn a_backend_over_its_budget_gets_a_429_in_the_management_apis_shape() {
+    let app = spawn_app_configured(|s| {
+        with_backends(s);
+        s.limits.management_per_client = sesame_domain::Rate { limit: 3, window_secs: 60 };
+    })
+    .await;
+    let token = m2m_token(&app, "backend").await;
+    for _ in 0..3 {
+        assert_eq!(get(&app, "/api/v2/users", &token).await.status, 200);
+    }
+    let refused = get(&app, "/api/v2/users", &token).await;
+    assert_mgmt_error(&refused, 429, Some("too_many_requests"));
+    assert!(refused.headers["retry-after"].to_str().unwrap().parse::<u64>().unwrap() >= 1);
+    // The budget is the client's: another backend is not affected.
+    let reader = m2m_token(&app, "reader").await;
+    assert_eq!(get(&app, "/api/v2/users", &reader).await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_postgres_down_the_management_api_answers_503_and_recovers() {
+    let db = sesame_postgres::testing::TestDatabase::new().await.expect("test database");
+    let proxy = crate::helpers::Proxy::start("127.0.0.1:5432").await;
+    let url = db.config().url.replace("127.0.0.1:5432", &format!("127.0.0.1:{}", proxy.port));
+    let app = crate::helpers::spawn_app_on(url, with_backends).await;
+    let token = m2m_token(&app, "backend").await;
+    let body = json!({"connection": "email", "email": "down@example.com"});
+    let id = call(&app, reqwest::Method::POST, "/api/v2/users", Some(&token), Some(&body)).await.body["user_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let user_path = format!("/api/v2/users/{}", enc(&id));
+
+    proxy.down().await;
+    let requests: Vec<(reqwest::Method, String, Option<Value>)> = vec![
+        (reqwest::Method::GET, "/api/v2/users".into(), None),
+        (reqwest::Method::GET, "/api/v2/users-by-email?email=down%40example.com".into(), None),
+        (reqwest::Method::GET, user_path.clone(), None),
+        (reqwest::Method::PATCH, user_path.clone(), Some(json!({"blocked": true}))),
+        (reqwest::Method::POST, "/api/v2/users".into(), Some(json!({"connection": "email", "email": "x@example.com"}))),
+        (reqwest::Method::DELETE, user_path.clone(), None),
+        (reqwest::Method::GET, format!("{user_path}/logs"), None),
+    ];
+    for (method, path, body) in &requests {
+        let reply = call(&app, method.clone(), path, Some(&token), body.as_ref()).await;
+        assert_mgmt_error(&reply, 503, None);
+        assert_eq!(reply.headers["retry-after"], "1", "{method} {path}");
+    }
+    let revoke = app
+        .post_json("/oauth/revoke", &json!({"client_id": "web-app", "client_secret": WEB_SECRET, "token": "t"}))
+        .await;
+    assert_eq!(revoke.status, 503, "{}", revoke.body);
+    let logout = app.get("/v2/logout?client_id=never-looked-up&returnTo=https%3A%2F%2Fapp.example.com%2F").await;
+    assert_eq!(logout.status, 503, "{}", logout.body);
+
+    proxy.up();
+    let mut back = 0;
+    for _ in 0..100 {
+        back = get(&app, &user_path, &token).await.status;
+        if back == 200 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(back, 200, "the API recovers by itself");
+}
