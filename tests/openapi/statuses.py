@@ -9,6 +9,7 @@ the missing ones listed otherwise.
 """
 
 import json
+import re
 import sys
 import urllib.parse
 from collections import defaultdict
@@ -28,6 +29,15 @@ def main(doc_path: str, har_path: str, unreachable_path: str) -> int:
             continue
         method, path, status, reason = line.split(None, 3)
         excused[(method, path, status)] = reason
+    # A templated path (`/api/v2/users/{id}`) matches every concrete one of its shape.
+    def produced(method: str, template: str) -> set:
+        pattern = re.compile("^" + re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template)) + "$")
+        out = set()
+        for (m, p), statuses in seen.items():
+            if m == method and pattern.match(p):
+                out |= statuses
+        return out
+
     missing, excused_used = [], 0
     for path, ops in doc["paths"].items():
         for method, op in ops.items():
@@ -35,7 +45,7 @@ def main(doc_path: str, har_path: str, unreachable_path: str) -> int:
                 if not status.isdigit() or int(status) < 400:
                     continue
                 key = (method.upper(), path, status)
-                if status in seen[(method.upper(), path)]:
+                if status in produced(method.upper(), path):
                     continue
                 if key in excused:
                     excused_used += 1

@@ -271,7 +271,6 @@ pub struct UserBody {
 /// `POST /oauth/revoke`, as JSON or a form.
 #[derive(Debug, serde::Serialize, ToSchema)]
 pub struct RevokeBody {
-    #[schema(example = "sesame-dev")]
     pub client_id: Option<String>,
     pub client_secret: Option<String>,
     pub client_assertion: Option<String>,

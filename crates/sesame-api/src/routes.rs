@@ -278,11 +278,12 @@ pub(crate) async fn oauth_revoke(
         client_assertion: field("client_assertion")?,
         client_assertion_type: field("client_assertion_type")?,
     };
+    // The client first (RFC 7009 §2.1): a stranger learns nothing about tokens.
+    let sesame = &state.sesame;
+    let client = sesame.authenticate_client(&creds).await.map_err(|e| errors::client_auth(e, Endpoint::Token))?;
     let token = field("token")?
         .filter(|t| !t.is_empty())
         .ok_or_else(|| ApiError::bad_request("invalid_request", "Missing required parameter: token"))?;
-    let sesame = &state.sesame;
-    let client = sesame.authenticate_client(&creds).await.map_err(|e| errors::client_auth(e, Endpoint::Token))?;
     sesame.revoke_refresh_token(&client, &token).await.map_err(errors::store)?;
     Ok(HttpResponse::Ok().insert_header((actix_web::http::header::CACHE_CONTROL, "no-store")).finish())
 }

@@ -457,6 +457,8 @@ async fn revoking_a_refresh_token_ends_its_family_and_logout_returns_only_to_all
     // Revoking the first token of the family ends the current one too.
     assert_eq!(revoke(rt, "web-app").await, 200);
     refresh(&app, &current).await.assert_error(403, "invalid_grant", "Unknown or invalid refresh token.");
+    let wrong = json!({"client_id": "web-app", "client_secret": "not-the-secret-0123456789", "token": "t"});
+    app.post_json("/oauth/revoke", &wrong).await.assert_error(401, "invalid_client", "Invalid client credentials");
     let no_token = app
         .http
         .post(format!("{}/oauth/revoke", app.base))
