@@ -47,8 +47,20 @@ impl MgmtError {
         Self::bad_request(format!("Payload validation error: '{message}'."), "invalid_body")
     }
 
+    /// Auth0's "Payload validation error: '…' on property x."
+    fn body_at(message: impl std::fmt::Display, property: &str) -> Self {
+        Self::bad_request(format!("Payload validation error: '{message}' on property {property}."), "invalid_body")
+    }
+
     fn query(message: impl std::fmt::Display) -> Self {
         Self::bad_request(format!("Query validation error: '{message}'."), "invalid_query_string")
+    }
+
+    fn query_at(message: impl std::fmt::Display, property: &str) -> Self {
+        Self::bad_request(
+            format!("Query validation error: '{message}' on property {property}."),
+            "invalid_query_string",
+        )
     }
 
     fn not_found() -> Self {
@@ -162,8 +174,24 @@ async fn caller(state: &AppState, req: &HttpRequest, any_of: &[&str]) -> Result<
     if claims["iss"].as_str() != Some(sesame.settings.issuer.as_str()) || !aud_ok || !m2m {
         return Err(MgmtError::unauthorized("Invalid token"));
     }
-    let scopes: Vec<String> =
-        claims["scope"].as_str().unwrap_or_default().split_whitespace().map(str::to_owned).collect();
+    // The client must still exist and still hold each scope: deleting a backend, or taking a
+    // scope away, takes effect at once, not when its tokens expire (the client is cached).
+    let client_id = claims["azp"].as_str().unwrap_or_default().to_owned();
+    let client = sesame
+        .ports
+        .clients
+        .find(&sesame_domain::ClientId::new(client_id.clone()))
+        .await
+        .map_err(store)?
+        .ok_or_else(|| MgmtError::unauthorized("Invalid token"))?;
+    let held = client.api_scopes(&audience);
+    let scopes: Vec<String> = claims["scope"]
+        .as_str()
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter(|s| held.iter().any(|h| h == s))
+        .map(str::to_owned)
+        .collect();
     if !any_of.iter().any(|want| scopes.iter().any(|s| s == want)) {
         return Err(MgmtError::new(
             StatusCode::FORBIDDEN,
@@ -171,7 +199,6 @@ async fn caller(state: &AppState, req: &HttpRequest, any_of: &[&str]) -> Result<
             Some("insufficient_scope"),
         ));
     }
-    let client_id = claims["azp"].as_str().unwrap_or_default().to_owned();
     match sesame.management_limit(&client_id).await {
         Ok(Some(d)) if !d.allowed => {
             return Err(MgmtError {
@@ -214,8 +241,8 @@ fn number(query: &[(String, String)], name: &str, default: u64, max: u64) -> Res
         None | Some("") => Ok(default),
         Some(raw) => match raw.parse::<u64>() {
             Ok(n) if n <= max => Ok(n),
-            Ok(_) => Err(MgmtError::query(format!("Must be less or equal to {max}' on property {name}"))),
-            Err(_) => Err(MgmtError::query(format!("Expected type integer but found type string' on property {name}"))),
+            Ok(_) => Err(MgmtError::query_at(format!("Must be less or equal to {max}"), name)),
+            Err(_) => Err(MgmtError::query_at("Expected type integer but found type string", name)),
         },
     }
 }
@@ -224,7 +251,7 @@ fn boolean(query: &[(String, String)], name: &str) -> Result<bool, MgmtError> {
     match get(query, name) {
         None | Some("" | "false") => Ok(false),
         Some("true") => Ok(true),
-        Some(_) => Err(MgmtError::query(format!("Expected type boolean but found type string' on property {name}"))),
+        Some(_) => Err(MgmtError::query_at("Expected type boolean but found type string", name)),
     }
 }
 
@@ -233,10 +260,10 @@ fn identifier_of(field: &str, raw: &str) -> Result<Identifier, String> {
     match field {
         "email" => Email::parse(raw)
             .map(Identifier::Email)
-            .map_err(|_| format!("Object didn't pass validation for format email: {raw}' on property email")),
+            .map_err(|_| format!("Object didn't pass validation for format email: {raw}")),
         _ => PhoneNumber::parse(raw)
             .map(Identifier::Phone)
-            .map_err(|_| format!("String does not match pattern ^\\\\+[0-9]{{1,15}}$' on property {field}")),
+            .map_err(|_| r"String does not match pattern ^\+[0-9]{1,15}$".to_owned()),
     }
 }
 
@@ -259,8 +286,10 @@ fn filter_of(q: Option<&str>) -> Result<UserFilter, MgmtError> {
         return Err(unsupported());
     }
     match field.trim() {
-        "email" => Ok(UserFilter::Identifier(identifier_of("email", value).map_err(MgmtError::query)?)),
-        "phone_number" => Ok(UserFilter::Identifier(identifier_of("phone_number", value).map_err(MgmtError::query)?)),
+        "email" => Ok(UserFilter::Identifier(identifier_of("email", value).map_err(|m| MgmtError::query_at(m, "q"))?)),
+        "phone_number" => {
+            Ok(UserFilter::Identifier(identifier_of("phone_number", value).map_err(|m| MgmtError::query_at(m, "q"))?))
+        }
         "user_id" => Ok(UserFilter::Id(UserId(value.to_owned()))),
         _ => Err(unsupported()),
     }
@@ -298,7 +327,7 @@ pub(crate) async fn list_users(state: web::Data<AppState>, req: HttpRequest) -> 
     let per_page = number(&query, "per_page", 50, 100)?;
     let totals = boolean(&query, "include_totals")?;
     if let Some(engine) = get(&query, "search_engine").filter(|e| !["v1", "v2", "v3"].contains(e)) {
-        return Err(MgmtError::query(format!("No enum match for: \"{engine}\"' on property search_engine")));
+        return Err(MgmtError::query_at(format!("No enum match for: \"{engine}\""), "search_engine"));
     }
     let filter = filter_of(get(&query, "q"))?;
     let found = state.sesame.ports.users.list(&filter, page, per_page).await.map_err(store)?;
@@ -326,7 +355,7 @@ pub(crate) async fn users_by_email(state: web::Data<AppState>, req: HttpRequest)
     let query = query_map(&req)?;
     only(&query, &["email", "fields", "include_fields"])?;
     let raw = get(&query, "email").ok_or_else(|| MgmtError::query("Missing required property: email"))?;
-    let identifier = identifier_of("email", raw).map_err(MgmtError::query)?;
+    let identifier = identifier_of("email", raw).map_err(|m| MgmtError::query_at(m, "email"))?;
     let found = state.sesame.ports.users.list(&UserFilter::Identifier(identifier), 0, 100).await.map_err(store)?;
     let users: Vec<Value> = found.users.iter().map(shown).collect();
     Ok(HttpResponse::Ok().insert_header((actix_web::http::header::CACHE_CONTROL, "no-store")).json(users))
@@ -355,6 +384,9 @@ pub(crate) async fn get_user(
 
 fn body_object(body: &[u8]) -> Result<Map<String, Value>, MgmtError> {
     match serde_json::from_slice::<Value>(body) {
+        Ok(v @ Value::Object(_)) if crate::wire::has_nul(&v) => {
+            Err(MgmtError::body("Strings must not contain NUL characters"))
+        }
         Ok(Value::Object(map)) => Ok(map),
         Ok(_) => Err(MgmtError::body("Expected type object")),
         Err(_) => Err(MgmtError::bad_request("Invalid request payload JSON format", "invalid_body")),
@@ -362,7 +394,7 @@ fn body_object(body: &[u8]) -> Result<Map<String, Value>, MgmtError> {
 }
 
 fn type_error(field: &str, want: &str, got: &Value) -> MgmtError {
-    MgmtError::body(format!("Expected type {want} but found type {}' on property {field}", crate::wire::type_name(got)))
+    MgmtError::body_at(format!("Expected type {want} but found type {}", crate::wire::type_name(got)), field)
 }
 
 fn bool_field(map: &Map<String, Value>, field: &str) -> Result<Option<bool>, MgmtError> {
@@ -379,7 +411,7 @@ fn text_field(map: &Map<String, Value>, field: &str) -> Result<Option<Option<Str
         None => Ok(None),
         Some(Value::Null) => Ok(Some(None)),
         Some(Value::String(s)) if s.chars().count() <= 300 && !s.is_empty() => Ok(Some(Some(s.clone()))),
-        Some(Value::String(_)) => Err(MgmtError::body(format!("String is too long or empty' on property {field}"))),
+        Some(Value::String(_)) => Err(MgmtError::body_at("String must be 1 to 300 characters", field)),
         Some(other) => Err(type_error(field, "string", other)),
     }
 }
@@ -390,7 +422,7 @@ fn metadata_field(map: &Map<String, Value>, field: &str) -> Result<Option<Metada
         None => Ok(None),
         Some(Value::Object(o)) => {
             if serde_json::to_vec(o).map_or(usize::MAX, |v| v.len()) > 16 * 1024 {
-                return Err(MgmtError::body(format!("{field} is larger than 16 KiB")));
+                return Err(MgmtError::body_at("Metadata must be at most 16 KiB", field));
             }
             Ok(Some(MetadataPatch::from_object(o)))
         }
@@ -401,7 +433,7 @@ fn metadata_field(map: &Map<String, Value>, field: &str) -> Result<Option<Metada
 fn identifier_field(map: &Map<String, Value>, field: &str) -> Result<Option<Identifier>, MgmtError> {
     match map.get(field) {
         None => Ok(None),
-        Some(Value::String(raw)) => identifier_of(field, raw).map(Some).map_err(MgmtError::body),
+        Some(Value::String(raw)) => identifier_of(field, raw).map(Some).map_err(|m| MgmtError::body_at(m, field)),
         Some(other) => Err(type_error(field, "string", other)),
     }
 }

@@ -86,7 +86,25 @@ async fn handle(
         _ => false,
     };
     let preflight = method == Method::OPTIONS && req.headers().contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
-    let mut res = if preflight {
+    // A NUL character in the path or the query can be in no identifier, id or URL Sesame keeps
+    // (Postgres cannot store one): refused here, once for every route.
+    let nul = req.uri().path().contains("%00") || req.query_string().contains("%00");
+    let mut res = if nul && !preflight {
+        let resp = if req.path().starts_with("/api/v2/") {
+            HttpResponse::BadRequest().insert_header((header::CACHE_CONTROL, "no-store")).json(serde_json::json!({
+                "statusCode": 400,
+                "error": "Bad Request",
+                "message": "Query validation error: 'The request must not contain NUL characters'.",
+                "errorCode": "invalid_query_string",
+            }))
+        } else {
+            HttpResponse::BadRequest().insert_header((header::CACHE_CONTROL, "no-store")).json(serde_json::json!({
+                "error": "invalid_request",
+                "error_description": "The request must not contain NUL characters",
+            }))
+        };
+        req.into_response(resp)
+    } else if preflight {
         let resp = if allowed {
             HttpResponse::NoContent()
                 .insert_header((header::ACCESS_CONTROL_ALLOW_METHODS, "GET, POST, OPTIONS"))

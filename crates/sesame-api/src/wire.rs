@@ -34,17 +34,29 @@ fn encoding(req: &HttpRequest) -> Option<Encoding> {
 /// make a browser send without a CORS preflight, so it is refused.
 ///
 /// # Errors
-/// `None` when the body is not an object in its encoding, or not JSON or a form.
+/// `None` when the body is not an object in its encoding, or not JSON or a form, or when any
+/// key or string in it holds a NUL character (no store can keep one: Postgres refuses it).
 pub fn object(req: &HttpRequest, body: &[u8]) -> Option<Map<String, Value>> {
-    match encoding(req)? {
+    let map: Map<String, Value> = match encoding(req)? {
         Encoding::Form => {
             let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(body).ok()?;
-            Some(pairs.into_iter().map(|(k, v)| (k, Value::String(v))).collect())
+            pairs.into_iter().map(|(k, v)| (k, Value::String(v))).collect()
         }
         Encoding::Json => match serde_json::from_slice::<Value>(body).ok()? {
-            Value::Object(map) => Some(map),
-            _ => None,
+            Value::Object(map) => map,
+            _ => return None,
         },
+    };
+    (!map.iter().any(|(k, v)| k.contains('\0') || has_nul(v))).then_some(map)
+}
+
+/// Whether any string or key in `v` holds a NUL character.
+pub fn has_nul(v: &Value) -> bool {
+    match v {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(items) => items.iter().any(has_nul),
+        Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+        Value::Null | Value::Bool(_) | Value::Number(_) => false,
     }
 }
 

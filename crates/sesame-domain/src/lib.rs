@@ -19,7 +19,7 @@ pub use connection::{
 pub use identifier::{CostlyKind, Email, Identifier, IdentifierError, PhoneNumber};
 pub use message::{Channel, MessageId, OutboxMessage, SealedMessage};
 pub use secret::{LinkToken, OtpCode, SecretHash};
-pub use user::{MetadataPatch, Profile, User, UserFilter, UserId, UserPatch};
+pub use user::{METADATA_MAX_BYTES, MetadataPatch, Profile, User, UserFilter, UserId, UserPatch};
 
 /// A 24-hex-digit identifier, the shape Auth0 uses for `_id` and user ids (a Mongo ObjectId).
 pub fn object_id(bytes: [u8; 12]) -> String {

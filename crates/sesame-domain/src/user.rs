@@ -103,6 +103,12 @@ impl User {
         })
     }
 
+    /// Whether each metadata serialises to at most `METADATA_MAX_BYTES`.
+    pub fn metadata_within_limit(&self) -> bool {
+        let size = |m: &Map<String, Value>| serde_json::to_vec(m).map_or(usize::MAX, |v| v.len());
+        size(&self.user_metadata) <= METADATA_MAX_BYTES && size(&self.app_metadata) <= METADATA_MAX_BYTES
+    }
+
     /// Applies `patch` (the caller has checked it): what one `PATCH /api/v2/users/{id}` does.
     pub fn apply(&mut self, patch: &UserPatch, now: OffsetDateTime) {
         if let Some(blocked) = patch.blocked {
@@ -135,6 +141,10 @@ impl User {
         self.updated_at = now;
     }
 }
+
+/// The most `user_metadata` (and, apart, `app_metadata`) a user may hold, serialised: Auth0's
+/// 16 KiB. Stores measure their own serialisation (Postgres: `jsonb` as text).
+pub const METADATA_MAX_BYTES: usize = 16 * 1024;
 
 /// A change to `user_metadata` or `app_metadata`, as Auth0 merges them: root-level keys are
 /// set (a nested object replaces the old one whole), a key sent as `null` is removed, and an

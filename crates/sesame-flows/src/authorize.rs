@@ -403,7 +403,7 @@ impl Sesame {
         let new_id = UserId(format!("{}|{}", connection.strategy.as_str(), random_object_id(&*self.ports.random)));
         let user = self.ports.users.record_login(&connection.name, &key.identifier, new_id, now).await?;
         if user.blocked {
-            self.audit_blocked(&key, exchange.ip.clone(), "magic link", now).await;
+            self.audit_blocked(&key, Some(&user.id), exchange.ip.clone(), "magic link", now).await;
             return Err(AuthorizeError::Redirect(redirectable("unauthorized", "user is blocked"), Box::new(auth)));
         }
         let mut event = AuditEvent::new(AuditKind::LoginSucceeded, now);

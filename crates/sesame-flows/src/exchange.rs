@@ -85,7 +85,20 @@ impl Sesame {
     /// As `exchange_otp`.
     pub async fn verify_otp(&self, req: OtpExchange) -> Limited<(), ExchangeError> {
         let mut limit = None;
-        let result = self.check_otp(&req, Presented::Code, false, false, &mut limit).await.map(|_| ());
+        let result = match self.check_otp(&req, Presented::Code, false, false, &mut limit).await {
+            // A right code of a blocked user is no success either.
+            Ok(Checked { connection, key, .. }) => match self.ports.users.find(&connection.name, &key.identifier).await
+            {
+                Ok(Some(user)) if user.blocked => {
+                    let now = self.ports.clock.now();
+                    self.audit_blocked(&key, Some(&user.id), req.ip.clone(), "passwordless/verify", now).await;
+                    Err(ExchangeError::Blocked)
+                }
+                Ok(_) => Ok(()),
+                Err(e) => Err(e.into()),
+            },
+            Err(e) => Err(e),
+        };
         Limited::new(result, limit)
     }
 
@@ -110,7 +123,7 @@ impl Sesame {
         let new_id = UserId(format!("{}|{}", connection.strategy.as_str(), random_object_id(random)));
         let user = self.ports.users.record_login(&connection.name, &key.identifier, new_id, now).await?;
         if user.blocked {
-            self.audit_blocked(&key, req.ip.clone(), "co/authenticate", now).await;
+            self.audit_blocked(&key, Some(&user.id), req.ip.clone(), "co/authenticate", now).await;
             return Err(ExchangeError::Blocked);
         }
         let ticket = crate::crypto::random_b64(random, 32);
@@ -148,7 +161,7 @@ impl Sesame {
         let new_id = UserId(format!("{}|{}", strategy.as_str(), random_object_id(&*self.ports.random)));
         let user = self.ports.users.record_login(&connection.name, &key.identifier, new_id, now).await?;
         if user.blocked {
-            self.audit_blocked(&key, req.ip.clone(), "oauth/token", now).await;
+            self.audit_blocked(&key, Some(&user.id), req.ip.clone(), "oauth/token", now).await;
             return Err(ExchangeError::Blocked);
         }
         let tokens = self

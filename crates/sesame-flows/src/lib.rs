@@ -237,11 +237,13 @@ impl Sesame {
     async fn audit_blocked(
         &self,
         key: &sesame_domain::ChallengeKey,
+        user: Option<&sesame_domain::UserId>,
         ip: Option<String>,
         at: &str,
         now: time::OffsetDateTime,
     ) {
         let mut event = AuditEvent::new(sesame_ports::AuditKind::UserBlocked, now);
+        event.user_id = user.map(|u| u.0.clone());
         event.client_id = Some(key.client_id.0.clone());
         event.connection = Some(key.connection.0.clone());
         event.identifier = Some(key.identifier.masked());

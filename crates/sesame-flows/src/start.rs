@@ -167,8 +167,8 @@ impl Sesame {
         } else {
             None
         };
-        if existing.as_ref().is_some_and(|u| u.as_ref().is_some_and(|u| u.blocked)) {
-            self.audit_blocked(&key, req.ip.clone(), "passwordless/start", now).await;
+        if let Some(Some(user)) = existing.as_ref().filter(|u| u.as_ref().is_some_and(|u| u.blocked)) {
+            self.audit_blocked(&key, Some(&user.id), req.ip.clone(), "passwordless/start", now).await;
             return Err(StartError::Blocked);
         }
         if matches!(existing, Some(None)) {
@@ -259,7 +259,7 @@ impl Sesame {
             == sesame_ports::StartOutcome::Blocked
         {
             drop(permit);
-            self.audit_blocked(&key, req.ip.clone(), "passwordless/start", now).await;
+            self.audit_blocked(&key, None, req.ip.clone(), "passwordless/start", now).await;
             return Err(StartError::Blocked);
         }
         // What this replica delivers itself: the message it holds the lease of, with its text.

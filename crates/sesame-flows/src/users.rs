@@ -34,6 +34,9 @@ impl From<StoreError> for UserAdminError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Conflict(_) => Self::Conflict,
+            StoreError::TooLarge(_) => Self::Invalid(
+                "Payload validation error: 'user_metadata and app_metadata must each stay at most 16 KiB'.".into(),
+            ),
             StoreError::Unavailable(e) => {
                 crate::measures::dependency_error("store");
                 Self::Unavailable(e)
@@ -105,7 +108,9 @@ impl Sesame {
                 Strategy::Sms => "Payload validation error: 'Missing required property: phone_number'.".into(),
             }));
         }
+        // Microseconds, as Postgres keeps them: the answer equals what a later GET reads.
         let now = self.ports.clock.now();
+        let now = now.replace_nanosecond(now.nanosecond() / 1_000 * 1_000).unwrap_or(now);
         let id = UserId(format!("{}|{}", connection.strategy.as_str(), random_object_id(&*self.ports.random)));
         let mut user = User::new(id, connection.name.clone(), new.identifier, now);
         user.apply(&UserPatch { identifier: None, ..new.patch }, now);
@@ -253,6 +258,12 @@ impl Sesame {
                 granted
             }
         };
+        if granted.is_empty() && !held.is_empty() {
+            return Err(GrantError::AccessDenied(format!(
+                "Client has not been granted scopes: {}",
+                scope.unwrap_or_default().trim()
+            )));
+        }
         let scope = granted.join(" ");
         let now = self.ports.clock.now();
         let limits = &self.settings.limits;

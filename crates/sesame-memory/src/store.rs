@@ -423,8 +423,13 @@ impl UserStore for MemoryStore {
         {
             return Err(StoreError::Conflict("another user has this identifier".into()));
         }
-        let Some(mut user) = state.remove_user(&key) else { return Ok(None) };
+        let Some(before) = state.users.get(&key) else { return Ok(None) };
+        let mut user = before.clone();
         user.apply(patch, now);
+        if !user.metadata_within_limit() {
+            return Err(StoreError::TooLarge("metadata".into()));
+        }
+        state.remove_user(&key);
         state.insert_user(user.clone());
         Ok(Some(user))
     }

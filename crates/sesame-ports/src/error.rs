@@ -7,6 +7,9 @@ pub enum StoreError {
     /// A uniqueness rule refused the write (e.g. a client id that exists).
     #[error("conflict: {0}")]
     Conflict(String),
+    /// The write would break a size limit of the data (metadata over `METADATA_MAX_BYTES`).
+    #[error("too large: {0}")]
+    TooLarge(String),
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
 }

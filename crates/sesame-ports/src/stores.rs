@@ -102,7 +102,8 @@ pub trait UserStore: Send + Sync + std::fmt::Debug {
     async fn create(&self, user: &User) -> Result<(), StoreError>;
     /// Applies `patch` in one atomic step: concurrent patches of one user's metadata lose no
     /// key. `None` when there is no such user; `Conflict` when the new identifier belongs to
-    /// another user of the connection.
+    /// another user of the connection; `TooLarge`, changing nothing, when either metadata would
+    /// end above `METADATA_MAX_BYTES`.
     async fn update(&self, id: &UserId, patch: &UserPatch, now: OffsetDateTime) -> Result<Option<User>, StoreError>;
     /// Deletes the user and everything held about them, in one atomic step: the user row, its
     /// authorization codes, access and refresh tokens, the challenges and the messages not yet

@@ -520,6 +520,34 @@ where
     assert!(patched.app_metadata.is_empty(), "an empty object clears");
     assert_eq!(patched.profile.name.as_deref(), Some("Jane"));
     assert_eq!(patched.updated_at, now + secs(101));
+    // Metadata may not grow past its limit, one patch at a time: the patch that would cross it
+    // changes nothing.
+    let chunk = "x".repeat(sesame_domain::METADATA_MAX_BYTES / 3);
+    for i in 0..2 {
+        let p = UserPatch {
+            user_metadata: Some(sesame_domain::MetadataPatch::from_object(&object(
+                serde_json::json!({ format!("big{i}"): chunk }),
+            ))),
+            ..UserPatch::default()
+        };
+        store.update(&first.id, &p, now).await.unwrap().unwrap();
+    }
+    let over = UserPatch {
+        user_metadata: Some(sesame_domain::MetadataPatch::from_object(&object(serde_json::json!({ "big2": chunk })))),
+        name: Some(Some("Not applied".into())),
+        ..UserPatch::default()
+    };
+    assert!(matches!(store.update(&first.id, &over, now).await, Err(crate::StoreError::TooLarge(_))));
+    let kept = store.find_by_id(&first.id).await.unwrap().unwrap();
+    assert!(kept.user_metadata.contains_key("big1") && !kept.user_metadata.contains_key("big2"));
+    assert_eq!(kept.profile.name.as_deref(), Some("Jane"), "nothing of a refused patch is applied");
+    let shrink = UserPatch {
+        user_metadata: Some(sesame_domain::MetadataPatch::from_object(&object(
+            serde_json::json!({"big0": null, "big1": null}),
+        ))),
+        ..UserPatch::default()
+    };
+    store.update(&first.id, &shrink, now).await.unwrap().unwrap();
     let back = UserPatch { name: Some(None), ..UserPatch::default() };
     assert_eq!(store.update(&first.id, &back, now + secs(102)).await.unwrap().unwrap().profile.name, None);
     let nobody = UserId("email|000000000000000000000000".into());

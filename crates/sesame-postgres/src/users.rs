@@ -1,8 +1,10 @@
 use async_trait::async_trait;
 use diesel::QueryableByName;
-use diesel::sql_types::{Array, BigInt, Bool, Jsonb, Nullable, Text, Timestamptz};
+use diesel::sql_types::{Array, BigInt, Bool, Integer, Jsonb, Nullable, Text, Timestamptz};
 use diesel_async::RunQueryDsl;
-use sesame_domain::{ConnectionName, Identifier, MetadataPatch, Profile, User, UserFilter, UserId, UserPatch};
+use sesame_domain::{
+    ConnectionName, Identifier, METADATA_MAX_BYTES, MetadataPatch, Profile, User, UserFilter, UserId, UserPatch,
+};
 use sesame_ports::{StoreError, UserPage, UserStore};
 use time::OffsetDateTime;
 
@@ -150,36 +152,64 @@ impl UserStore for PgStore {
             #[diesel(sql_type = BigInt)]
             n: i64,
         }
-        let (identifier, id) = match filter {
-            UserFilter::All => (None, None),
-            UserFilter::Identifier(i) => (Some(identifier_parts(i).1.to_owned()), None),
-            UserFilter::Id(id) => (None, Some(id.0.clone())),
-        };
         let limit = i64::try_from(per_page).unwrap_or(i64::MAX);
         let offset = i64::try_from(page.saturating_mul(per_page)).unwrap_or(i64::MAX);
         let mut conn = self.conn().await?;
-        let rows: Vec<UserRow> = prepared!(concat!(
-            "SELECT ",
-            user_columns!(),
-            " FROM users WHERE ($1::text IS NULL OR identifier = $1) AND ($2::text IS NULL OR user_id = $2) \
-             ORDER BY created_at, user_id LIMIT $3 OFFSET $4"
-        ))
-        .bind::<Nullable<Text>, _>(identifier.as_deref())
-        .bind::<Nullable<Text>, _>(id.as_deref())
-        .bind::<BigInt, _>(limit)
-        .bind::<BigInt, _>(offset)
-        .load(&mut conn)
-        .await
-        .map_err(db_err("listing users"))?;
-        let count: Count = prepared!(
-            "SELECT count(*) AS n FROM users WHERE ($1::text IS NULL OR identifier = $1) \
-             AND ($2::text IS NULL OR user_id = $2)"
-        )
-        .bind::<Nullable<Text>, _>(identifier.as_deref())
-        .bind::<Nullable<Text>, _>(id.as_deref())
-        .get_result(&mut conn)
-        .await
-        .map_err(db_err("counting users"))?;
+        // One statement per filter: a shared `($1 IS NULL OR …)` statement would get a generic
+        // plan once cached, and a lookup by address would walk the whole table.
+        let (rows, count): (Vec<UserRow>, Count) = match filter {
+            UserFilter::All => (
+                prepared!(concat!(
+                    "SELECT ",
+                    user_columns!(),
+                    " FROM users ORDER BY created_at, user_id LIMIT $1 OFFSET $2"
+                ))
+                .bind::<BigInt, _>(limit)
+                .bind::<BigInt, _>(offset)
+                .load(&mut conn)
+                .await
+                .map_err(db_err("listing users"))?,
+                prepared!("SELECT count(*) AS n FROM users")
+                    .get_result(&mut conn)
+                    .await
+                    .map_err(db_err("counting users"))?,
+            ),
+            UserFilter::Identifier(identifier) => {
+                let value = identifier_parts(identifier).1;
+                (
+                    prepared!(concat!(
+                        "SELECT ",
+                        user_columns!(),
+                        " FROM users WHERE identifier = $1 ORDER BY created_at, user_id LIMIT $2 OFFSET $3"
+                    ))
+                    .bind::<Text, _>(value)
+                    .bind::<BigInt, _>(limit)
+                    .bind::<BigInt, _>(offset)
+                    .load(&mut conn)
+                    .await
+                    .map_err(db_err("finding users by identifier"))?,
+                    prepared!("SELECT count(*) AS n FROM users WHERE identifier = $1")
+                        .bind::<Text, _>(value)
+                        .get_result(&mut conn)
+                        .await
+                        .map_err(db_err("counting users"))?,
+                )
+            }
+            UserFilter::Id(id) => (
+                prepared!(concat!("SELECT ", user_columns!(), " FROM users WHERE user_id = $1 LIMIT $2 OFFSET $3"))
+                    .bind::<Text, _>(&id.0)
+                    .bind::<BigInt, _>(limit)
+                    .bind::<BigInt, _>(offset)
+                    .load(&mut conn)
+                    .await
+                    .map_err(db_err("finding a user"))?,
+                prepared!("SELECT count(*) AS n FROM users WHERE user_id = $1")
+                    .bind::<Text, _>(&id.0)
+                    .get_result(&mut conn)
+                    .await
+                    .map_err(db_err("counting users"))?,
+            ),
+        };
         Ok(UserPage {
             users: rows.into_iter().map(UserRow::into_user).collect::<Result<_, _>>()?,
             total: u64::try_from(count.n).unwrap_or(0),
@@ -248,7 +278,12 @@ impl UserStore for PgStore {
                app_metadata = CASE $15 WHEN 'clear' THEN '{}'::jsonb \
                  WHEN 'merge' THEN (app_metadata - $16::text[]) || $17 ELSE app_metadata END, \
                updated_at = $18 \
-             WHERE user_id = $1 RETURNING ",
+             WHERE user_id = $1 \
+               AND octet_length((CASE $12 WHEN 'clear' THEN '{}'::jsonb \
+                 WHEN 'merge' THEN (user_metadata - $13::text[]) || $14 ELSE user_metadata END)::text) <= $19 \
+               AND octet_length((CASE $15 WHEN 'clear' THEN '{}'::jsonb \
+                 WHEN 'merge' THEN (app_metadata - $16::text[]) || $17 ELSE app_metadata END)::text) <= $19 \
+             RETURNING ",
             user_columns!()
         ))
         .bind::<Text, _>(&id.0)
@@ -269,10 +304,18 @@ impl UserStore for PgStore {
         .bind::<Array<Text>, _>(am_remove)
         .bind::<Jsonb, _>(am_set)
         .bind::<Timestamptz, _>(now)
+        .bind::<Integer, _>(i32::try_from(METADATA_MAX_BYTES).unwrap_or(i32::MAX))
         .load(&mut conn)
         .await
         .map_err(db_err("updating a user"))?;
-        rows.into_iter().next().map(UserRow::into_user).transpose()
+        match rows.into_iter().next() {
+            Some(row) => row.into_user().map(Some),
+            // No row: no such user, or the metadata would have grown too large.
+            None => match self.find_by_id(id).await? {
+                Some(_) => Err(StoreError::TooLarge("metadata".into())),
+                None => Ok(None),
+            },
+        }
     }
 
     async fn delete(&self, id: &UserId) -> Result<bool, StoreError> {

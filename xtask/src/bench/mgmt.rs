@@ -51,8 +51,8 @@ ANALYZE users;
 /// The SQL of one `GET /api/v2/users-by-email` (`UserStore::list` with an identifier filter):
 /// the page, then the count.
 const LOOKUP: &str = r"\set i random(1, {N})
-SELECT user_id, connection, identifier_kind, identifier, email_verified, phone_verified, created_at, updated_at, last_login, logins_count, blocked, name, nickname, picture, user_metadata, app_metadata FROM users WHERE ('bench-user-' || :i || '@example.com' IS NULL OR identifier = 'bench-user-' || :i || '@example.com') AND (NULL::text IS NULL OR user_id = NULL) ORDER BY created_at, user_id LIMIT 100 OFFSET 0;
-SELECT count(*) AS n FROM users WHERE ('bench-user-' || :i || '@example.com' IS NULL OR identifier = 'bench-user-' || :i || '@example.com') AND (NULL::text IS NULL OR user_id = NULL);
+SELECT user_id, connection, identifier_kind, identifier, email_verified, phone_verified, created_at, updated_at, last_login, logins_count, blocked, name, nickname, picture, user_metadata, app_metadata FROM users WHERE identifier = 'bench-user-' || :i || '@example.com' ORDER BY created_at, user_id LIMIT 100 OFFSET 0;
+SELECT count(*) AS n FROM users WHERE identifier = 'bench-user-' || :i || '@example.com';
 ";
 
 /// The SQL of one `client_credentials` token: its audit row (the client comes from the cache,

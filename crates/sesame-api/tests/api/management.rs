@@ -147,6 +147,11 @@ async fn client_credentials_gives_a_backend_its_own_token_for_an_api_it_holds_sc
         .await;
     assert_eq!(all.body["scope"], ALL_SCOPES.join(" "), "{}", all.body);
 
+    let none_held = app
+        .post_token(&json!({"grant_type": "client_credentials", "client_id": "reader", "client_secret": M2M_SECRET,
+            "audience": audience(), "scope": "delete:users"}))
+        .await;
+    none_held.assert_error(403, "access_denied", "Client has not been granted scopes: delete:users");
     let unknown = app
         .post_token(&json!({"grant_type": "client_credentials", "client_id": "reader", "client_secret": M2M_SECRET,
             "audience": "https://nowhere.example/"}))
@@ -380,6 +385,12 @@ async fn every_call_needs_a_backend_token_with_the_scope() {
 
     // Bad bodies are 400s in Auth0's shape, never 500.
     let token = m2m_token(&app, "backend").await;
+    let typed = patch(&app, &id, &token, json!({"blocked": "yes"})).await;
+    assert_eq!(
+        typed.body["message"],
+        "Payload validation error: 'Expected type boolean but found type string' on property blocked.",
+        "Auth0's wording"
+    );
     for body in [
         json!({"blocked": "yes"}),
         json!({"user_metadata": []}),
@@ -575,4 +586,59 @@ async fn with_postgres_down_the_management_api_answers_503_and_recovers() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     assert_eq!(back, 200, "the API recovers by itself");
+}
+
+/// Postgres cannot store a NUL character: every input that carries one is a 4xx, on both
+/// stores, never a 500.
+#[tokio::test]
+async fn nul_characters_are_refused_with_a_4xx_never_a_500() {
+    let app = app().await;
+    let token = m2m_token(&app, "backend").await;
+    let body = json!({"connection": "email", "email": "nul@example.com"});
+    let id = call(&app, reqwest::Method::POST, "/api/v2/users", Some(&token), Some(&body)).await.body["user_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let nul = "a\u{0}b";
+    let mut statuses = Vec::new();
+    for (method, path, body) in [
+        (reqwest::Method::GET, "/api/v2/users/email%7Ca%00b".to_owned(), None),
+        (reqwest::Method::GET, "/api/v2/users/email%7Ca%00b/logs".to_owned(), None),
+        (reqwest::Method::DELETE, "/api/v2/users/email%7Ca%00b".to_owned(), None),
+        (reqwest::Method::PATCH, "/api/v2/users/email%7Ca%00b".to_owned(), Some(json!({"name": "x"}))),
+        (reqwest::Method::GET, format!("/api/v2/users?q={}", enc("user_id:\"a\u{0}b\"")), None),
+        (reqwest::Method::PATCH, format!("/api/v2/users/{}", enc(&id)), Some(json!({"name": nul}))),
+        (reqwest::Method::PATCH, format!("/api/v2/users/{}", enc(&id)), Some(json!({"user_metadata": {nul: 1}}))),
+        (reqwest::Method::PATCH, format!("/api/v2/users/{}", enc(&id)), Some(json!({"app_metadata": {"k": [nul]}}))),
+        (reqwest::Method::POST, "/api/v2/users".to_owned(), Some(json!({"connection": nul, "email": "n@example.com"}))),
+    ] {
+        let reply = call(&app, method.clone(), &path, Some(&token), body.as_ref()).await;
+        statuses.push((format!("{method} {path}"), reply.status));
+    }
+    for (path, body) in [
+        ("/passwordless/start", json!({"client_id": nul, "connection": "email", "email": "n@example.com"})),
+        ("/passwordless/start", json!({"client_id": "public-app", "connection": nul, "email": "n@example.com"})),
+        (
+            "/passwordless/start",
+            json!({"client_id": "public-app", "connection": "email", "email": "n@example.com", "send": "link", "authParams": {"state": nul}}),
+        ),
+        ("/oauth/token", json!({"grant_type": "client_credentials", "client_id": nul, "client_secret": "x"})),
+        (
+            "/oauth/token",
+            json!({"grant_type": OTP_GRANT, "client_id": "public-app", "realm": nul, "username": "n@example.com", "otp": "123456"}),
+        ),
+        ("/oauth/revoke", json!({"client_id": nul, "token": "t"})),
+    ] {
+        let reply = app.http.post(format!("{}{path}", app.base)).json(&body).send().await.unwrap();
+        statuses.push((format!("POST {path} {body}"), reply.status().as_u16()));
+    }
+    for path in [
+        "/v2/logout?client_id=%00&returnTo=https%3A%2F%2Fx.example%2F",
+        "/authorize?client_id=%00&response_type=code&redirect_uri=https%3A%2F%2Fx.example%2F",
+    ] {
+        let reply = app.http.get(format!("{}{path}", app.base)).send().await.unwrap();
+        statuses.push((format!("GET {path}"), reply.status().as_u16()));
+    }
+    let bad: Vec<_> = statuses.iter().filter(|(_, s)| !(400..500).contains(s) && *s != 204).collect();
+    assert!(bad.is_empty(), "not a 4xx: {bad:?}");
 }
