@@ -95,6 +95,7 @@ fn client(id: &str, app_type: AppType, auth: AuthMethod, connections: &[&str]) -
         api_scopes: std::collections::BTreeMap::new(),
         trust_forwarded_for: false,
         allowed_logout_urls: vec![],
+        require_pkce: true,
     }
 }
 

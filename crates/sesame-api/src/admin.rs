@@ -53,6 +53,14 @@ pub enum ClientCommand {
         #[command(flatten)]
         json: JsonFlag,
     },
+    /// Whether a public application must send PKCE (S256) with `response_type=code`.
+    RequirePkce {
+        client_id: String,
+        #[arg(action = clap::ArgAction::Set)]
+        required: bool,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
     /// Make a new secret for a confidential application; the old one stops working at once.
     RotateSecret {
         client_id: String,
@@ -184,6 +192,10 @@ pub struct CreateArgs {
     /// Where `/v2/logout` may send the browser back to (repeatable).
     #[arg(long = "logout-url")]
     pub logout_urls: Vec<String>,
+    /// Let this public client use `response_type=code` without PKCE, as Auth0 does (see
+    /// docs/migrate-from-auth0.md for the trade-off).
+    #[arg(long)]
+    pub no_require_pkce: bool,
     #[command(flatten)]
     pub json: JsonFlag,
 }
@@ -433,6 +445,7 @@ fn client_json(c: &Client, secret: Option<&str>) -> serde_json::Value {
         "api_scopes": c.api_scopes,
         "trust_forwarded_for": c.trust_forwarded_for,
         "allowed_logout_urls": c.allowed_logout_urls,
+        "require_pkce": c.require_pkce,
     });
     if let Some(s) = secret {
         v["client_secret"] = json!(s);
@@ -535,6 +548,7 @@ pub async fn client(settings: &Settings, command: ClientCommand) -> anyhow::Resu
                 api_scopes: api_scopes_arg(settings, &args.api_scopes)?,
                 trust_forwarded_for: args.trust_forwarded_for,
                 allowed_logout_urls: args.logout_urls,
+                require_pkce: !args.no_require_pkce,
             };
             if client.trust_forwarded_for && !client.is_confidential() {
                 bail!("--trust-forwarded-for is only for confidential clients (a public one proves nothing)");
@@ -606,6 +620,15 @@ pub async fn client(settings: &Settings, command: ClientCommand) -> anyhow::Resu
                 .await?
                 .with_context(|| format!("no client {client_id}"))?;
             c.allowed_logout_urls = urls;
+            clients.save(&c).await?;
+            show(&c, None, json.json)
+        }
+        ClientCommand::RequirePkce { client_id, required, json } => {
+            let mut c = clients
+                .find(&ClientId::new(client_id.clone()))
+                .await?
+                .with_context(|| format!("no client {client_id}"))?;
+            c.require_pkce = required;
             clients.save(&c).await?;
             show(&c, None, json.json)
         }

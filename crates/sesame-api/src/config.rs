@@ -277,6 +277,9 @@ pub struct ClientSettings {
     /// Where `/v2/logout` may send the browser back to (exact match).
     #[serde(default)]
     pub allowed_logout_urls: Vec<String>,
+    /// A public client must send PKCE (S256) with `response_type=code` (default true).
+    #[serde(default = "yes")]
+    pub require_pkce: bool,
 }
 
 impl std::fmt::Debug for ClientSettings {

@@ -507,6 +507,7 @@ async fn seed(sesame: &Sesame, settings: &Settings) -> anyhow::Result<()> {
             api_scopes: c.api_scopes.clone(),
             trust_forwarded_for: c.trust_forwarded_for,
             allowed_logout_urls: c.allowed_logout_urls.clone(),
+            require_pkce: c.require_pkce,
         };
         sesame.ports.clients.save(&client).await?;
     }
@@ -525,6 +526,7 @@ async fn seed(sesame: &Sesame, settings: &Settings) -> anyhow::Result<()> {
             api_scopes: Default::default(),
             trust_forwarded_for: false,
             allowed_logout_urls: vec![],
+            require_pkce: true,
         };
         sesame.ports.clients.save(&dev).await?;
         tracing::info!(client_id = DEV_CLIENT_ID, "embedded default: public development client ready");

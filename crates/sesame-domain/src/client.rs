@@ -123,6 +123,15 @@ pub struct Client {
     /// Where `/v2/logout` may send the browser back to (exact match, as the callbacks).
     #[serde(default)]
     pub allowed_logout_urls: Vec<String>,
+    /// Whether this public client must send PKCE (S256) with `response_type=code`, in
+    /// `/authorize` and in a magic link's `authParams`. On by default (RFC 9700); off restores
+    /// Auth0's behaviour for an app that sends none (docs/migrate-from-auth0.md).
+    #[serde(default = "yes")]
+    pub require_pkce: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl Client {

@@ -252,7 +252,11 @@ pub fn check_authorization(
         }
         _ => None,
     };
-    if response_type == ResponseType::Code && code_challenge.is_none() && !client.is_confidential() {
+    if response_type == ResponseType::Code
+        && code_challenge.is_none()
+        && !client.is_confidential()
+        && client.require_pkce
+    {
         return fail(
             redirectable("invalid_request", "PKCE (code_challenge with S256) is required for public clients"),
             mode,

@@ -480,6 +480,7 @@ mod tests {
             api_scopes: Default::default(),
             trust_forwarded_for: false,
             allowed_logout_urls: vec![],
+            require_pkce: true,
         };
         ClientStore::save(&*store, &client).await.unwrap();
         let sesame = Sesame::new(ports, Secrets::new(&[7u8; 32]).unwrap(), FlowSettings::new("https://sesame.test/"));

@@ -65,6 +65,9 @@ pub trait GrantStore: Send + Sync + std::fmt::Debug {
     async fn save_opaque(&self, token: OpaqueToken) -> Result<(), StoreError>;
     async fn find_opaque(&self, hash: &SecretHash, now: OffsetDateTime) -> Result<Option<OpaqueToken>, StoreError>;
     async fn save_refresh(&self, token: RefreshToken) -> Result<(), StoreError>;
+    /// Revokes the family of the refresh token `presented` if it is `client`'s (RFC 7009: a
+    /// client revokes only its own tokens). Returns whether a family was revoked.
+    async fn revoke_refresh(&self, client: &ClientId, presented: &SecretHash) -> Result<bool, StoreError>;
     /// Spends `presented` and makes a new token current, atomically: `next_hash`, with the
     /// family, client, user, scope and audience of `presented`, expiring at `next_expires_at`
     /// or when `presented` does, whichever comes first (a family's lifetime is absolute:
@@ -72,9 +75,6 @@ pub trait GrantStore: Send + Sync + std::fmt::Debug {
     ///
     /// A token of another client than `client` is `Invalid` and left untouched: a client that
     /// merely holds someone else's token cannot spend it (nor revoke its family).
-    /// Revokes the family of the refresh token `presented` if it is `client`'s (RFC 7009: a
-    /// client revokes only its own tokens). Returns whether a family was revoked.
-    async fn revoke_refresh(&self, client: &ClientId, presented: &SecretHash) -> Result<bool, StoreError>;
     async fn rotate_refresh(
         &self,
         client: &ClientId,

@@ -106,6 +106,7 @@ pub fn client(id: &str, origins: &[&str]) -> Client {
         api_scopes: Default::default(),
         trust_forwarded_for: false,
         allowed_logout_urls: vec![],
+        require_pkce: true,
     }
 }
 

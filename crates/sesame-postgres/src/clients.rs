@@ -36,6 +36,8 @@ struct ClientRow {
     trust_forwarded_for: bool,
     #[diesel(sql_type = Array<Text>)]
     allowed_logout_urls: Vec<String>,
+    #[diesel(sql_type = Bool)]
+    require_pkce: bool,
 }
 
 /// A text column holding a serde enum's snake_case name.
@@ -76,6 +78,7 @@ impl ClientRow {
                 .map_err(|e| StoreError::Unexpected(anyhow::anyhow!("api_scopes: {e}")))?,
             trust_forwarded_for: self.trust_forwarded_for,
             allowed_logout_urls: self.allowed_logout_urls,
+            require_pkce: self.require_pkce,
         })
     }
 }
@@ -84,7 +87,7 @@ impl ClientRow {
 macro_rules! client_columns {
     () => {
         "client_id, name, app_type, auth_method, secret_hash, connections, callbacks, allowed_origins, grant_types, \
-         public_keys, api_scopes, trust_forwarded_for, allowed_logout_urls"
+         public_keys, api_scopes, trust_forwarded_for, allowed_logout_urls, require_pkce"
     };
 }
 
@@ -129,15 +132,16 @@ impl ClientStore for PgStore {
         let mut conn = self.conn().await?;
         prepared!(
             "INSERT INTO clients (client_id, name, app_type, auth_method, secret_hash, connections, callbacks, \
-             allowed_origins, grant_types, public_keys, api_scopes, trust_forwarded_for, allowed_logout_urls) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
+             allowed_origins, grant_types, public_keys, api_scopes, trust_forwarded_for, allowed_logout_urls, require_pkce) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
              ON CONFLICT (client_id) DO UPDATE SET name = EXCLUDED.name, app_type = EXCLUDED.app_type, \
              auth_method = EXCLUDED.auth_method, secret_hash = EXCLUDED.secret_hash, \
              connections = EXCLUDED.connections, callbacks = EXCLUDED.callbacks, \
              allowed_origins = EXCLUDED.allowed_origins, grant_types = EXCLUDED.grant_types, \
              public_keys = EXCLUDED.public_keys, api_scopes = EXCLUDED.api_scopes, \
              trust_forwarded_for = EXCLUDED.trust_forwarded_for, \
-             allowed_logout_urls = EXCLUDED.allowed_logout_urls, updated_at = now()",
+             allowed_logout_urls = EXCLUDED.allowed_logout_urls, require_pkce = EXCLUDED.require_pkce, \
+             updated_at = now()",
         )
         .bind::<Text, _>(c.id.as_str())
         .bind::<Text, _>(&c.name)
@@ -152,6 +156,7 @@ impl ClientStore for PgStore {
         .bind::<Jsonb, _>(serde_json::to_value(&c.api_scopes).map_err(|e| StoreError::Unexpected(e.into()))?)
         .bind::<Bool, _>(c.trust_forwarded_for)
         .bind::<Array<Text>, _>(&c.allowed_logout_urls)
+        .bind::<Bool, _>(c.require_pkce)
         .execute(&mut conn)
         .await
         .map_err(db_err("saving a client"))?;

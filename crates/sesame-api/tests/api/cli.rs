@@ -292,6 +292,12 @@ async fn users_are_seen_blocked_exported_and_deleted_from_the_command_line() {
     assert_eq!(backend["token_endpoint_auth_method"], "client_secret_post");
     assert_eq!(backend["api_scopes"], json!({"https://sesame.test/api/v2/": ["read:users", "delete:users"]}));
     assert_eq!(backend["allowed_logout_urls"], json!(["https://app.example.com/bye"]));
+    assert_eq!(backend["require_pkce"], true, "on by default");
+    let legacy = json_of(sesame(&config, &["client", "create", "--name", "Old app", "--no-require-pkce", "--json"]));
+    assert_eq!(legacy["require_pkce"], false);
+    let legacy_id = legacy["client_id"].as_str().expect("id").to_owned();
+    let turned = json_of(sesame(&config, &["client", "require-pkce", &legacy_id, "true", "--json"]));
+    assert_eq!(turned["require_pkce"], true);
     let (ok, _, err) =
         sesame(&config, &["client", "create", "--name", "X", "--api-scopes", "https://elsewhere.test/=a"]);
     assert!(!ok && err.contains("no API"), "{err}");

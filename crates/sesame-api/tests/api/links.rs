@@ -398,3 +398,43 @@ async fn an_spa_logs_in_through_co_authenticate_though_the_otp_grant_is_closed_t
     assert_eq!(co.status, 200, "{}", co.body);
     assert!(co.body["login_ticket"].is_string());
 }
+
+/// `require_pkce = false` restores Auth0's behaviour for one public client: a code link without
+/// PKCE works, and its code is exchanged without a verifier. Every other public client still
+/// needs PKCE.
+#[tokio::test]
+async fn a_client_with_require_pkce_off_uses_codes_without_pkce_as_at_auth0() {
+    let app = spawn_app_configured(|s| {
+        for c in &mut s.clients {
+            if c.client_id == "email-only" {
+                c.require_pkce = false;
+            }
+        }
+    })
+    .await;
+    let params = json!({"redirect_uri": CALLBACK, "response_type": "code", "state": "legacy"});
+    let start = |client: &str| json!({"client_id": client, "connection": "email", "email": "legacy@example.com", "send": "link", "authParams": params});
+    app.post_start(&start("public-app")).await.assert_error(
+        400,
+        "bad.authParams",
+        "error in authParams - PKCE (code_challenge with S256) is required for public clients",
+    );
+    let before = app.get("/dev/mailbox?to=legacy%40example.com").await.body.as_array().map_or(0, Vec::len);
+    let started = app.post_start(&start("email-only")).await;
+    assert_eq!(started.status, 200, "{}", started.body);
+    let link = app.mailbox("legacy@example.com", before + 1).await[0]["link"].as_str().expect("link").replacen(
+        ISSUER,
+        &format!("{}/", app.base),
+        1,
+    );
+    let resp = confirm(&app, &link).await;
+    assert_eq!(resp.status(), 302);
+    let p = params_after(&location(&resp), '?');
+    assert_eq!(p["state"], "legacy");
+    let tokens = app
+        .post_token(&json!({"grant_type": "authorization_code", "client_id": "email-only", "code": p["code"],
+            "redirect_uri": CALLBACK}))
+        .await;
+    assert_eq!(tokens.status, 200, "no verifier needed: {}", tokens.body);
+    assert!(tokens.body["access_token"].is_string());
+}

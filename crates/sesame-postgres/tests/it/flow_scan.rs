@@ -84,6 +84,7 @@ async fn sesame_on(db: &TestDatabase) -> (Sesame, Arc<Mailbox>) {
         api_scopes: Default::default(),
         trust_forwarded_for: false,
         allowed_logout_urls: vec![],
+        require_pkce: true,
     };
     ClientStore::save(&*store, &client).await.unwrap();
 
