@@ -176,9 +176,7 @@ pub(crate) async fn oauth_token(
     req: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let map = wire::object(&req, &body).ok_or_else(|| {
-        ApiError::bad_request("invalid_request", "The request body must be JSON or application/x-www-form-urlencoded")
-    })?;
+    let map = token_endpoint_body(&req, &body)?;
     let field = |name: &str| wire::string(&map, name, "invalid_request");
     let required = |name: &str| {
         field(name)?
@@ -267,17 +265,9 @@ pub(crate) async fn oauth_revoke(
     req: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let map = wire::object(&req, &body).ok_or_else(|| {
-        ApiError::bad_request("invalid_request", "The request body must be JSON or application/x-www-form-urlencoded")
-    })?;
+    let map = token_endpoint_body(&req, &body)?;
     let field = |name: &str| wire::string(&map, name, "invalid_request");
-    let creds = Credentials {
-        client_id: field("client_id")?,
-        client_secret: field("client_secret")?,
-        basic: wire::basic_auth(&req)?,
-        client_assertion: field("client_assertion")?,
-        client_assertion_type: field("client_assertion_type")?,
-    };
+    let creds = token_endpoint_credentials(&req, &map)?;
     // The client first (RFC 7009 §2.1): a stranger learns nothing about tokens.
     let sesame = &state.sesame;
     let client = sesame.authenticate_client(&creds).await.map_err(|e| errors::client_auth(e, Endpoint::Token))?;
@@ -339,6 +329,28 @@ pub(crate) async fn logout(
         .insert_header((actix_web::http::header::LOCATION, return_to))
         .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
         .finish())
+}
+
+/// The body of `/oauth/token` and `/oauth/revoke`: a JSON object or a form.
+fn token_endpoint_body(req: &HttpRequest, body: &[u8]) -> Result<serde_json::Map<String, Value>, ApiError> {
+    wire::object(req, body).ok_or_else(|| {
+        ApiError::bad_request("invalid_request", "The request body must be JSON or application/x-www-form-urlencoded")
+    })
+}
+
+/// The client authentication of `/oauth/revoke`, as `/oauth/token` reads it.
+fn token_endpoint_credentials(
+    req: &HttpRequest,
+    map: &serde_json::Map<String, Value>,
+) -> Result<Credentials, ApiError> {
+    let field = |name: &str| wire::string(map, name, "invalid_request");
+    Ok(Credentials {
+        client_id: field("client_id")?,
+        client_secret: field("client_secret")?,
+        basic: wire::basic_auth(req)?,
+        client_assertion: field("client_assertion")?,
+        client_assertion_type: field("client_assertion_type")?,
+    })
 }
 
 fn token_response(tokens: &sesame_flows::tokens::TokenSet) -> HttpResponse {
