@@ -92,6 +92,9 @@ pub struct Settings {
     #[serde(default)]
     pub redis: Option<sesame_redis::RedisConfig>,
     pub magic_link: MagicLinkSettings,
+    /// The hosted login page behind `GET /authorize`.
+    #[serde(default)]
+    pub hosted: HostedSettings,
     pub signing_keys: SigningKeySettings,
     /// Rate limits (defaults: docs/configuration.md).
     #[serde(default)]
@@ -196,6 +199,44 @@ pub struct MagicLinkSettings {
     /// Opening a link shows a confirmation page whose button completes the login, so mail
     /// scanners that prefetch links burn nothing. `false`: the GET completes at once (Auth0).
     pub confirm: bool,
+}
+
+/// The hosted login page (`GET /authorize` without a login ticket).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HostedSettings {
+    /// A second `/authorize` in a signed-in browser skips the code (single sign-on). `false`:
+    /// every `/authorize` asks for a code, and the session lives only as long as a code.
+    pub remember_login: bool,
+    /// How long a hosted-login session lasts, in seconds (Auth0's default: 3 days).
+    pub session_lifetime_secs: u64,
+    /// Per-client looks of the page.
+    pub branding: Vec<BrandingSettings>,
+}
+
+impl Default for HostedSettings {
+    fn default() -> Self {
+        Self { remember_login: true, session_lifetime_secs: 259_200, branding: Vec::new() }
+    }
+}
+
+/// How the hosted page looks for one client.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BrandingSettings {
+    pub client_id: String,
+    /// Shown instead of the client's name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// An https image URL (the page's CSP allows images from its origin only).
+    #[serde(default)]
+    pub logo_url: Option<String>,
+    /// `#rrggbb`: buttons and links.
+    #[serde(default)]
+    pub primary_color: Option<String>,
+    /// `#rrggbb`: the page background.
+    #[serde(default)]
+    pub background_color: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -415,6 +456,25 @@ impl Settings {
         );
         anyhow::ensure!(self.email != SenderKind::Ses || self.ses.is_some(), "email = \"ses\" needs a [ses] section");
         anyhow::ensure!(self.sms != SenderKind::Sns || self.sns.is_some(), "sms = \"sns\" needs a [sns] section");
+        for b in &self.hosted.branding {
+            for (key, colour) in [("primary_color", &b.primary_color), ("background_color", &b.background_color)] {
+                if let Some(c) = colour {
+                    anyhow::ensure!(
+                        c.len() == 7 && c.starts_with('#') && c[1..].bytes().all(|x| x.is_ascii_hexdigit()),
+                        "hosted.branding {}: {key} must be #rrggbb, got {c:?}",
+                        b.client_id
+                    );
+                }
+            }
+            if let Some(logo) = &b.logo_url {
+                anyhow::ensure!(
+                    logo.starts_with("https://") && !logo.contains(['"', '\'', '<', '>', ' ', ';']),
+                    "hosted.branding {}: logo_url must be an https URL, got {logo:?}",
+                    b.client_id
+                );
+            }
+        }
+        anyhow::ensure!(self.hosted.session_lifetime_secs >= 60, "hosted.session_lifetime_secs must be at least 60");
         // Templates compile now: a broken one stops the start-up, never a login.
         self.compiled_templates()?;
         if self.store == StoreKind::Postgres {
@@ -802,6 +862,8 @@ mod documented {
         check::<sesame_ses::SesConfig>("`[ses]`", &mut missing);
         check::<sesame_sns::SnsConfig>("`[sns]`", &mut missing);
         check::<super::MagicLinkSettings>("`[magic_link]`", &mut missing);
+        check::<super::HostedSettings>("`[hosted]`", &mut missing);
+        check::<super::BrandingSettings>("`[hosted]`", &mut missing);
         check::<sesame_flows::templates::TemplateSettings>("`[templates]`", &mut missing);
         check::<sesame_flows::templates::EmailTemplate>("`[templates]`", &mut missing);
         check::<sesame_flows::templates::SmsTemplate>("`[templates]`", &mut missing);

@@ -5,6 +5,7 @@ pub mod admin;
 pub mod admin_users;
 pub mod config;
 pub mod errors;
+pub mod hosted;
 pub mod links;
 pub mod management;
 pub mod middleware;

@@ -62,7 +62,7 @@ fn page(status: StatusCode, csp: &str, body: &str) -> HttpResponse {
         .body(html)
 }
 
-fn error_page(message: &str) -> HttpResponse {
+pub(crate) fn error_page(message: &str) -> HttpResponse {
     page(
         StatusCode::BAD_REQUEST,
         "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
@@ -71,7 +71,7 @@ fn error_page(message: &str) -> HttpResponse {
 }
 
 /// A dependency is down: 503 with `Retry-After`, so a browser (or a monitor) knows to come back.
-fn unavailable_page() -> HttpResponse {
+pub(crate) fn unavailable_page() -> HttpResponse {
     let mut resp = page(
         StatusCode::SERVICE_UNAVAILABLE,
         "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
@@ -82,7 +82,7 @@ fn unavailable_page() -> HttpResponse {
 }
 
 /// Sends the browser on: query or fragment redirect, or an auto-posting form.
-fn respond(resp: &AuthorizationResponse) -> HttpResponse {
+pub(crate) fn respond(resp: &AuthorizationResponse) -> HttpResponse {
     let encoded = resp
         .params
         .iter()
@@ -126,7 +126,7 @@ fn params_of(map: &HashMap<String, String>) -> AuthorizeParams {
 }
 
 /// Checks the request enough to know where errors may go. `Err` is the page to show.
-async fn prepare(
+pub(crate) async fn prepare(
     state: &AppState,
     map: &HashMap<String, String>,
 ) -> Result<(sesame_domain::Client, sesame_flows::authorize::Authorization), HttpResponse> {
@@ -192,6 +192,9 @@ pub(crate) async fn open_link(
     query: web::Query<HashMap<String, String>>,
 ) -> HttpResponse {
     let map = query.into_inner();
+    if crate::hosted::is_hosted_link(&map) {
+        return crate::hosted::open_link(&state, &req, map).await;
+    }
     if !state.confirm_links {
         return complete(&state, &req, map).await;
     }
@@ -230,7 +233,11 @@ pub(crate) async fn confirm_link(state: web::Data<AppState>, req: HttpRequest, f
     let Ok(pairs) = serde_urlencoded::from_bytes::<Vec<(String, String)>>(&form) else {
         return error_page("The form could not be read.");
     };
-    complete(&state, &req, pairs.into_iter().collect()).await
+    let map: HashMap<String, String> = pairs.into_iter().collect();
+    if crate::hosted::is_hosted_link(&map) {
+        return crate::hosted::confirm_link(&state, &req, map).await;
+    }
+    complete(&state, &req, map).await
 }
 
 /// auth0.js: `{connection, verification_code, email|phone_number, client_id}`; checks the code
@@ -360,8 +367,8 @@ pub(crate) async fn co_authenticate(
     }
 }
 
-/// `GET /authorize` with a `login_ticket` from `/co/authenticate`. Sesame has no hosted login
-/// page: without a ticket the request cannot be completed.
+/// `GET /authorize`: with a `login_ticket` from `/co/authenticate` (auth0.js), the response at
+/// once; without one, the hosted login page (or, for a signed-in browser, the response).
 #[utoipa::path(get, path = "/authorize", tag = "oauth",
     params(("client_id" = Option<String>, Query), ("response_type" = Option<String>, Query), ("redirect_uri" = Option<String>, Query), ("login_ticket" = Option<String>, Query), ("state" = Option<String>, Query)),
     responses(
@@ -370,19 +377,20 @@ pub(crate) async fn co_authenticate(
         (status = 400, description = "An error page: the link is wrong, used or expired, or the request cannot be completed", content(("text/html"), (crate::openapi::ErrorBody = "application/json"))),
         (status = 503, description = "A dependency is unavailable", content(("text/html"), (crate::openapi::ErrorBody = "application/json"))),
         (status = "4XX", description = "What the HTTP layer refuses by itself, in Auth0's error shape", body = crate::openapi::ErrorBody)))]
-pub(crate) async fn authorize(state: web::Data<AppState>, query: web::Query<HashMap<String, String>>) -> HttpResponse {
+pub(crate) async fn authorize(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    query: web::Query<HashMap<String, String>>,
+) -> HttpResponse {
     let map = query.into_inner();
     let (client, auth) = match prepare(&state, &map).await {
         Ok(ok) => ok,
         Err(page) => return page,
     };
-    let Some(ticket) = map.get("login_ticket").filter(|t| !t.is_empty()) else {
-        let r = sesame_flows::authorize::Redirectable {
-            error: "login_required",
-            description: "Sesame has no hosted login page: start with /passwordless/start".into(),
-        };
-        return respond(&AuthorizationResponse::error(&auth, &r));
+    let Some(ticket) = map.get("login_ticket").filter(|t| !t.is_empty()).cloned() else {
+        return crate::hosted::authorize(&state, &req, map, client, auth).await;
     };
+    let ticket = &ticket;
     match state.sesame.authorize_with_ticket(&client, ticket, auth).await {
         Ok(resp) => respond(&resp),
         Err(AuthorizeError::Redirect(r, auth)) => respond(&AuthorizationResponse::error(&auth, &r)),

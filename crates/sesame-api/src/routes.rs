@@ -25,6 +25,8 @@ pub struct AppState {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Magic links show a confirmation page before completing.
     pub confirm_links: bool,
+    /// The hosted login page's settings.
+    pub hosted: crate::hosted::Hosted,
 }
 
 /// The end user's IP: the peer, or what trusted proxies forwarded; `auth0-forwarded-for` only
@@ -58,6 +60,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .configure(crate::probes::configure)
         .configure(crate::openapi::configure)
         .configure(crate::links::configure)
+        .configure(crate::hosted::configure)
         .configure(crate::management::configure);
 }
 

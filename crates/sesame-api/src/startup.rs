@@ -88,6 +88,7 @@ impl Application {
             mailbox: mailbox_delivers.then(|| mailbox.clone()),
             trusted_proxies: settings.trusted_proxy_nets()?,
             confirm_links: settings.magic_link.confirm,
+            hosted: crate::hosted::Hosted::new(&settings.hosted, &settings.issuer),
         });
         let body_limit = settings.max_body_bytes;
         let scrape = settings

@@ -295,6 +295,29 @@ pub struct LinkCompletion {
     pub ip: Option<String>,
 }
 
+/// A proved code or link: who logged in, and the authorization request to answer.
+#[derive(Debug)]
+pub struct Proven {
+    pub client: Client,
+    pub user: sesame_domain::User,
+    /// The request the proof answers: the link's own (stored with its start) or the one the
+    /// typed code came with.
+    pub authorization: Authorization,
+    pub by_link: bool,
+    /// The `authParams` stored with the start.
+    pub stored: sesame_domain::AuthParams,
+}
+
+/// Why a proof was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum ProveError {
+    /// A wrong, used, expired or limited proof, or a blocked user.
+    #[error(transparent)]
+    Refused(crate::exchange::ExchangeError),
+    #[error(transparent)]
+    Authorize(AuthorizeError),
+}
+
 /// Where the browser goes next: `params` go in the query, the fragment, or an auto-posted form.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthorizationResponse {
@@ -378,8 +401,26 @@ impl Sesame {
     /// A redirectable error for a wrong, used, expired or limited proof; `Unavailable` when a
     /// store is down.
     pub async fn complete_link(&self, req: LinkCompletion) -> Result<AuthorizationResponse, AuthorizeError> {
-        let auth = req.authorization;
-        let refuse = |r: Redirectable| AuthorizeError::Redirect(r, Box::new(auth.clone()));
+        let auth = req.authorization.clone();
+        let proven = match self.prove(req, "verify_redirect").await {
+            Ok(p) => p,
+            Err(ProveError::Refused(e)) => {
+                return Err(link_refusal(e).map_or_else(|e| e, |r| AuthorizeError::Redirect(r, Box::new(auth))));
+            }
+            Err(ProveError::Authorize(e)) => return Err(e),
+        };
+        let now = self.ports.clock.now();
+        self.authorization_response(&proven.client, &proven.user, &proven.authorization, now).await
+    }
+
+    /// Checks a typed code or a link token and records the login (the user is made on first
+    /// login), without answering anything yet: the magic link and the hosted login page both
+    /// start here. `detail` names the path in the audit record of a typed code.
+    ///
+    /// # Errors
+    /// `Refused` for a wrong, used, expired or limited proof or a blocked user; `Authorize` when
+    /// a link's stored request no longer fits its client, or a store is down.
+    pub async fn prove(&self, req: LinkCompletion, detail: &str) -> Result<Proven, ProveError> {
         let exchange = crate::exchange::OtpExchange {
             realm: req.connection.clone(),
             username: req.email.clone().or(req.phone_number.clone()).unwrap_or_default(),
@@ -391,24 +432,26 @@ impl Sesame {
         };
         let mut limit = None;
         let checked = self.check_otp(&exchange, crate::exchange::Presented::CodeOrLink, true, false, &mut limit).await;
-        let crate::exchange::Checked { connection, key, challenge, by_link } = match checked {
-            Ok(c) => c,
-            Err(e) => return Err(link_refusal(e).map_or_else(|e| e, refuse)),
-        };
+        let crate::exchange::Checked { connection, key, challenge, by_link } = checked.map_err(ProveError::Refused)?;
         let client = exchange.client;
-        let auth = if by_link {
-            let stored = &challenge.challenge.auth_params;
+        let stored = challenge.challenge.auth_params.clone();
+        let authorization = if by_link {
             let params = AuthorizeParams::from_lookup(|k| stored.get_str(k).filter(|v| !v.is_empty()));
-            check_authorization(&client, &self.settings.apis, &params)?
+            check_authorization(&client, &self.settings.apis, &params).map_err(ProveError::Authorize)?
         } else {
-            auth
+            req.authorization
         };
         let now = self.ports.clock.now();
         let new_id = UserId(format!("{}|{}", connection.strategy.as_str(), random_object_id(&*self.ports.random)));
-        let user = self.ports.users.record_login(&connection.name, &key.identifier, new_id, now).await?;
+        let user = self
+            .ports
+            .users
+            .record_login(&connection.name, &key.identifier, new_id, now)
+            .await
+            .map_err(|e| ProveError::Authorize(e.into()))?;
         if user.blocked {
             self.audit_blocked(&key, Some(&user.id), exchange.ip.clone(), "magic link", now).await;
-            return Err(AuthorizeError::Redirect(redirectable("unauthorized", "user is blocked"), Box::new(auth)));
+            return Err(ProveError::Refused(crate::exchange::ExchangeError::Blocked));
         }
         let mut event = AuditEvent::new(AuditKind::LoginSucceeded, now);
         event.client_id = Some(key.client_id.0.clone());
@@ -416,10 +459,23 @@ impl Sesame {
         event.identifier = Some(key.identifier.masked());
         event.ip = exchange.ip.clone();
         event.user_id = Some(user.id.0.clone());
-        event.detail = Some(if by_link { "magic link" } else { "verify_redirect" }.into());
+        event.detail = Some(if by_link { "magic link" } else { detail }.into());
         self.audit(event).await;
+        Ok(Proven { client, user, authorization, by_link, stored })
+    }
 
-        self.authorization_response(&client, &user, &auth, now).await
+    /// The authorization response for a user who has proved who they are (a code, a link, a
+    /// login ticket or a hosted-login session): a single-use code, or the implicit tokens.
+    ///
+    /// # Errors
+    /// `Unavailable` when a store is down.
+    pub async fn authorize_user(
+        &self,
+        client: &Client,
+        user: &sesame_domain::User,
+        auth: &Authorization,
+    ) -> Result<AuthorizationResponse, AuthorizeError> {
+        self.authorization_response(client, user, auth, self.ports.clock.now()).await
     }
 
     /// `GET /authorize?login_ticket=…` (auth0.js after `/co/authenticate`): the ticket is single

@@ -28,6 +28,7 @@ pub mod crypto;
 pub mod delivery;
 pub mod exchange;
 pub mod health;
+pub mod hosted;
 pub mod limits;
 mod measures;
 pub mod messages;

@@ -477,7 +477,7 @@ mod builtin {
 /// §12.5.4), best first: q-values read as thousandths, entries with `q=0` (not acceptable), a
 /// bad q-value or `*` dropped, ties kept in the sender's order. Integers, so no NaN can break
 /// the sort (the `accept-language` crate's did: found by `fuzz/accept_language`).
-fn requested_languages(raw: &str) -> Vec<String> {
+pub fn requested_languages(raw: &str) -> Vec<String> {
     let mut tags: Vec<(u16, String)> = raw
         .split(',')
         .filter_map(|entry| {
