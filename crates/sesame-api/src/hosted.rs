@@ -636,10 +636,9 @@ async fn posted<'a>(state: &'a AppState, req: &'a HttpRequest, body: &[u8]) -> R
     let csrf_ok = !held.is_empty() && bool::from(held.as_bytes().ct_eq(sent));
     let ctx = Ctx { state, req, client, auth, map, texts };
     if !origin_ok || !csrf_ok {
-        let csrf = random_b64(&sesame_flows::OsRandom, 24);
-        let mut page = identifier_page(&ctx, StatusCode::FORBIDDEN, Some(texts.page_expired), &csrf).await;
-        append_cookie(&mut page, &set_cookie(&state.hosted, CSRF_COOKIE, &csrf, 86_400));
-        return Err(page);
+        // The page again, with this browser's token (a new one if it had none).
+        let csrf = if held.is_empty() { random_b64(&sesame_flows::OsRandom, 24) } else { held };
+        return Err(identifier_page(&ctx, StatusCode::FORBIDDEN, Some(texts.page_expired), &csrf).await);
     }
     Ok(ctx)
 }
@@ -708,7 +707,17 @@ fn link_params(auth: &Authorization, binding: &str, from: &str, at: &str) -> Aut
 }
 
 /// `POST /u/start`: sends the code (and link), then shows the code page.
-async fn start(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
+#[utoipa::path(post, path = "/u/start", tag = "hosted",
+    request_body(content = Object, content_type = "application/x-www-form-urlencoded", description = "The address page's form: the authorization request, `csrf` and `identifier`"),
+    responses(
+        (status = 200, description = "The next page of the hosted login (or the page shown again, with its error announced)", content_type = "text/html"),
+        (status = 302, description = "The authorization response, to the client's callback", headers(("location" = String))),
+        (status = 400, description = "A page naming what is wrong (a bad address or code, an expired page), or an error page for a request that cannot go back to the app", content_type = "text/html"),
+        (status = 403, description = "The CSRF token or `Origin` does not match (the page is shown again), or the user is blocked", content_type = "text/html"),
+        (status = 429, description = "Too many attempts (the page says so)", content_type = "text/html"),
+        (status = 503, description = "A dependency is unavailable", content_type = "text/html"),
+        (status = "4XX", description = "What the HTTP layer refuses by itself, in Auth0's error shape", body = crate::openapi::ErrorBody)))]
+pub(crate) async fn start(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
     let ctx = match posted(&state, &req, &body).await {
         Ok(c) => c,
         Err(page) => return page,
@@ -806,7 +815,17 @@ fn signed_in(
 }
 
 /// `POST /u/verify`: the typed code.
-async fn verify(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
+#[utoipa::path(post, path = "/u/verify", tag = "hosted",
+    request_body(content = Object, content_type = "application/x-www-form-urlencoded", description = "The code page's form: the authorization request, `csrf` and `code`"),
+    responses(
+        (status = 200, description = "The next page of the hosted login (or the page shown again, with its error announced)", content_type = "text/html"),
+        (status = 302, description = "The authorization response, to the client's callback", headers(("location" = String))),
+        (status = 400, description = "A page naming what is wrong (a bad address or code, an expired page), or an error page for a request that cannot go back to the app", content_type = "text/html"),
+        (status = 403, description = "The CSRF token or `Origin` does not match (the page is shown again), or the user is blocked", content_type = "text/html"),
+        (status = 429, description = "Too many attempts (the page says so)", content_type = "text/html"),
+        (status = 503, description = "A dependency is unavailable", content_type = "text/html"),
+        (status = "4XX", description = "What the HTTP layer refuses by itself, in Auth0's error shape", body = crate::openapi::ErrorBody)))]
+pub(crate) async fn verify(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
     let ctx = match posted(&state, &req, &body).await {
         Ok(c) => c,
         Err(page) => return page,
@@ -862,7 +881,17 @@ async fn verify(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) 
 }
 
 /// `POST /u/continue`: the link was opened (here or, after a confirmation, elsewhere).
-async fn resume(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
+#[utoipa::path(post, path = "/u/continue", tag = "hosted",
+    request_body(content = Object, content_type = "application/x-www-form-urlencoded", description = "The waiting page's form: the authorization request and `csrf`"),
+    responses(
+        (status = 200, description = "The next page of the hosted login (or the page shown again, with its error announced)", content_type = "text/html"),
+        (status = 302, description = "The authorization response, to the client's callback", headers(("location" = String))),
+        (status = 400, description = "A page naming what is wrong (a bad address or code, an expired page), or an error page for a request that cannot go back to the app", content_type = "text/html"),
+        (status = 403, description = "The CSRF token or `Origin` does not match (the page is shown again), or the user is blocked", content_type = "text/html"),
+        (status = 429, description = "Too many attempts (the page says so)", content_type = "text/html"),
+        (status = 503, description = "A dependency is unavailable", content_type = "text/html"),
+        (status = "4XX", description = "What the HTTP layer refuses by itself, in Auth0's error shape", body = crate::openapi::ErrorBody)))]
+pub(crate) async fn resume(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
     let ctx = match posted(&state, &req, &body).await {
         Ok(c) => c,
         Err(page) => return page,
@@ -880,14 +909,22 @@ async fn resume(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) 
             let result = state.sesame.authorize_by_session(&ctx.client, &user, &ctx.auth, ip).await;
             signed_in(&state, &user, result)
         }
-        Ok(None) => code_page(&ctx, &pending, Some(t.not_yet)),
+        Ok(None) => {
+            let mut page = code_page(&ctx, &pending, Some(t.not_yet));
+            *page.status_mut() = StatusCode::OK;
+            page
+        }
         Err(e) => answer(Err(e)),
     }
 }
 
 /// `GET /u/status`: whether this browser's pending login was approved by its link (the
 /// waiting page's script asks; nothing changes).
-async fn status(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
+#[utoipa::path(get, path = "/u/status", tag = "hosted",
+    responses(
+        (status = 200, description = "`{\"approved\": true}` once this browser's pending login was approved by its magic link", body = Object),
+        (status = "4XX", description = "What the HTTP layer refuses by itself, in Auth0's error shape", body = crate::openapi::ErrorBody)))]
+pub(crate) async fn status(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
     let pending = cookie(&req, LOGIN_COOKIE).and_then(|c| state.sesame.open_pending(&c));
     let approved = match pending {
         Some(p) => match state.sesame.ports.clients.find(&sesame_domain::ClientId::new(p.client_id.clone())).await {

@@ -370,9 +370,9 @@ pub(crate) async fn co_authenticate(
 /// `GET /authorize`: with a `login_ticket` from `/co/authenticate` (auth0.js), the response at
 /// once; without one, the hosted login page (or, for a signed-in browser, the response).
 #[utoipa::path(get, path = "/authorize", tag = "oauth",
-    params(("client_id" = Option<String>, Query), ("response_type" = Option<String>, Query), ("redirect_uri" = Option<String>, Query), ("login_ticket" = Option<String>, Query), ("state" = Option<String>, Query)),
+    params(("client_id" = Option<String>, Query), ("response_type" = Option<String>, Query), ("redirect_uri" = Option<String>, Query), ("login_ticket" = Option<String>, Query), ("state" = Option<String>, Query), ("nonce" = Option<String>, Query), ("scope" = Option<String>, Query), ("code_challenge" = Option<String>, Query), ("code_challenge_method" = Option<String>, Query), ("response_mode" = Option<String>, Query), ("prompt" = Option<String>, Query, description = "`none` (answer from the session or `login_required`) or `login` (always ask)"), ("login_hint" = Option<String>, Query), ("ui_locales" = Option<String>, Query), ("max_age" = Option<String>, Query)),
     responses(
-        (status = 200, description = "A page that posts the response (`response_mode=form_post`)", content_type = "text/html"),
+        (status = 200, description = "The hosted login page, or a page that posts the response (`response_mode=form_post`)", content_type = "text/html"),
         (status = 302, description = "The authorization response, to the client's callback", headers(("location" = String))),
         (status = 400, description = "An error page: the link is wrong, used or expired, or the request cannot be completed", content(("text/html"), (crate::openapi::ErrorBody = "application/json"))),
         (status = 503, description = "A dependency is unavailable", content(("text/html"), (crate::openapi::ErrorBody = "application/json"))),

@@ -51,6 +51,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/oauth/token", web::post().to(oauth_token))
         .route("/oauth/revoke", web::post().to(oauth_revoke))
         .route("/v2/logout", web::get().to(logout))
+        .route("/oidc/logout", web::get().to(oidc_logout))
         .route("/userinfo", web::get().to(userinfo))
         .route("/userinfo", web::post().to(userinfo))
         .route("/.well-known/openid-configuration", web::get().to(openid_configuration))
@@ -288,9 +289,10 @@ pub(crate) struct LogoutQuery {
     return_to: Option<String>,
 }
 
-/// `GET /v2/logout`: Sesame keeps no browser session yet, so logging out is only the way back.
-/// `returnTo` must be one of the client's `allowed_logout_urls` (exact match); without a
-/// `returnTo`, a plain page says the user is logged out.
+/// `GET /v2/logout`: ends the hosted-login session of this browser (the cookie is cleared on
+/// every answer), then goes back to `returnTo`, which must be one of the client's
+/// `allowed_logout_urls` (exact match); without a `returnTo`, a plain page says the user is
+/// logged out.
 #[utoipa::path(get, path = "/v2/logout", tag = "oauth",
     params(("client_id" = Option<String>, Query), ("returnTo" = Option<String>, Query, description = "One of the client's `allowed_logout_urls`")),
     responses(
@@ -299,12 +301,65 @@ pub(crate) struct LogoutQuery {
         (status = 400, description = "`returnTo` is not an allowed logout URL of the client (`invalid_request`)", body = crate::openapi::ErrorBody),
         (status = 503, description = "A dependency is unavailable (`temporarily_unavailable`)", body = crate::openapi::ErrorBody),
         (status = "4XX", description = "What the HTTP layer refuses by itself, in the same shape", body = crate::openapi::ErrorBody)))]
-pub(crate) async fn logout(
-    state: web::Data<AppState>,
-    query: web::Query<LogoutQuery>,
-) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn logout(state: web::Data<AppState>, query: web::Query<LogoutQuery>) -> HttpResponse {
     let q = query.into_inner();
-    let Some(return_to) = q.return_to.filter(|r| !r.is_empty()) else {
+    let result = logout_to(&state, q.client_id, q.return_to, None).await;
+    logged_out(&state, result)
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct OidcLogoutQuery {
+    id_token_hint: Option<String>,
+    post_logout_redirect_uri: Option<String>,
+    client_id: Option<String>,
+    state: Option<String>,
+}
+
+/// `GET /oidc/logout` (OpenID Connect RP-Initiated Logout 1.0): as `/v2/logout`; the client is
+/// `client_id`, else the audience of a valid `id_token_hint`; `post_logout_redirect_uri` must be
+/// one of its `allowed_logout_urls`, and gets `state` back.
+#[utoipa::path(get, path = "/oidc/logout", tag = "oauth",
+    params(("id_token_hint" = Option<String>, Query), ("post_logout_redirect_uri" = Option<String>, Query, description = "One of the client's `allowed_logout_urls`"), ("client_id" = Option<String>, Query), ("state" = Option<String>, Query)),
+    responses(
+        (status = 200, description = "Logged out (no `post_logout_redirect_uri`)", content_type = "text/plain"),
+        (status = 302, description = "Back to `post_logout_redirect_uri`", headers(("location" = String))),
+        (status = 400, description = "`post_logout_redirect_uri` is not an allowed logout URL of the client (`invalid_request`)", body = crate::openapi::ErrorBody),
+        (status = 503, description = "A dependency is unavailable (`temporarily_unavailable`)", body = crate::openapi::ErrorBody),
+        (status = "4XX", description = "What the HTTP layer refuses by itself (404, 405, 413, 415), in the same shape", body = crate::openapi::ErrorBody)))]
+pub(crate) async fn oidc_logout(state: web::Data<AppState>, query: web::Query<OidcLogoutQuery>) -> HttpResponse {
+    let q = query.into_inner();
+    let mut client_id = q.client_id.filter(|c| !c.is_empty());
+    if client_id.is_none()
+        && let Some(hint) = q.id_token_hint.as_deref().filter(|h| !h.is_empty())
+        && let Ok(claims) = state.sesame.ports.tokens.verify(hint).await
+    {
+        client_id = match &claims["aud"] {
+            Value::String(a) => Some(a.clone()),
+            Value::Array(a) => a.first().and_then(Value::as_str).map(str::to_owned),
+            _ => None,
+        };
+    }
+    let result = logout_to(&state, client_id, q.post_logout_redirect_uri, q.state).await;
+    logged_out(&state, result)
+}
+
+/// Any logout's answer, with the session cookie cleared.
+fn logged_out(state: &AppState, result: Result<HttpResponse, ApiError>) -> HttpResponse {
+    let mut resp = result.unwrap_or_else(|e| actix_web::ResponseError::error_response(&e));
+    let clear = crate::hosted::clear_cookie(&state.hosted, crate::hosted::SESSION_COOKIE);
+    if let Ok(v) = actix_web::http::header::HeaderValue::from_str(&clear) {
+        resp.headers_mut().append(actix_web::http::header::SET_COOKIE, v);
+    }
+    resp
+}
+
+async fn logout_to(
+    state: &AppState,
+    client_id: Option<String>,
+    return_to: Option<String>,
+    rp_state: Option<String>,
+) -> Result<HttpResponse, ApiError> {
+    let Some(return_to) = return_to.filter(|r| !r.is_empty()) else {
         return Ok(HttpResponse::Ok()
             .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
             .content_type("text/plain; charset=utf-8")
@@ -316,7 +371,7 @@ pub(crate) async fn logout(
             "The returnTo URL is not one of the application's allowed logout URLs (and a client_id is needed to check it).",
         )
     };
-    let client_id = q.client_id.filter(|c| !c.is_empty()).ok_or_else(refused)?;
+    let client_id = client_id.filter(|c| !c.is_empty()).ok_or_else(refused)?;
     let client = state
         .sesame
         .ports
@@ -328,10 +383,24 @@ pub(crate) async fn logout(
     if !client.logout_url_allowed(&return_to) {
         return Err(refused());
     }
+    let location = match rp_state.filter(|s| !s.is_empty()) {
+        Some(s) => {
+            let sep = if return_to.contains('?') { '&' } else { '?' };
+            let enc: String = url_encode(&s);
+            format!("{return_to}{sep}state={enc}")
+        }
+        None => return_to,
+    };
     Ok(HttpResponse::Found()
-        .insert_header((actix_web::http::header::LOCATION, return_to))
+        .insert_header((actix_web::http::header::LOCATION, location))
         .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
         .finish())
+}
+
+fn url_encode(s: &str) -> String {
+    const SET: &percent_encoding::AsciiSet =
+        &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+    percent_encoding::utf8_percent_encode(s, SET).to_string()
 }
 
 /// The body of `/oauth/token` and `/oauth/revoke`: a JSON object or a form.
@@ -431,12 +500,17 @@ pub(crate) async fn openid_configuration(state: web::Data<AppState>) -> HttpResp
         "response_types_supported": ["code", "token", "id_token", "token id_token"],
         "response_modes_supported": ["query", "fragment", "form_post"],
         "revocation_endpoint": format!("{iss}oauth/revoke"),
+        "end_session_endpoint": format!("{iss}oidc/logout"),
+        "prompt_values_supported": ["none", "login"],
+        "ui_locales_supported": ["en", "fr", "de", "es"],
+        "claims_parameter_supported": false,
         "grant_types_supported": [GrantType::PASSWORDLESS_OTP, "authorization_code", "refresh_token", "implicit", "client_credentials"],
         "code_challenge_methods_supported": ["S256"],
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": ["RS256"],
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
-        "claims_supported": ["aud", "email", "email_verified", "exp", "iat", "iss", "name", "nickname", "phone_number", "phone_verified", "sub", "updated_at"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"],
+        "token_endpoint_auth_signing_alg_values_supported": ["RS256", "RS384", "PS256", "ES256"],
+        "claims_supported": ["aud", "at_hash", "azp", "email", "email_verified", "exp", "iat", "iss", "name", "nickname", "nonce", "phone_number", "phone_verified", "picture", "sid", "sub", "updated_at"],
         "request_uri_parameter_supported": false,
         "request_parameter_supported": false,
     }))
@@ -474,15 +548,19 @@ fn code_and_link(text: &str) -> (Option<String>, Option<String>) {
 #[utoipa::path(get, path = "/dev/mailbox", tag = "development",
     params(("to" = Option<String>, Query, description = "Only messages to this address or number")),
     responses(
-        (status = 200, description = "What the development mailbox holds, newest first (only while it delivers)", body = [Object]),
+        (status = 200, description = "What the development mailbox holds, newest first (only while it delivers): JSON, or a page showing each message as its recipient sees it when the browser asks for HTML", content((Vec<Object> = "application/json"), ("text/html"))),
         (status = 404, description = "Not served (the development mailbox is off)", body = crate::openapi::ErrorBody),
         (status = "4XX", description = "What the HTTP layer refuses by itself (404, 405, 413, 415), in the same shape", body = crate::openapi::ErrorBody)))]
 pub(crate) async fn dev_mailbox(
     state: web::Data<AppState>,
+    req: HttpRequest,
     query: web::Query<MailboxQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let mailbox =
         state.mailbox.as_ref().ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", "Not found"))?;
+    if wants_html(&req) {
+        return Ok(mailbox_page(&mailbox.list(query.to.as_deref())));
+    }
     let entries: Vec<Value> = mailbox
         .list(query.to.as_deref())
         .into_iter()
@@ -500,6 +578,56 @@ pub(crate) async fn dev_mailbox(
         })
         .collect();
     Ok(HttpResponse::Ok().insert_header((actix_web::http::header::CACHE_CONTROL, "no-store")).json(entries))
+}
+
+/// Whether a browser asked (HTML before JSON in `Accept`); API clients get JSON.
+fn wants_html(req: &HttpRequest) -> bool {
+    let accept = req.headers().get(actix_web::http::header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let html = accept.find("text/html");
+    let json = accept.find("application/json");
+    match (html, json) {
+        (Some(h), Some(j)) => h < j,
+        (Some(_), None) => true,
+        _ => false,
+    }
+}
+
+/// The dev mailbox as a page: each message as its recipient would see it (the HTML body of an
+/// email, the text of an SMS), newest first.
+fn mailbox_page(entries: &[sesame_memory::MailboxEntry]) -> HttpResponse {
+    use sesame_flows::templates::escape_html as escape;
+    let nonce = sesame_flows::crypto::random_b64(&sesame_flows::OsRandom, 18);
+    let mut items = String::new();
+    for e in entries {
+        let when = e.sent_at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
+        let body = match &e.html {
+            // Our own templates' output: every variable in it is escaped already.
+            Some(html) => format!("<div class=\"html\">{html}</div>"),
+            None => format!("<pre>{}</pre>", escape(&e.text)),
+        };
+        items.push_str(&format!(
+            "<article><header><strong>{to}</strong> · {channel} · <time>{when}</time>{subject}</header>{body}</article>",
+            to = escape(&e.to),
+            channel = escape(&format!("{:?}", e.channel).to_lowercase()),
+            when = escape(&when),
+            subject = e.subject.as_ref().map(|s| format!("<h2>{}</h2>", escape(s))).unwrap_or_default(),
+        ));
+    }
+    if entries.is_empty() {
+        items.push_str("<p>No messages yet.</p>");
+    }
+    let html = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><title>Dev mailbox</title><style nonce=\"{nonce}\">body{{font-family:system-ui,sans-serif;max-width:46rem;margin:2rem auto;padding:0 1rem}}article{{border:1px solid #d6d3d1;border-radius:.5rem;padding:1rem;margin:1rem 0}}header{{color:#57534e;font-size:.9rem}}h2{{font-size:1.1rem;color:#1c1917}}pre{{white-space:pre-wrap}}</style></head><body><h1>Dev mailbox</h1><p>What Sesame sent while the development mailbox delivers (never in production). JSON: the same URL with <code>Accept: application/json</code>.</p>{items}</body></html>"
+    );
+    HttpResponse::Ok()
+        .insert_header((actix_web::http::header::CONTENT_TYPE, "text/html; charset=utf-8"))
+        .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
+        .insert_header((
+            "Content-Security-Policy",
+            format!("default-src 'none'; style-src 'nonce-{nonce}'; img-src https:; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"),
+        ))
+        .insert_header(("Referrer-Policy", "no-referrer"))
+        .body(html)
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@ mod cli;
 mod delivery;
 mod faults;
 mod helpers;
+mod hosted;
 mod keys;
 mod limits;
 mod links;

@@ -34,7 +34,7 @@ fn m2m(id: &str, scopes: &[&str]) -> ClientSettings {
     .expect("m2m client")
 }
 
-fn with_backends(s: &mut Settings) {
+pub(crate) fn with_backends(s: &mut Settings) {
     s.clients.push(m2m("backend", ALL_SCOPES));
     s.clients.push(m2m("reader", &["read:users"]));
     s.clients.push(m2m("metadata-writer", &["read:users", "update:users_app_metadata"]));
@@ -49,7 +49,7 @@ async fn app() -> TestApp {
     spawn_app_configured(with_backends).await
 }
 
-async fn m2m_token(app: &TestApp, client: &str) -> String {
+pub(crate) async fn m2m_token(app: &TestApp, client: &str) -> String {
     let reply = app
         .post_token(&json!({
             "grant_type": "client_credentials", "client_id": client, "client_secret": M2M_SECRET,
