@@ -328,6 +328,7 @@ async fn build(signer: &Signer) -> Instance {
         mailbox: Some(mailbox.clone()),
         trusted_proxies: settings.trusted_proxy_nets().expect("proxies"),
         confirm_links: true,
+        hosted: sesame_api::hosted::Hosted::new(&settings.hosted, &settings.issuer),
     });
     let service = test::init_service(
         App::new()
