@@ -2,6 +2,9 @@
 # Real-browser tests: headless Debian Chromium, driven by playwright-core.
 # - magic-link.test.mjs opens the emailed link, clicks "Sign in" and reads what the app's callback
 #   page sees.
+# - hosted-login.test.mjs logs in through the hosted page behind GET /authorize: a code (a wrong
+#   one first), a magic link in a second tab (the waiting tab continues), a magic link in another
+#   browser context (it asks first, naming the browser), and an expired code (a 60 s connection).
 # - auth0js.test.mjs runs auth0.js (npm auth0-js, dist/auth0.min.js) in a page on a second origin
 #   (real CORS preflights): passwordlessStart, passwordlessLogin (/co/authenticate + /authorize
 #   with a login_ticket), passwordlessVerify (/passwordless/verify + /passwordless/verify_redirect),
@@ -151,6 +154,28 @@ callbacks = ["$CALLBACK"]
 allowed_origins = ["http://127.0.0.1:$CB_PORT"]
 grant_types = ["http://auth0.com/oauth/grant-type/passwordless/otp", "authorization_code", "implicit", "refresh_token"]
 
+[[connections]]
+name = "email"
+strategy = "email"
+
+[[connections]]
+name = "sms"
+strategy = "sms"
+
+[[connections]]
+name = "quick-email"
+strategy = "email"
+code_lifetime_secs = 60
+
+[[clients]]
+client_id = "hosted-quick"
+name = "Hosted quick-code app"
+app_type = "native"
+auth_method = "none"
+connections = ["quick-email"]
+callbacks = ["$CALLBACK"]
+grant_types = ["authorization_code"]
+
 [[clients]]
 client_id = "auth0js-app"
 name = "auth0.js test app"
@@ -214,6 +239,13 @@ SESAME_ISSUER="$ISSUER" CALLBACK_PORT="$CB_PORT" CLIENT_ID="browser-app" CHROMIU
 rc_magic=$?
 tally "$WORK/summary-magic-link" "$rc_magic"
 
+log "running tests/browser/hosted-login.test.mjs (the hosted login page behind /authorize)"
+SESAME_ISSUER="$ISSUER" CALLBACK_PORT="$CB_PORT" CLIENT_ID="browser-app" QUICK_CLIENT_ID="hosted-quick" \
+  CHROMIUM="$CHROMIUM" SCREENSHOT_DIR="$DIR/screenshots" SUMMARY_FILE="$WORK/summary-hosted" \
+  node "$DIR/hosted-login.test.mjs"
+rc_hosted=$?
+tally "$WORK/summary-hosted" "$rc_hosted"
+
 log "running tests/browser/auth0js.test.mjs"
 SESAME_ISSUER="$ISSUER" SESAME_NOCONFIRM_ISSUER="$ISSUER2" APP_PORT="$APP_PORT" CLIENT_ID="auth0js-app" \
   CHROMIUM="$CHROMIUM" SCREENSHOT_DIR="$DIR/screenshots" SUMMARY_FILE="$WORK/summary-auth0js" \
@@ -222,7 +254,7 @@ rc_auth0js=$?
 tally "$WORK/summary-auth0js" "$rc_auth0js"
 set -e
 
-if [[ $rc_magic -ne 0 || $rc_auth0js -ne 0 || $TOTAL_FAILED -ne 0 ]]; then
+if [[ $rc_magic -ne 0 || $rc_hosted -ne 0 || $rc_auth0js -ne 0 || $TOTAL_FAILED -ne 0 ]]; then
   {
     for name in sesame sesame-noconfirm; do
       echo "--- $name log (last 40 lines) ---"
@@ -232,7 +264,7 @@ if [[ $rc_magic -ne 0 || $rc_auth0js -ne 0 || $TOTAL_FAILED -ne 0 ]]; then
   } >&2
   if [[ $TOTAL_FAILED -eq 0 ]]; then TOTAL_FAILED=1; fi
 fi
-# The last line: the totals over both files.
+# The last line: the totals over all files.
 echo
 echo "$TOTAL_PASSED passed, $TOTAL_FAILED failed"
 if [[ $TOTAL_FAILED -ne 0 ]]; then exit 1; fi

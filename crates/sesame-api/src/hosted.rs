@@ -147,6 +147,7 @@ struct Texts {
     confirm_title: &'static str,
     confirm_text: &'static str,
     confirm_button: &'static str,
+    confirm_warning: &'static str,
     approved_title: &'static str,
     approved_text: &'static str,
 }
@@ -182,6 +183,7 @@ const EN: Texts = Texts {
     confirm_title: "Sign in on another device?",
     confirm_text: "This sign-in was requested from",
     confirm_button: "Yes, it was me: approve",
+    confirm_warning: "If you did not ask to sign in, close this page: nothing happens.",
     approved_title: "Sign-in approved",
     approved_text: "Go back to the browser where you asked to sign in: it continues there.",
 };
@@ -217,6 +219,7 @@ const FR: Texts = Texts {
     confirm_title: "Se connecter sur un autre appareil ?",
     confirm_text: "Cette connexion a été demandée depuis",
     confirm_button: "Oui, c'était moi : approuver",
+    confirm_warning: "Si vous n'avez rien demandé, fermez cette page : rien ne se passera.",
     approved_title: "Connexion approuvée",
     approved_text: "Revenez au navigateur où vous avez demandé la connexion : elle continue là-bas.",
 };
@@ -252,6 +255,7 @@ const DE: Texts = Texts {
     confirm_title: "Auf einem anderen Gerät anmelden?",
     confirm_text: "Diese Anmeldung wurde angefordert von",
     confirm_button: "Ja, das war ich: bestätigen",
+    confirm_warning: "Wenn Sie keine Anmeldung angefordert haben, schließen Sie diese Seite: Es passiert nichts.",
     approved_title: "Anmeldung bestätigt",
     approved_text: "Kehren Sie zu dem Browser zurück, in dem Sie die Anmeldung angefordert haben: Dort geht es weiter.",
 };
@@ -287,6 +291,7 @@ const ES: Texts = Texts {
     confirm_title: "¿Iniciar sesión en otro dispositivo?",
     confirm_text: "Este inicio de sesión se pidió desde",
     confirm_button: "Sí, fui yo: aprobar",
+    confirm_warning: "Si no pediste iniciar sesión, cierra esta página: no pasará nada.",
     approved_title: "Inicio de sesión aprobado",
     approved_text: "Vuelve al navegador donde pediste iniciar sesión: continúa allí.",
 };
@@ -363,7 +368,7 @@ fn render(status: StatusCode, frame: &Frame<'_>, body: &str) -> HttpResponse {
         .unwrap_or_default();
     let script = frame.script.as_ref().map(|s| format!("<script nonce=\"{nonce}\">{s}</script>")).unwrap_or_default();
     let html = format!(
-        "<!doctype html><html lang=\"{lang}\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><meta name=\"referrer\" content=\"no-referrer\"><title>{title}</title><style nonce=\"{nonce}\">\
+        "<!doctype html><html lang=\"{lang}\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><title>{title}</title><style nonce=\"{nonce}\">\
 body{{font-family:system-ui,sans-serif;background:{bg};color:#1c1917;margin:0}}\
 main{{max-width:26rem;margin:3rem auto;padding:2rem;background:#fff;border-radius:.75rem;box-shadow:0 1px 4px #0002}}\
 h1{{font-size:1.4rem;margin:0 0 1rem}}label{{display:block;font-weight:600;margin:.8rem 0 .3rem}}\
@@ -382,7 +387,9 @@ a{{color:{primary}}}.error{{color:#b91c1c;font-weight:600}}.logo{{max-height:3re
     HttpResponse::build(status)
         .insert_header((header::CONTENT_TYPE, "text/html; charset=utf-8"))
         .insert_header((header::CACHE_CONTROL, "no-store"))
-        .insert_header(("Referrer-Policy", "no-referrer"))
+        // Not `no-referrer`: a browser then sends `Origin: null` with the page's POSTs, and the
+        // origin check could not tell them from a cross-site one. Nothing leaves for other sites.
+        .insert_header(("Referrer-Policy", "same-origin"))
         .insert_header(("X-Frame-Options", "DENY"))
         .insert_header(("X-Content-Type-Options", "nosniff"))
         .insert_header(("Content-Security-Policy", csp))
@@ -966,12 +973,13 @@ pub async fn open_link(state: &AppState, req: &HttpRequest, map: HashMap<String,
     let from = map.get("sesame_from").map(String::as_str).unwrap_or("a browser");
     let at = map.get("sesame_at").map(String::as_str).unwrap_or_default();
     let body = format!(
-        "<h1>{title}</h1><p>{text} <strong id=\"requested-by\">{from}</strong>{at}.</p><form method=\"post\" action=\"/passwordless/verify_redirect\">{fields}<button type=\"submit\" id=\"confirm\">{button}</button></form>",
+        "<h1>{title}</h1><p>{text} <strong id=\"requested-by\">{from}</strong>{at}.</p><form method=\"post\" action=\"/passwordless/verify_redirect\">{fields}<button type=\"submit\" id=\"confirm\">{button}</button></form><p class=\"muted\">{warning}</p>",
         title = escape(texts.confirm_title),
         text = escape(texts.confirm_text),
         from = escape(from),
         at = if at.is_empty() { String::new() } else { format!(", {}", escape(at)) },
         button = escape(texts.confirm_button),
+        warning = escape(texts.confirm_warning),
     );
     let frame = Frame {
         texts,
