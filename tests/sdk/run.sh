@@ -3,7 +3,9 @@
 #
 #   bash tests/sdk/run.sh <path-to-sesame-binary>
 #
-# - Python: auth0-python (tests/sdk/python, pytest), installed in tests/sdk/.venv.
+# - Python: auth0-python (tests/sdk/python, pytest), installed in tests/sdk/.venv, and authlib
+#   (test_oidc_rp.py: an ALB's authenticate-oidc flow and a standard OIDC relying party through
+#   the hosted login page).
 # - Node:   npm `auth0` 7.1.0: AuthenticationClient from 'auth0/legacy', and the v7 ManagementClient
 #           for the Management API (tests/sdk/node, node --test), installed with `npm ci` from the
 #           committed package-lock.json.
@@ -57,7 +59,7 @@ install_python() {
   local want
   want="$(hash_of "$req")"
   if [[ -x "$VENV/bin/python" && -f "$stamp" && "$(cat "$stamp")" == "$want" ]] &&
-    "$VENV/bin/python" -c 'import auth0.authentication, pytest' 2>/dev/null; then
+    "$VENV/bin/python" -c 'import auth0.authentication, pytest, authlib, requests' 2>/dev/null; then
     echo "python deps: up to date ($VENV)"
     return
   fi
@@ -232,6 +234,36 @@ auth_method = "client_secret_post"
 client_secret = "sdk-web-secret-0123456789"
 callbacks = ["http://localhost:3000/callback"]
 allowed_logout_urls = ["http://localhost:3000/logged-out"]
+
+# Relying parties of the hosted login page (test_oidc_rp.py): an ALB's authenticate-oidc action
+# (a confidential client, its secret in the body or in Basic auth) and an authlib app (public,
+# PKCE).
+[[clients]]
+client_id = "rp-alb-post"
+name = "ALB (client_secret_post)"
+app_type = "regular_web"
+auth_method = "client_secret_post"
+client_secret = "rp-alb-post-secret-0123456789"
+callbacks = ["https://alb.example.com/oauth2/idpresponse"]
+grant_types = ["authorization_code"]
+
+[[clients]]
+client_id = "rp-alb-basic"
+name = "ALB (client_secret_basic)"
+app_type = "regular_web"
+auth_method = "client_secret_basic"
+client_secret = "rp-alb-basic-secret-0123456789"
+callbacks = ["https://alb.example.com/oauth2/idpresponse"]
+grant_types = ["authorization_code"]
+
+[[clients]]
+client_id = "rp-authlib"
+name = "authlib app"
+app_type = "native"
+auth_method = "none"
+callbacks = ["http://127.0.0.1:5000/auth/callback"]
+allowed_logout_urls = ["http://127.0.0.1:5000/"]
+grant_types = ["authorization_code", "refresh_token"]
 
 [[clients]]
 client_id = "sdk-pkjwt"
