@@ -715,7 +715,7 @@ fn link_params(auth: &Authorization, binding: &str, from: &str, at: &str) -> Aut
 
 /// `POST /u/start`: sends the code (and link), then shows the code page.
 #[utoipa::path(post, path = "/u/start", tag = "hosted",
-    request_body(content = Object, content_type = "application/x-www-form-urlencoded", description = "The address page's form: the authorization request, `csrf` and `identifier`"),
+    request_body(content = Object, content_type = "application/x-www-form-urlencoded", description = "The address page's form: the authorization request, `csrf` and `identifier`", example = json!({"client_id": "sesame-dev", "response_type": "code", "redirect_uri": "http://localhost:3000/callback", "code_challenge": "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM", "code_challenge_method": "S256", "csrf": "not-this-browsers-token", "identifier": "jane@example.com", "code": "000000"})),
     responses(
         (status = 200, description = "The next page of the hosted login (or the page shown again, with its error announced)", content_type = "text/html"),
         (status = 302, description = "The authorization response, to the client's callback", headers(("location" = String))),
@@ -823,7 +823,7 @@ fn signed_in(
 
 /// `POST /u/verify`: the typed code.
 #[utoipa::path(post, path = "/u/verify", tag = "hosted",
-    request_body(content = Object, content_type = "application/x-www-form-urlencoded", description = "The code page's form: the authorization request, `csrf` and `code`"),
+    request_body(content = Object, content_type = "application/x-www-form-urlencoded", description = "The code page's form: the authorization request, `csrf` and `code`", example = json!({"client_id": "sesame-dev", "response_type": "code", "redirect_uri": "http://localhost:3000/callback", "code_challenge": "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM", "code_challenge_method": "S256", "csrf": "not-this-browsers-token", "identifier": "jane@example.com", "code": "000000"})),
     responses(
         (status = 200, description = "The next page of the hosted login (or the page shown again, with its error announced)", content_type = "text/html"),
         (status = 302, description = "The authorization response, to the client's callback", headers(("location" = String))),
@@ -889,13 +889,12 @@ pub(crate) async fn verify(state: web::Data<AppState>, req: HttpRequest, body: w
 
 /// `POST /u/continue`: the link was opened (here or, after a confirmation, elsewhere).
 #[utoipa::path(post, path = "/u/continue", tag = "hosted",
-    request_body(content = Object, content_type = "application/x-www-form-urlencoded", description = "The waiting page's form: the authorization request and `csrf`"),
+    request_body(content = Object, content_type = "application/x-www-form-urlencoded", description = "The waiting page's form: the authorization request and `csrf`", example = json!({"client_id": "sesame-dev", "response_type": "code", "redirect_uri": "http://localhost:3000/callback", "code_challenge": "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM", "code_challenge_method": "S256", "csrf": "not-this-browsers-token", "identifier": "jane@example.com", "code": "000000"})),
     responses(
         (status = 200, description = "The next page of the hosted login (or the page shown again, with its error announced)", content_type = "text/html"),
         (status = 302, description = "The authorization response, to the client's callback", headers(("location" = String))),
         (status = 400, description = "A page naming what is wrong (a bad address or code, an expired page), or an error page for a request that cannot go back to the app", content_type = "text/html"),
         (status = 403, description = "The CSRF token or `Origin` does not match (the page is shown again), or the user is blocked", content_type = "text/html"),
-        (status = 429, description = "Too many attempts (the page says so)", content_type = "text/html"),
         (status = 503, description = "A dependency is unavailable", content_type = "text/html"),
         (status = "4XX", description = "What the HTTP layer refuses by itself, in Auth0's error shape", body = crate::openapi::ErrorBody)))]
 pub(crate) async fn resume(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {

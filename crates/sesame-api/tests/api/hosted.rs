@@ -518,3 +518,29 @@ async fn a_blocked_user_is_refused_by_the_page() {
 fn urlencode(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
+
+#[tokio::test]
+async fn over_a_limit_the_page_says_to_wait_with_a_429() {
+    use sesame_flows::limits::Rate;
+    let app = spawn_app_configured(|s| {
+        s.limits.start_per_ip = Rate { limit: 2, window_secs: 3600 };
+        s.limits.exchange_per_ip = Rate { limit: 2, window_secs: 3600 };
+    })
+    .await;
+    let mut b = Browser::new(&app);
+    let page = to_code_page(&mut b, "limit@example.com").await;
+    for _ in 0..2 {
+        let wrong = b.post("/u/verify", &with(page.form("/u/verify"), "code", "000000")).await;
+        assert_ne!(wrong.status, 429);
+    }
+    let limited = b.post("/u/verify", &with(page.form("/u/verify"), "code", "000000")).await;
+    assert_eq!(limited.status, 429, "{}", limited.html);
+    assert_eq!(limited.alert().as_deref(), Some("Too many attempts. Please wait a moment and try again."));
+
+    let first = b.get(&authorize_url(&[("prompt", "login")])).await;
+    let form = with(first.form("/u/start"), "identifier", "limit2@example.com");
+    assert_eq!(b.post("/u/start", &form).await.status, 200, "the second start of this IP");
+    let refused = b.post("/u/start", &form).await;
+    assert_eq!(refused.status, 429, "{}", refused.html);
+    assert_eq!(refused.alert().as_deref(), Some("Too many attempts. Please wait a moment and try again."));
+}

@@ -80,6 +80,26 @@ async fn with_postgres_down_the_api_answers_503_and_recovers_by_itself() {
         .expect("authorize");
     let location = authorize.headers().get("location").map(|l| l.to_str().expect("ascii").to_owned());
     assert_eq!((authorize.status().as_u16(), location), (503, None));
+    // The hosted page's start: a page saying to come back, never a redirect or a 500.
+    let hosted = app
+        .http
+        .post(format!("{}/u/start", app.base))
+        .header("cookie", "sesame_csrf=outage-token")
+        .form(&[
+            ("csrf", "outage-token"),
+            ("client_id", "public-app"),
+            ("response_type", "code"),
+            ("redirect_uri", "https://app.example.com/callback"),
+            ("code_challenge", crate::links::CHALLENGE),
+            ("code_challenge_method", "S256"),
+            ("identifier", "outage@example.com"),
+        ])
+        .send()
+        .await
+        .expect("hosted start");
+    let location = hosted.headers().get("location").map(|l| l.to_str().expect("ascii").to_owned());
+    assert_eq!((hosted.status().as_u16(), location), (503, None));
+    assert_eq!(hosted.headers()["retry-after"], "1");
 
     proxy.up();
     let code = app.start_and_read_code("public-app", "email", "outage@example.com").await;
