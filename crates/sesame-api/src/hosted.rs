@@ -911,8 +911,8 @@ pub(crate) async fn resume(state: web::Data<AppState>, req: HttpRequest, body: w
             identifier_page(&ctx, StatusCode::FORBIDDEN, Some(t.blocked), &ctx.csrf()).await
         }
         Ok(Some(user)) => {
-            let ip = wire::client_ip(&req, &state.trusted_proxies);
-            let result = state.sesame.authorize_by_session(&ctx.client, &user, &ctx.auth, ip).await;
+            // The link's check recorded the login already.
+            let result = state.sesame.authorize_user(&ctx.client, &user, &ctx.auth).await;
             signed_in(&state, &user, result)
         }
         Ok(None) => {
