@@ -811,6 +811,7 @@ impl Ctx {
             .env("BENCH_RUN", self.run_id.to_string())
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())));
         let pids = server.pids();
+        let (rss_before_kb, _) = rss_kb(server.child.id());
         let watch = self.pg.as_ref().map(pg::Postgres::watch_cpu);
         let before = CpuSnapshot::take(&pids);
         let out = cmd.output().context("running wrk")?;
@@ -836,6 +837,9 @@ impl Ctx {
         if let Some((b, a)) = before.zip(after) {
             (result.server_cpu_s, result.helper_cpu_s) = a.server_and_helpers_since(&b);
         }
+        result.db_cpu_s = pg_ticks as f64 / 100.0;
+        result.rss_before_kb = rss_before_kb;
+        result.rss_peak_kb = rss_kb(server.child.id()).1;
         Ok(result)
     }
 }
@@ -905,6 +909,20 @@ impl CpuSnapshot {
         let secs = |t: u64| t as f64 / 100.0;
         (secs(self.server.saturating_sub(before.server)), secs(self.helpers.saturating_sub(before.helpers)))
     }
+}
+
+/// `VmRSS` and `VmHWM` of a process, in kB (Linux); zeros when it cannot be read.
+fn rss_kb(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
 }
 
 /// utime + stime of a process (+ cutime + cstime: its waited-for children).
@@ -1003,6 +1021,13 @@ struct WrkResult {
     server_cpu_s: f64,
     /// CPU seconds its helpers (the emulator, a proxy) used.
     helper_cpu_s: f64,
+    /// `--store postgres`: CPU seconds of the bench's Postgres backends, Postgres's writers and
+    /// the kernel's block-I/O workers during the run.
+    db_cpu_s: f64,
+    /// The server's resident memory just before the run (`VmRSS`, kB).
+    rss_before_kb: u64,
+    /// The server's resident high-water mark after the run (`VmHWM`, kB).
+    rss_peak_kb: u64,
 }
 
 impl WrkResult {
@@ -1025,6 +1050,9 @@ impl WrkResult {
             other_cpu: None,
             server_cpu_s: 0.0,
             helper_cpu_s: 0.0,
+            db_cpu_s: 0.0,
+            rss_before_kb: 0,
+            rss_peak_kb: 0,
         })
     }
 
@@ -1035,6 +1063,11 @@ impl WrkResult {
         self.non_2xx += other.non_2xx;
         self.socket_errors += other.socket_errors;
         self.exhausted += other.exhausted;
+        self.server_cpu_s += other.server_cpu_s;
+        self.helper_cpu_s += other.helper_cpu_s;
+        self.db_cpu_s += other.db_cpu_s;
+        self.rss_before_kb = if self.rss_before_kb == 0 { other.rss_before_kb } else { self.rss_before_kb };
+        self.rss_peak_kb = self.rss_peak_kb.max(other.rss_peak_kb);
         self.other_cpu = match (self.other_cpu, other.other_cpu) {
             (Some(a), Some(b)) => Some(a.max(b)),
             (a, b) => a.or(b),
@@ -1318,14 +1351,14 @@ fn render_rows(rows: &[Row], base: f64) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "| phase | path | load (threads×conns) | s | requests | req/s | × /health | p50 | p99 | non-2xx | socket errors | other CPU |"
+        "| phase | path | load (threads×conns) | s | requests | req/s | × /health | p50 | p99 | non-2xx | socket errors | sesame CPU/req | Postgres CPU/req | RSS before → high-water | other CPU |"
     );
-    let _ = writeln!(s, "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(s, "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for row in rows {
         let r = &row.result;
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {:.0} | {} | {:.0} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {:.0} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             row.phase,
             if row.kind == RowKind::Floor { row.path.clone() } else { format!("`{}`", row.path) },
             row.load,
@@ -1337,10 +1370,22 @@ fn render_rows(rows: &[Row], base: f64) -> String {
             if row.kind == RowKind::Total { "—".to_owned() } else { ms(r.p99_us) },
             r.non_2xx,
             r.socket_errors,
+            per_request_ms(r.server_cpu_s, r.requests),
+            per_request_ms(r.db_cpu_s, r.requests),
+            if r.rss_peak_kb == 0 {
+                "—".to_owned()
+            } else {
+                format!("{:.1} → {:.1} MB", r.rss_before_kb as f64 / 1024.0, r.rss_peak_kb as f64 / 1024.0)
+            },
             percent(r.other_cpu),
         );
     }
     s
+}
+
+/// CPU seconds spread over the requests of a row, in ms; a dash where nothing was measured.
+fn per_request_ms(cpu_s: f64, requests: u64) -> String {
+    if cpu_s <= 0.0 || requests == 0 { "—".to_owned() } else { format!("{:.3} ms", cpu_s * 1000.0 / requests as f64) }
 }
 
 /// The noisy-run and clean-run lines under a table.

@@ -11,7 +11,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use super::{Ctx, Options, WrkResult, check_start, ms, percent, report_header};
+use super::{Ctx, Options, WrkResult, check_start, ms, percent, report_header, rss_kb};
 
 /// One server's figures.
 #[derive(Debug)]
@@ -31,20 +31,6 @@ pub(super) struct OpsReport {
     target: f64,
     binary_bytes: u64,
     busy_before: Option<f64>,
-}
-
-/// `VmRSS` and `VmHWM` of a process, in kB (Linux).
-fn rss_kb(pid: u32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
 }
 
 pub(super) fn ops_phases(ctx: &Ctx, rounds: u32) -> anyhow::Result<OpsReport> {

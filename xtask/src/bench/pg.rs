@@ -491,6 +491,9 @@ impl Postgres {
             other_cpu: before.zip(after).and_then(|(b, a)| a.others_since(&b, pg_ticks)),
             server_cpu_s: 0.0,
             helper_cpu_s: 0.0,
+            db_cpu_s: pg_ticks as f64 / 100.0,
+            rss_before_kb: 0,
+            rss_peak_kb: 0,
         };
         Ok((result, statements))
     }
