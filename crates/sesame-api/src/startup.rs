@@ -16,7 +16,7 @@ use sesame_jwt::RsaSigningKey;
 use sesame_jwt::keyring::{KeyEncryptionKey, KeyRing};
 use sesame_memory::{Mailbox, MemoryRateLimiter, MemoryStore};
 use sesame_ports::{
-    AuditLog, ChallengeStore, ClientStore, Clock, ConnectionStore, GrantStore, Outbox, Random, RateLimiter,
+    AuditLog, ChallengeStore, ClientStore, Clock, ConnectionStore, GrantStore, LoginStore, Outbox, Random, RateLimiter,
     ReplayGuard, Retention, SystemClock, UserStore,
 };
 use sesame_ports::{EmailSender, KeyStore, SmsSender};
@@ -232,6 +232,7 @@ struct StorePorts {
     outbox: Arc<dyn Outbox>,
     grants: Arc<dyn GrantStore>,
     audit: Arc<dyn AuditLog>,
+    logins: Arc<dyn LoginStore>,
     keys: Arc<dyn KeyStore>,
     retention: Arc<dyn Retention>,
 }
@@ -245,6 +246,7 @@ where
         + Outbox
         + GrantStore
         + AuditLog
+        + LoginStore
         + KeyStore
         + Retention
         + 'static,
@@ -257,6 +259,7 @@ where
         outbox: store.clone(),
         grants: store.clone(),
         audit: store.clone(),
+        logins: store.clone(),
         keys: store.clone(),
         retention: store,
     }
@@ -351,6 +354,7 @@ async fn wire_with(settings: &Settings, overrides: Overrides, http_workers: usiz
         outbox: stores.outbox,
         grants: stores.grants,
         audit: stores.audit,
+        logins: stores.logins,
         tokens: keys.clone(),
         assertions: Arc::new(sesame_jwt::AssertionVerifier),
         limiter,

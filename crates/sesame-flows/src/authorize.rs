@@ -432,9 +432,10 @@ impl Sesame {
         };
         let mut limit = None;
         let checked = self.check_otp(&exchange, crate::exchange::Presented::CodeOrLink, true, false, &mut limit).await;
-        let crate::exchange::Checked { connection, key, challenge, by_link } = checked.map_err(ProveError::Refused)?;
+        let crate::exchange::Checked { connection, key, challenge, by_link, .. } =
+            checked.map_err(ProveError::Refused)?;
         let client = exchange.client;
-        let stored = challenge.challenge.auth_params.clone();
+        let stored = challenge.map(|c| c.challenge.auth_params.clone()).unwrap_or_default();
         let authorization = if by_link {
             let params = AuthorizeParams::from_lookup(|k| stored.get_str(k).filter(|v| !v.is_empty()));
             check_authorization(&client, &self.settings.apis, &params).map_err(ProveError::Authorize)?
@@ -550,6 +551,7 @@ impl Sesame {
                     refresh_allowed: false,
                     implicit: true,
                     with_id_token: auth.response_type.returns_id_token(),
+                    stored_access_token: None,
                 })
                 .await
                 .map_err(|e| match GrantError::from(e) {
@@ -627,6 +629,7 @@ impl Sesame {
                 refresh_allowed: true,
                 implicit: false,
                 with_id_token: true,
+                stored_access_token: None,
             })
             .await?)
     }
@@ -678,6 +681,7 @@ impl Sesame {
                 refresh_allowed: false,
                 implicit: false,
                 with_id_token: true,
+                stored_access_token: None,
             })
             .await?;
         tokens.refresh_token = Some(next_token);

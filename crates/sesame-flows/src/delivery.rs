@@ -448,6 +448,7 @@ mod tests {
             outbox: store.clone(),
             grants: store.clone(),
             audit: store.clone(),
+            logins: store.clone(),
             tokens: Arc::new(sesame_jwt::JwtIssuer::new(sesame_jwt::RsaSigningKey::generate().unwrap())),
             assertions: Arc::new(sesame_jwt::AssertionVerifier),
             limiter: limiter.clone(),

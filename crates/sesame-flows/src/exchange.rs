@@ -155,35 +155,40 @@ impl Sesame {
         req: OtpExchange,
         limit: &mut Option<LimitDecision>,
     ) -> Result<TokenSet, ExchangeError> {
-        let Checked { connection, key, .. } = self.check_otp(&req, Presented::Code, true, true, limit).await?;
         let now = self.ports.clock.now();
-        let strategy = connection.strategy;
-        let new_id = UserId(format!("{}|{}", strategy.as_str(), random_object_id(&*self.ports.random)));
-        let user = self.ports.users.record_login(&connection.name, &key.identifier, new_id, now).await?;
+        let random = &*self.ports.random;
+        // The opaque access token is made before the check, so that the check, the user, the
+        // token and the event are one write (one statement on Postgres).
+        let scope = req.scope.as_deref().unwrap_or("");
+        let opaque = req.audience.is_none().then(|| crate::crypto::random_b64(random, 32));
+        let access_token = opaque.as_ref().map(|token| sesame_ports::OpaqueToken {
+            token_hash: self.secrets().token_hash("access_token", token),
+            client_id: req.client.id.clone(),
+            user_id: UserId(String::new()),
+            scope: crate::tokens::granted_scope(&req.client, None, scope),
+            expires_at: now + self.settings.access_token_lifetime,
+        });
+        let parts = LoginParts { new_user_suffix: random_object_id(random), access_token };
+        let checked = self.check_otp_with(&req, Presented::Code, true, true, limit, Some(parts)).await?;
+        let Checked { key, user, .. } = checked;
+        let user = user.ok_or_else(|| ExchangeError::Unexpected(anyhow::anyhow!("the login wrote no user")))?;
         if user.blocked {
             self.audit_blocked(&key, Some(&user.id), req.ip.clone(), "oauth/token", now).await;
             return Err(ExchangeError::Blocked);
         }
-        let tokens = self
+        Ok(self
             .issue_tokens(TokenRequest {
                 client: &req.client,
                 user: &user,
-                scope: req.scope.as_deref().unwrap_or(""),
+                scope,
                 audience: req.audience.as_deref(),
                 nonce: None,
                 refresh_allowed: true,
                 implicit: false,
                 with_id_token: true,
+                stored_access_token: opaque,
             })
-            .await?;
-        let mut event = AuditEvent::new(AuditKind::LoginSucceeded, now);
-        event.client_id = Some(key.client_id.0.clone());
-        event.connection = Some(key.connection.0.clone());
-        event.identifier = Some(key.identifier.masked());
-        event.ip = req.ip.clone();
-        event.user_id = Some(user.id.0.clone());
-        self.audit(event).await;
-        Ok(tokens)
+            .await?)
     }
 
     /// Everything up to and including the code check, for every path that checks a code or a
@@ -201,6 +206,20 @@ impl Sesame {
         consume: bool,
         otp_grant: bool,
         limit: &mut Option<LimitDecision>,
+    ) -> Result<Checked, ExchangeError> {
+        self.check_otp_with(req, presented, consume, otp_grant, limit, None).await
+    }
+
+    /// As `check_otp`; with `login`, an accepted code is consumed and the login recorded in the
+    /// same step (`LoginStore::check_and_login`): the user, the access token, the event.
+    async fn check_otp_with(
+        &self,
+        req: &OtpExchange,
+        presented: Presented,
+        consume: bool,
+        otp_grant: bool,
+        limit: &mut Option<LimitDecision>,
+        login: Option<LoginParts>,
     ) -> Result<Checked, ExchangeError> {
         if otp_grant && !req.client.may_use(GrantType::PasswordlessOtp) {
             return Err(ExchangeError::GrantNotAllowed);
@@ -254,7 +273,32 @@ impl Sesame {
                 _ => ExchangeError::RateLimited,
             });
         }
-        let outcome = self.ports.challenges.check(&key, proof, consume, now).await?;
+        let (outcome, user) = match login {
+            Some(parts) => {
+                let mut success = AuditEvent::new(AuditKind::LoginSucceeded, now);
+                success.client_id = Some(key.client_id.0.clone());
+                success.connection = Some(key.connection.0.clone());
+                success.identifier = Some(key.identifier.masked());
+                success.ip = req.ip.clone();
+                let write = sesame_ports::LoginWrite {
+                    key: key.clone(),
+                    proof,
+                    now,
+                    new_user_id: UserId(format!("{}|{}", strategy.as_str(), parts.new_user_suffix)),
+                    access_token: parts.access_token,
+                    event: success,
+                };
+                match self.ports.logins.check_and_login(write).await? {
+                    sesame_ports::LoginOutcome::LoggedIn(user) => (None, Some(user)),
+                    sesame_ports::LoginOutcome::Refused(outcome) => (Some(outcome), None),
+                }
+            }
+            None => (Some(self.ports.challenges.check(&key, proof, consume, now).await?), None),
+        };
+        let Some(outcome) = outcome else {
+            crate::measures::exchanged(Exchange::Ok, by_link);
+            return Ok(Checked { connection, key, challenge: None, by_link, user });
+        };
         let mut event = AuditEvent::new(AuditKind::LoginFailed, now);
         event.client_id = Some(key.client_id.0.clone());
         event.connection = Some(key.connection.0.clone());
@@ -263,7 +307,7 @@ impl Sesame {
         let (err, counts, measured) = match outcome {
             CheckOutcome::Accepted(challenge) => {
                 crate::measures::exchanged(Exchange::Ok, by_link);
-                return Ok(Checked { connection, key, challenge, by_link });
+                return Ok(Checked { connection, key, challenge: Some(challenge), by_link, user: None });
             }
             CheckOutcome::Wrong { attempts_left: 0 } => (ExchangeError::Exhausted, true, Exchange::Exhausted),
             CheckOutcome::Wrong { .. } => (ExchangeError::WrongCode(strategy), true, Exchange::Wrong),
@@ -297,8 +341,19 @@ pub(crate) enum Presented {
 pub(crate) struct Checked {
     pub connection: sesame_domain::Connection,
     pub key: ChallengeKey,
-    /// The challenge as stored, with the `authParams` of its start.
-    pub challenge: Box<sesame_domain::Challenge>,
+    /// The challenge as stored, with the `authParams` of its start (not read back when the
+    /// login was recorded in the same step).
+    pub challenge: Option<Box<sesame_domain::Challenge>>,
     /// Whether the proof was a link token (not a typed code).
     pub by_link: bool,
+    /// The user, when the login was recorded in the same step as the check.
+    pub user: Option<Box<sesame_domain::User>>,
+}
+
+/// What the one-step login writes besides the check.
+#[derive(Debug)]
+pub(crate) struct LoginParts {
+    /// A first login's user gets `<strategy>|<suffix>`.
+    pub new_user_suffix: String,
+    pub access_token: Option<sesame_ports::OpaqueToken>,
 }

@@ -43,7 +43,7 @@ use std::time::Duration;
 
 use sesame_ports::{
     AuditEvent, AuditLog, ChallengeStore, ClientAssertionVerifier, ClientStore, Clock, ConnectionStore, EmailSender,
-    GrantStore, Outbox, Random, RateLimiter, ReplayGuard, SmsSender, TokenIssuer, UserStore,
+    GrantStore, LoginStore, Outbox, Random, RateLimiter, ReplayGuard, SmsSender, TokenIssuer, UserStore,
 };
 
 pub use crypto::{OsRandom, Secrets};
@@ -59,6 +59,8 @@ pub struct Ports {
     pub outbox: Arc<dyn Outbox>,
     pub grants: Arc<dyn GrantStore>,
     pub audit: Arc<dyn AuditLog>,
+    /// The OTP grant's writes in one step (the challenge, user, grant and audit stores' rows).
+    pub logins: Arc<dyn LoginStore>,
     pub tokens: Arc<dyn TokenIssuer>,
     pub assertions: Arc<dyn ClientAssertionVerifier>,
     pub limiter: Arc<dyn RateLimiter>,

@@ -36,6 +36,9 @@ pub struct TokenRequest<'a> {
     pub implicit: bool,
     /// Whether an id_token is wanted (with `openid` in the scope).
     pub with_id_token: bool,
+    /// An opaque access token stored already, with the login that made it (the OTP grant's
+    /// one-step write): used as it is instead of making and storing one.
+    pub stored_access_token: Option<String>,
 }
 
 /// The scopes OpenID Connect defines: any client may ask for them.
@@ -138,6 +141,7 @@ impl Sesame {
                 }
                 self.ports.tokens.sign(TokenKind::AccessToken, &claims).await?
             }
+            None if req.stored_access_token.is_some() => req.stored_access_token.clone().unwrap_or_default(),
             None => {
                 let token = random_b64(random, 32);
                 self.ports

@@ -9,8 +9,9 @@ use sesame_domain::{
 };
 use sesame_ports::{
     AuditEvent, AuditLog, AuthorizationCode, Backlog, ChallengeStore, ClaimedMessage, ClientStore, ConnectionStore,
-    Cutoffs, DeliveryState, GrantStore, KeyState, KeyStore, OpaqueToken, Outbox, RefreshOutcome, RefreshToken,
-    Retention, Settled, Settlement, SigningKeyRecord, StartOutcome, StoreError, Swept, UserPage, UserStore,
+    Cutoffs, DeliveryState, GrantStore, KeyState, KeyStore, LoginOutcome, LoginStore, LoginWrite, OpaqueToken, Outbox,
+    RefreshOutcome, RefreshToken, Retention, Settled, Settlement, SigningKeyRecord, StartOutcome, StoreError, Swept,
+    UserPage, UserStore,
 };
 use time::OffsetDateTime;
 
@@ -258,6 +259,27 @@ impl ConnectionStore for MemoryStore {
     async fn save(&self, connection: &Connection) -> Result<(), StoreError> {
         self.state().connections.insert(connection.name.clone(), connection.clone());
         Ok(())
+    }
+}
+
+/// In memory the steps are in-process calls: the check, then the login, the token, the event.
+#[async_trait]
+impl LoginStore for MemoryStore {
+    async fn check_and_login(&self, w: LoginWrite) -> Result<LoginOutcome, StoreError> {
+        match self.check(&w.key, w.proof, true, w.now).await? {
+            CheckOutcome::Accepted(_) => {}
+            refused => return Ok(LoginOutcome::Refused(refused)),
+        }
+        let user = self.record_login(&w.key.connection, &w.key.identifier, w.new_user_id, w.now).await?;
+        if !user.blocked {
+            if let Some(token) = w.access_token {
+                self.save_opaque(OpaqueToken { user_id: user.id.clone(), ..token }).await?;
+            }
+            let mut event = w.event;
+            event.user_id = Some(user.id.0.clone());
+            self.record(event).await?;
+        }
+        Ok(LoginOutcome::LoggedIn(Box::new(user)))
     }
 }
 

@@ -22,8 +22,8 @@ pub use grants::{AuthorizationCode, GrantStore, OpaqueToken, RefreshOutcome, Ref
 pub use keys::{KeyState, KeyStore, SigningKeyRecord};
 pub use limits::{LimitDecision, LimitError, LimitRule, RateLimiter, ReplayGuard};
 pub use stores::{
-    Backlog, ChallengeStore, ClaimedMessage, ClientStore, ConnectionStore, Cutoffs, DeliveryState, Outbox, Retention,
-    Settled, Settlement, StartOutcome, Swept, UserPage, UserStore,
+    Backlog, ChallengeStore, ClaimedMessage, ClientStore, ConnectionStore, Cutoffs, DeliveryState, LoginOutcome,
+    LoginStore, LoginWrite, Outbox, Retention, Settled, Settlement, StartOutcome, Swept, UserPage, UserStore,
 };
 pub use tokens::{
     AssertionCheck, AssertionRejected, ClientAssertionVerifier, TokenError, TokenIssuer, TokenKind,

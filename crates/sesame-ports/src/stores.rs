@@ -70,6 +70,44 @@ pub trait ChallengeStore: Send + Sync + std::fmt::Debug {
     ) -> Result<CheckOutcome, StoreError>;
 }
 
+/// The OTP grant's writes as one step (`POST /oauth/token`): check-and-consume the code and,
+/// when it is accepted, the user's login (`UserStore::record_login`: the first login makes the
+/// user), the opaque access token (`GrantStore::save_opaque`, when there is one) and the login's
+/// audit event — on Postgres one statement, one round trip and one commit.
+///
+/// Guarantee (tested by `testkit::login_store`): the outcome of a refused proof is exactly
+/// `ChallengeStore::check`'s (with `consume`), and nothing else is written; an accepted proof
+/// leaves the user recorded as `record_login` would, and — unless the user is blocked — the
+/// token findable and the event (with the user's id) in the log. For a blocked user neither the
+/// token nor the event is written: the caller refuses the login and audits that instead.
+#[async_trait]
+pub trait LoginStore: Send + Sync + std::fmt::Debug {
+    async fn check_and_login(&self, login: LoginWrite) -> Result<LoginOutcome, StoreError>;
+}
+
+/// What `LoginStore::check_and_login` writes.
+#[derive(Debug, Clone)]
+pub struct LoginWrite {
+    pub key: ChallengeKey,
+    pub proof: Proof,
+    pub now: OffsetDateTime,
+    /// The id a first login's user gets.
+    pub new_user_id: UserId,
+    /// The opaque access token (its `user_id` is the user's, whatever is given here).
+    pub access_token: Option<crate::OpaqueToken>,
+    /// The login's audit event (its `user_id` is filled in with the user's).
+    pub event: AuditEvent,
+}
+
+/// What `LoginStore::check_and_login` did.
+#[derive(Debug, Clone)]
+pub enum LoginOutcome {
+    /// The code was right and is used up; the login is recorded (unless `user.blocked`).
+    LoggedIn(Box<User>),
+    /// Refused, exactly as `ChallengeStore::check` refuses (never `Accepted`).
+    Refused(CheckOutcome),
+}
+
 /// What `ChallengeStore::start` did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StartOutcome {

@@ -1057,3 +1057,105 @@ where
     store.sweep(&crate::Cutoffs { audit: None, ..cutoffs }, 1000).await.unwrap();
     assert!(store.recent(1_000_000).await.unwrap().iter().any(|e| e.detail.as_deref() == Some(kept.as_str())));
 }
+
+/// `LoginStore::check_and_login`: a refused proof answers exactly what `check` would and writes
+/// nothing else; an accepted one records the login, the token and the event in one step; a
+/// blocked user's login writes neither token nor event.
+pub async fn login_store<S>(store: Arc<S>)
+where
+    S: crate::LoginStore + ChallengeStore + UserStore + GrantStore + AuditLog + 'static,
+{
+    use crate::{LoginOutcome, LoginWrite};
+    let now = t0();
+    let write = |key: &ChallengeKey, proof: Proof, at: OffsetDateTime, token: Option<OpaqueToken>| {
+        let mut event = AuditEvent::new(AuditKind::LoginSucceeded, at);
+        event.client_id = Some(key.client_id.0.clone());
+        event.connection = Some(key.connection.0.clone());
+        event.detail = Some("contract".into());
+        LoginWrite {
+            key: key.clone(),
+            proof,
+            now: at,
+            new_user_id: UserId(unique("email|")),
+            access_token: token,
+            event,
+        }
+    };
+    let token = |client: &ChallengeKey| OpaqueToken {
+        token_hash: unique_hash(),
+        client_id: client.client_id.clone(),
+        user_id: UserId("ignored".into()),
+        scope: "openid email".into(),
+        expires_at: now + secs(3600),
+    };
+
+    // Nothing to check: NotFound, no user made.
+    let key = email_key(&unique("login"));
+    let outcome = store.check_and_login(write(&key, Proof::Code(hash(1)), now, Some(token(&key)))).await.unwrap();
+    assert!(matches!(outcome, LoginOutcome::Refused(CheckOutcome::NotFound)), "{outcome:?}");
+    assert!(store.find(&key.connection, &key.identifier).await.unwrap().is_none(), "a refused login makes no user");
+
+    // A wrong code counts a try; the right one logs in, with the token and the event.
+    store.start(challenge(&key, hash(1), None, now), message(&key, now), issued(now), None).await.unwrap();
+    let outcome = store.check_and_login(write(&key, Proof::Code(hash(2)), now, Some(token(&key)))).await.unwrap();
+    assert!(matches!(outcome, LoginOutcome::Refused(CheckOutcome::Wrong { attempts_left: 2 })), "{outcome:?}");
+    assert!(store.find(&key.connection, &key.identifier).await.unwrap().is_none());
+    let tok = token(&key);
+    let login = write(&key, Proof::Code(hash(1)), now, Some(tok.clone()));
+    let new_id = login.new_user_id.clone();
+    let LoginOutcome::LoggedIn(user) = store.check_and_login(login).await.unwrap() else { panic!("the right code") };
+    assert_eq!((user.id.clone(), user.logins_count, user.blocked), (new_id.clone(), 1, false));
+    assert_eq!(user.identifier, key.identifier);
+    assert!(user.email_verified, "an email login verifies the address");
+    let saved = store.find_opaque(&tok.token_hash, now).await.unwrap().expect("the access token is stored");
+    assert_eq!((saved.user_id, saved.scope.as_str()), (new_id.clone(), "openid email"));
+    let (events, _) = store.for_user(&new_id.0, 0, 10).await.unwrap();
+    assert!(
+        events.iter().any(|e| e.kind == AuditKind::LoginSucceeded && e.detail.as_deref() == Some("contract")),
+        "the login's event carries the user: {events:?}"
+    );
+    // Used up: the same code again is NotFound and counts nothing more.
+    let again = store.check_and_login(write(&key, Proof::Code(hash(1)), now, None)).await.unwrap();
+    assert!(matches!(again, LoginOutcome::Refused(CheckOutcome::NotFound)), "{again:?}");
+
+    // A second login is the same user, counted; no token asked for, none made.
+    store.start(challenge(&key, hash(3), None, now), message(&key, now), issued(now), None).await.unwrap();
+    let LoginOutcome::LoggedIn(second) =
+        store.check_and_login(write(&key, Proof::Code(hash(3)), now, None)).await.unwrap()
+    else {
+        panic!("the second login")
+    };
+    assert_eq!((second.id.clone(), second.logins_count), (new_id.clone(), 2));
+
+    // Expired and exhausted codes are refused as `check` refuses them.
+    store.start(challenge(&key, hash(4), None, now), message(&key, now), issued(now), None).await.unwrap();
+    let late = store.check_and_login(write(&key, Proof::Code(hash(4)), now + secs(181), None)).await.unwrap();
+    assert!(matches!(late, LoginOutcome::Refused(CheckOutcome::Expired)), "{late:?}");
+    store.start(challenge(&key, hash(5), None, now), message(&key, now), issued(now), None).await.unwrap();
+    for left in [2, 1] {
+        let o = store.check_and_login(write(&key, Proof::Code(hash(6)), now, None)).await.unwrap();
+        assert!(
+            matches!(o, LoginOutcome::Refused(CheckOutcome::Wrong { attempts_left }) if attempts_left == left),
+            "{o:?}"
+        );
+    }
+    let last = store.check_and_login(write(&key, Proof::Code(hash(6)), now, None)).await.unwrap();
+    assert!(matches!(last, LoginOutcome::Refused(CheckOutcome::Wrong { attempts_left: 0 })), "{last:?}");
+    let dead = store.check_and_login(write(&key, Proof::Code(hash(5)), now, None)).await.unwrap();
+    assert!(matches!(dead, LoginOutcome::Refused(CheckOutcome::Exhausted)), "{dead:?}");
+
+    // Blocked after the code went out: the code is used, the user comes back blocked and
+    // uncounted, and neither a token nor an event is written.
+    store.start(challenge(&key, hash(7), None, now), message(&key, now), issued(now), None).await.unwrap();
+    let patch = UserPatch { blocked: Some(true), ..UserPatch::default() };
+    store.update(&new_id, &patch, now).await.unwrap().expect("the user");
+    let (before, _) = store.for_user(&new_id.0, 0, 100).await.unwrap();
+    let tok = token(&key);
+    let blocked = store.check_and_login(write(&key, Proof::Code(hash(7)), now, Some(tok.clone()))).await.unwrap();
+    let LoginOutcome::LoggedIn(user) = blocked else { panic!("a right code of a blocked user: {blocked:?}") };
+    assert!(user.blocked);
+    assert_eq!(user.logins_count, 2, "a blocked user's login is not counted");
+    assert!(store.find_opaque(&tok.token_hash, now).await.unwrap().is_none(), "no token for a blocked user");
+    let (after, _) = store.for_user(&new_id.0, 0, 100).await.unwrap();
+    assert_eq!(after.len(), before.len(), "no login event for a blocked user");
+}

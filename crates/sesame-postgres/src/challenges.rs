@@ -221,8 +221,23 @@ impl ChallengeStore for PgStore {
             let left = MAX_ATTEMPTS - row.attempts;
             return Ok(CheckOutcome::Wrong { attempts_left: u32::try_from(left).unwrap_or(0) });
         }
-        // Nothing live was touched: say why, in the memory adapter's order, and only to whoever
-        // holds the dead code.
+        drop(conn);
+        self.why_refused(key, is_link, &hash, now).await
+    }
+}
+
+impl PgStore {
+    /// Nothing live was touched by a check: say why, in the memory adapter's order, and only to
+    /// whoever holds the dead code. Reads only.
+    pub(crate) async fn why_refused(
+        &self,
+        key: &ChallengeKey,
+        is_link: bool,
+        hash: &SecretHash,
+        now: OffsetDateTime,
+    ) -> Result<CheckOutcome, StoreError> {
+        let (_, identifier) = identifier_parts(&key.identifier);
+        let mut conn = self.conn().await?;
         let state: Vec<ChallengeState> = prepared!(
             "SELECT expires_at, attempts, consumed_at, \
                COALESCE((CASE WHEN $5 THEN link_hash ELSE code_hash END) = $4, false) AS matched \

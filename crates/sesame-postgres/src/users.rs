@@ -13,7 +13,7 @@ use crate::prepared::prepared;
 use crate::{PgStore, db_err};
 
 #[derive(QueryableByName)]
-struct UserRow {
+pub(crate) struct UserRow {
     #[diesel(sql_type = Text)]
     user_id: String,
     #[diesel(sql_type = Text)]
@@ -56,7 +56,7 @@ fn object(v: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
 }
 
 impl UserRow {
-    fn into_user(self) -> Result<User, StoreError> {
+    pub(crate) fn into_user(self) -> Result<User, StoreError> {
         Ok(User {
             id: UserId(self.user_id),
             connection: ConnectionName::new(self.connection),
@@ -345,5 +345,106 @@ impl UserStore for PgStore {
         .await
         .map_err(db_err("deleting a user"))?;
         Ok(row.n > 0)
+    }
+}
+
+/// What the one-statement OTP login answers: the user (when the code was right), or a
+/// placeholder row with `accepted = false` and the challenge's tries (when it was wrong).
+#[derive(QueryableByName)]
+struct LoginRow {
+    #[diesel(embed)]
+    user: UserRow,
+    #[diesel(sql_type = Bool)]
+    accepted: bool,
+    #[diesel(sql_type = Integer)]
+    attempts: i32,
+}
+
+const MAX_ATTEMPTS: i32 = sesame_domain::CodePolicy::MAX_ATTEMPTS as i32;
+
+fn proof_hash(proof: &sesame_domain::Proof) -> &sesame_domain::SecretHash {
+    match proof {
+        sesame_domain::Proof::Code(h) | sesame_domain::Proof::Link(h) => h,
+    }
+}
+
+#[async_trait]
+impl sesame_ports::LoginStore for PgStore {
+    async fn check_and_login(&self, w: sesame_ports::LoginWrite) -> Result<sesame_ports::LoginOutcome, StoreError> {
+        use sesame_ports::LoginOutcome;
+        let (is_link, hash) = match &w.proof {
+            sesame_domain::Proof::Code(h) => (false, h.0.to_vec()),
+            sesame_domain::Proof::Link(h) => (true, h.0.to_vec()),
+        };
+        let (kind, identifier) = identifier_parts(&w.key.identifier);
+        let token = w.access_token.as_ref();
+        let mut conn = self.conn().await?;
+        // One statement, one commit: the check counts the try and consumes on a match (as
+        // `ChallengeStore::check`), the user is upserted from the consumed row only (as
+        // `record_login`: a blocked user's row comes back unchanged), and the token and the
+        // event are written only for a user who is not blocked. A wrong code answers a
+        // placeholder row carrying the tries; no row at all means nothing live was touched.
+        let query = prepared!(concat!(
+            "WITH checked AS ( \
+               UPDATE challenges SET \
+                 attempts = attempts + CASE WHEN COALESCE((CASE WHEN $5 THEN link_hash ELSE code_hash END) = $4, false) \
+                   THEN 0 ELSE 1 END, \
+                 consumed_at = CASE WHEN COALESCE((CASE WHEN $5 THEN link_hash ELSE code_hash END) = $4, false) \
+                   THEN $6 ELSE consumed_at END \
+               WHERE client_id = $1 AND connection = $2 AND identifier = $3 \
+                 AND consumed_at IS NULL AND expires_at > $6 AND attempts < $7 \
+               RETURNING attempts, COALESCE((CASE WHEN $5 THEN link_hash ELSE code_hash END) = $4, false) AS matched), \
+             login AS ( \
+               INSERT INTO users (user_id, connection, identifier_kind, identifier, email_verified, phone_verified, \
+                 created_at, updated_at, last_login, logins_count) \
+               SELECT $8, $2, $9, $3, $9 = 'email', $9 = 'phone', $6, $6, $6, 1 FROM checked WHERE matched \
+               ON CONFLICT (connection, identifier) DO UPDATE SET \
+                 logins_count = users.logins_count + CASE WHEN users.blocked THEN 0 ELSE 1 END, \
+                 last_login = CASE WHEN users.blocked THEN users.last_login ELSE EXCLUDED.last_login END, \
+                 updated_at = CASE WHEN users.blocked THEN users.updated_at ELSE EXCLUDED.updated_at END, \
+                 email_verified = users.email_verified OR (EXCLUDED.email_verified AND NOT users.blocked), \
+                 phone_verified = users.phone_verified OR (EXCLUDED.phone_verified AND NOT users.blocked) \
+               RETURNING ",
+            user_columns!(),
+            "), \
+             token AS ( \
+               INSERT INTO opaque_tokens (token_hash, client_id, user_id, scope, expires_at) \
+               SELECT $10, $1, login.user_id, $11, $12 FROM login WHERE $10 IS NOT NULL AND NOT login.blocked \
+               RETURNING 1), \
+             audited AS ( \
+               INSERT INTO audit_events (at, kind, client_id, connection, identifier, user_id, ip, detail) \
+               SELECT $13, $14, $15, $16, $17, COALESCE($18, login.user_id), $19, $20 FROM login WHERE NOT login.blocked \
+               RETURNING 1) \
+             SELECT ",
+            user_columns!(),
+            ", true AS accepted, 0 AS attempts FROM login \
+             UNION ALL \
+             SELECT '', '', '', '', false, false, $6, $6, NULL::timestamptz, 0::bigint, false, NULL::text, NULL::text, \
+               NULL::text, '{}'::jsonb, '{}'::jsonb, false, attempts FROM checked WHERE NOT matched"
+        ))
+        .bind::<Text, _>(w.key.client_id.as_str())
+        .bind::<Text, _>(w.key.connection.as_str())
+        .bind::<Text, _>(identifier)
+        .bind::<diesel::sql_types::Bytea, _>(hash)
+        .bind::<Bool, _>(is_link)
+        .bind::<Timestamptz, _>(w.now)
+        .bind::<Integer, _>(MAX_ATTEMPTS)
+        .bind::<Text, _>(&w.new_user_id.0)
+        .bind::<Text, _>(kind)
+        .bind::<Nullable<diesel::sql_types::Bytea>, _>(token.map(|t| t.token_hash.0.to_vec()))
+        .bind::<Nullable<Text>, _>(token.map(|t| t.scope.clone()))
+        .bind::<Nullable<Timestamptz>, _>(token.map(|t| t.expires_at));
+        let rows: Vec<LoginRow> = crate::grants::bind_audit(query, w.event)
+            .load(&mut conn)
+            .await
+            .map_err(db_err("checking a code and recording the login"))?;
+        drop(conn);
+        match rows.into_iter().next() {
+            Some(row) if row.accepted => Ok(LoginOutcome::LoggedIn(Box::new(row.user.into_user()?))),
+            Some(row) => Ok(LoginOutcome::Refused(sesame_domain::CheckOutcome::Wrong {
+                attempts_left: u32::try_from(MAX_ATTEMPTS - row.attempts).unwrap_or(0),
+            })),
+            None => Ok(LoginOutcome::Refused(self.why_refused(&w.key, is_link, proof_hash(&w.proof), w.now).await?)),
+        }
     }
 }

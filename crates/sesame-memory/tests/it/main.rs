@@ -63,3 +63,8 @@ async fn user_admin_meets_the_contract() {
 async fn refresh_revocation_meets_the_contract() {
     testkit::refresh_revocation(Arc::new(MemoryStore::new())).await;
 }
+
+#[tokio::test]
+async fn login_store_meets_the_contract() {
+    testkit::login_store(Arc::new(MemoryStore::new())).await;
+}

@@ -18,6 +18,12 @@ async fn challenge_store_meets_the_contract() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn login_store_meets_the_contract_in_one_statement() {
+    let (_db, store) = store().await;
+    testkit::login_store(store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn fifty_concurrent_exchanges_of_one_code_have_one_winner() {
     let (_db, store) = store().await;
     testkit::concurrent_single_use(&store, 50).await;
