@@ -55,7 +55,8 @@ INSERT INTO audit_events (at, kind, client_id, connection, identifier, user_id, 
 SELECT now(), 'code_link_sent', 'sesame-dev', 'email', 'b***@example.com', NULL, '127.0.0.1', 'code' FROM queued;
 ";
 
-/// The SQL of one OTP exchange (`POST /oauth/token`) after its reads: `ChallengeStore::check`
+/// The SQL of one OTP exchange (`POST /oauth/token`) after its reads as it was before `LoginStore` (the
+/// old floor, kept to compare): `ChallengeStore::check`
 /// (check-and-consume, one statement), `UserStore::record_login` (the upsert),
 /// `GrantStore::save_opaque` (the access token) and `AuditLog::record` (`login_succeeded`).
 /// Client `c` consumes the challenges `tok-<c>-1`, `tok-<c>-2`, … that `TOKEN_PREFILL` made.
@@ -92,6 +93,46 @@ VALUES (now(), 'login_succeeded', 'sesame-dev', 'email', 't***@example.com', 'em
   '127.0.0.1', NULL);
 ";
 
+/// The SQL of one OTP exchange after its reads, as it is now: `LoginStore::check_and_login`,
+/// one statement (check-and-consume, user upsert, opaque token, `login_succeeded` audit row).
+const TOKEN_ONE: &str = r"-- LoginStore::check_and_login: the check, the user, the token and the audit row in one statement.
+WITH checked AS (
+  UPDATE challenges SET
+    attempts = attempts + CASE WHEN COALESCE((CASE WHEN false THEN link_hash ELSE code_hash END) = '\x{HASH}'::bytea, false)
+      THEN 0 ELSE 1 END,
+    consumed_at = CASE WHEN COALESCE((CASE WHEN false THEN link_hash ELSE code_hash END) = '\x{HASH}'::bytea, false)
+      THEN now() ELSE consumed_at END
+  WHERE client_id = 'sesame-dev' AND connection = 'email' AND identifier = 'tok-' || :client_id || '-' || :k || '@example.com'
+    AND consumed_at IS NULL AND expires_at > now() AND attempts < 3
+  RETURNING attempts, COALESCE((CASE WHEN false THEN link_hash ELSE code_hash END) = '\x{HASH}'::bytea, false) AS matched),
+login AS (
+  INSERT INTO users (user_id, connection, identifier_kind, identifier, email_verified, phone_verified,
+    created_at, updated_at, last_login, logins_count)
+  SELECT 'email|' || :run || '-' || :client_id || '-' || :k, 'email', 'email', 'tok-' || :client_id || '-' || :k || '@example.com',
+    true, false, now(), now(), now(), 1 FROM checked WHERE matched
+  ON CONFLICT (connection, identifier) DO UPDATE SET
+    logins_count = users.logins_count + CASE WHEN users.blocked THEN 0 ELSE 1 END,
+    last_login = CASE WHEN users.blocked THEN users.last_login ELSE EXCLUDED.last_login END,
+    updated_at = CASE WHEN users.blocked THEN users.updated_at ELSE EXCLUDED.updated_at END,
+    email_verified = users.email_verified OR (EXCLUDED.email_verified AND NOT users.blocked),
+    phone_verified = users.phone_verified OR (EXCLUDED.phone_verified AND NOT users.blocked)
+  RETURNING user_id, connection, identifier_kind, identifier, email_verified, phone_verified, created_at, updated_at,
+    last_login, logins_count, blocked, name, nickname, picture, user_metadata, app_metadata),
+token AS (
+  INSERT INTO opaque_tokens (token_hash, client_id, user_id, scope, expires_at)
+  SELECT decode(md5('a' || :run || '-' || :client_id || '-' || :k) || md5('b' || :run || '-' || :client_id || '-' || :k), 'hex'),
+    'sesame-dev', login.user_id, 'openid profile email', now() + interval '1 day' FROM login WHERE NOT login.blocked
+  RETURNING 1),
+audited AS (
+  INSERT INTO audit_events (at, kind, client_id, connection, identifier, user_id, ip, detail)
+  SELECT now(), 'login_succeeded', 'sesame-dev', 'email', 't***@example.com', login.user_id, '127.0.0.1', NULL
+  FROM login WHERE NOT login.blocked
+  RETURNING 1)
+SELECT user_id, true AS accepted, 0 AS attempts FROM login
+UNION ALL
+SELECT '', false, attempts FROM checked WHERE NOT matched;
+";
+
 /// Live challenges for the token floor: `{PER}` per pgbench client.
 const TOKEN_PREFILL: &str = r"INSERT INTO challenges (client_id, connection, identifier_kind, identifier, id, code_hash,
   link_hash, send, auth_params, language, created_at, expires_at, attempts, consumed_at)
@@ -104,8 +145,16 @@ FROM generate_series(0, {CLIENTS} - 1) c, generate_series(1, {PER}) k";
 enum Replays {
     /// One start's statement.
     Start,
-    /// One OTP exchange's writes.
+    /// One OTP exchange's writes as four statements (before `LoginStore`): the old floor.
     TokenWrites,
+    /// One OTP exchange's writes as the one statement the service sends now.
+    TokenOne,
+}
+
+impl Replays {
+    fn is_token(self) -> bool {
+        matches!(self, Self::TokenWrites | Self::TokenOne)
+    }
 }
 
 /// One pgbench run of the floor.
@@ -138,9 +187,16 @@ const VARIANTS: &[Variant] = &[
         replays: Replays::Start,
     },
     Variant {
+        name: "token-one",
+        short: "floor: token, one statement, prepared",
+        what: "pgbench: the exchange's one statement (check-and-consume + user upsert + opaque token + audit), `-M prepared`",
+        mode: "prepared",
+        replays: Replays::TokenOne,
+    },
+    Variant {
         name: "token-prepared",
-        short: "floor: token writes, prepared",
-        what: "pgbench: check-and-consume UPDATE, user upsert, opaque token insert, audit insert, `-M prepared`",
+        short: "floor: token, four statements (before), prepared",
+        what: "pgbench: check-and-consume UPDATE, user upsert, opaque token insert, audit insert (the exchange before LoginStore), `-M prepared`",
         mode: "prepared",
         replays: Replays::TokenWrites,
     },
@@ -518,12 +574,13 @@ fn transaction_latencies(prefix: &Path) -> anyhow::Result<Vec<u64>> {
 
 /// The pgbench script of a variant.
 fn script(variant: Variant, hash: &str, sealed: &str) -> String {
-    if variant.replays == Replays::TokenWrites {
+    if variant.replays.is_token() {
+        let sql = if variant.replays == Replays::TokenOne { TOKEN_ONE } else { TOKEN_WRITES };
         return format!(
             "-- Written by `cargo xtask bench --store postgres`: the SQL of one POST /oauth/token (OTP)\n\
              -- ({}). Client c consumes tok-c-1, tok-c-2, … in turn (k is per client).\n\\set k :k + 1\n{}",
             variant.what,
-            TOKEN_WRITES.replace("{HASH}", hash)
+            sql.replace("{HASH}", hash)
         );
     }
     let mut s = format!(
@@ -599,7 +656,7 @@ impl Ctx {
         let mut server = self.server(&format!("floor-{tag}"))?;
         let db = server.db.take().context("the floor's server has no database")?;
         drop(server);
-        if variant.replays == Replays::TokenWrites {
+        if variant.replays.is_token() {
             // Enough live challenges that no client runs out at 20 000 exchanges/s.
             let per = 20_000 * length.as_secs() / u64::from(self.plan.connections.max(1)) + 100;
             let sql = TOKEN_PREFILL
@@ -671,7 +728,7 @@ impl PgReport {
         let _ = writeln!(s, "|---|---:|---|---:|---:|");
         let token = rows.iter().find(|r| r.path == "POST /oauth/token").map(|r| (r.phase.clone(), r.result));
         for floor in &self.floors {
-            let service = if floor.variant.replays == Replays::TokenWrites { &token } else { &peak };
+            let service = if floor.variant.replays.is_token() { &token } else { &peak };
             let Some((phase, service)) = service else { continue };
             let ratio = service.rps() / floor.tps.max(f64::MIN_POSITIVE);
             let _ = writeln!(
