@@ -474,7 +474,10 @@ impl Settings {
                 );
             }
         }
-        anyhow::ensure!(self.hosted.session_lifetime_secs >= 60, "hosted.session_lifetime_secs must be at least 60");
+        anyhow::ensure!(
+            (60..=34_560_000).contains(&self.hosted.session_lifetime_secs),
+            "hosted.session_lifetime_secs must be from 60 to 34560000 (400 days)"
+        );
         // Templates compile now: a broken one stops the start-up, never a login.
         self.compiled_templates()?;
         if self.store == StoreKind::Postgres {

@@ -37,8 +37,8 @@ use crate::wire;
 const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
 
 pub const SESSION_COOKIE: &str = "sesame_session";
-const CSRF_COOKIE: &str = "sesame_csrf";
-const LOGIN_COOKIE: &str = "sesame_login";
+pub const CSRF_COOKIE: &str = "sesame_csrf";
+pub const LOGIN_COOKIE: &str = "sesame_login";
 /// How long a started login waits for its code or link (the longest code lifetime allowed).
 const PENDING_SECS: i64 = 900;
 
@@ -68,6 +68,12 @@ pub struct Hosted {
 }
 
 impl Hosted {
+    /// Over https a cookie is `__Host-` prefixed: the browser then refuses one set by another
+    /// subdomain, or over plain http, or for another path.
+    pub fn cookie_name(&self, name: &str) -> String {
+        if self.secure { format!("__Host-{name}") } else { name.to_owned() }
+    }
+
     pub fn new(settings: &HostedSettings, issuer: &str) -> Self {
         Self {
             remember_login: settings.remember_login,
@@ -104,9 +110,15 @@ pub fn cookie(req: &HttpRequest, name: &str) -> Option<String> {
 /// `Set-Cookie` for one of ours: HttpOnly, SameSite=Lax, Path=/, Secure over https.
 pub fn set_cookie(hosted: &Hosted, name: &str, value: &str, max_age: i64) -> String {
     format!(
-        "{name}={value}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax{}",
+        "{}={value}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax{}",
+        hosted.cookie_name(name),
         if hosted.secure { "; Secure" } else { "" }
     )
+}
+
+/// One of our cookies, by its unprefixed name.
+fn read_cookie(hosted: &Hosted, req: &HttpRequest, name: &str) -> Option<String> {
+    cookie(req, &hosted.cookie_name(name))
 }
 
 pub fn clear_cookie(hosted: &Hosted, name: &str) -> String {
@@ -344,11 +356,20 @@ fn brand<'a>(hosted: &'a Hosted, client: &'a Client) -> Brand<'a> {
     }
 }
 
+/// The CSP source of a URL: `scheme://host` for http(s), `scheme:` for an app's private-use
+/// scheme (`com.example.app:/callback`, RFC 8252 §7.1).
 fn origin_of(uri: &str) -> Option<String> {
-    let (scheme, rest) = uri.split_once("://")?;
-    let host = rest.split(['/', '?', '#']).next()?;
-    (!host.is_empty() && !host.contains(['\'', ' ', ';', ',', '"']) && !scheme.contains(['\'', ' ', ';', '"']))
-        .then(|| format!("{scheme}://{host}"))
+    let (scheme, rest) = uri.split_once(':')?;
+    let scheme_ok = scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+        && scheme.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    if !scheme_ok {
+        return None;
+    }
+    if !matches!(scheme.to_ascii_lowercase().as_str(), "http" | "https") {
+        return Some(format!("{scheme}:"));
+    }
+    let host = rest.strip_prefix("//")?.split(['/', '?', '#']).next()?;
+    (!host.is_empty() && !host.contains(['\'', ' ', ';', ',', '"'])).then(|| format!("{scheme}://{host}"))
 }
 
 fn render(status: StatusCode, frame: &Frame<'_>, body: &str) -> HttpResponse {
@@ -470,7 +491,7 @@ impl Ctx<'_> {
     }
 
     fn csrf(&self) -> String {
-        cookie(self.req, CSRF_COOKIE).unwrap_or_default()
+        read_cookie(&self.state.hosted, self.req, CSRF_COOKIE).unwrap_or_default()
     }
 }
 
@@ -499,7 +520,7 @@ async fn identifier_page(ctx: &Ctx<'_>, status: StatusCode, error: Option<&str>,
         send = escape(t.send_code),
     );
     let mut resp = render(status, &ctx.frame(&title), &body);
-    if cookie(ctx.req, CSRF_COOKIE).as_deref() != Some(csrf) {
+    if read_cookie(&ctx.state.hosted, ctx.req, CSRF_COOKIE).as_deref() != Some(csrf) {
         append_cookie(&mut resp, &set_cookie(&ctx.state.hosted, CSRF_COOKIE, csrf, 86_400));
     }
     resp
@@ -578,16 +599,17 @@ pub async fn authorize(
     let texts = texts(req, map.get("ui_locales").map(String::as_str));
     let prompt: Vec<&str> = map.get("prompt").map(|p| p.split_whitespace().collect()).unwrap_or_default();
     let session = if state.hosted.remember_login && !prompt.contains(&"login") {
-        cookie(req, SESSION_COOKIE).and_then(|c| state.sesame.open_session(&c))
+        read_cookie(&state.hosted, req, SESSION_COOKIE).and_then(|c| state.sesame.open_session(&c))
     } else {
         None
     };
+    // `max_age=0` asks for a fresh login, as `prompt=login` does.
     let expired_by_max_age = match (map.get("max_age").and_then(|m| m.parse::<i64>().ok()), &session) {
-        (Some(max), Some(s)) => state.sesame.ports.clock.now().unix_timestamp() - s.auth_time > max,
+        (Some(max), Some(s)) => max <= 0 || state.sesame.ports.clock.now().unix_timestamp() - s.auth_time >= max,
         _ => false,
     };
     if let Some(session) = session.filter(|_| !expired_by_max_age) {
-        match state.sesame.session_user(&session, &auth).await {
+        match state.sesame.session_user(&client, &session, &auth).await {
             Ok(Some(user)) => {
                 let ip = wire::client_ip(req, &state.trusted_proxies);
                 return answer(state.sesame.authorize_by_session(&client, &user, &auth, ip).await);
@@ -603,7 +625,7 @@ pub async fn authorize(
         };
         return crate::links::respond(&AuthorizationResponse::error(&auth, &r));
     }
-    let csrf = cookie(req, CSRF_COOKIE).unwrap_or_else(|| random_b64(&sesame_flows::OsRandom, 24));
+    let csrf = read_cookie(&state.hosted, req, CSRF_COOKIE).unwrap_or_else(|| random_b64(&sesame_flows::OsRandom, 24));
     let ctx = Ctx { state, req, client, auth, map, texts };
     identifier_page(&ctx, StatusCode::OK, None, &csrf).await
 }
@@ -639,7 +661,7 @@ async fn posted<'a>(state: &'a AppState, req: &'a HttpRequest, body: &[u8]) -> R
         o == issuer || origin_of(issuer).is_some_and(|i| i == o)
     });
     let sent = map.get("csrf").map(String::as_bytes).unwrap_or_default();
-    let held = cookie(req, CSRF_COOKIE).unwrap_or_default();
+    let held = read_cookie(&state.hosted, req, CSRF_COOKIE).unwrap_or_default();
     let csrf_ok = !held.is_empty() && bool::from(held.as_bytes().ct_eq(sent));
     let ctx = Ctx { state, req, client, auth, map, texts };
     if !origin_ok || !csrf_ok {
@@ -797,7 +819,7 @@ pub(crate) async fn start(state: web::Data<AppState>, req: HttpRequest, body: we
 }
 
 fn pending_of(ctx: &Ctx<'_>) -> Option<PendingLogin> {
-    cookie(ctx.req, LOGIN_COOKIE)
+    read_cookie(&ctx.state.hosted, ctx.req, LOGIN_COOKIE)
         .and_then(|c| ctx.state.sesame.open_pending(&c))
         .filter(|p| p.client_id == ctx.client.id.0)
 }
@@ -906,7 +928,7 @@ pub(crate) async fn resume(state: web::Data<AppState>, req: HttpRequest, body: w
     let Some(pending) = pending_of(&ctx) else {
         return identifier_page(&ctx, StatusCode::BAD_REQUEST, Some(t.page_expired), &ctx.csrf()).await;
     };
-    match state.sesame.approved_user(&ctx.client, &pending).await {
+    match state.sesame.take_approval(&ctx.client, &pending).await {
         Ok(Some(user)) if user.blocked => {
             identifier_page(&ctx, StatusCode::FORBIDDEN, Some(t.blocked), &ctx.csrf()).await
         }
@@ -931,10 +953,10 @@ pub(crate) async fn resume(state: web::Data<AppState>, req: HttpRequest, body: w
         (status = 200, description = "`{\"approved\": true}` once this browser's pending login was approved by its magic link", body = Object),
         (status = "4XX", description = "What the HTTP layer refuses by itself, in Auth0's error shape", body = crate::openapi::ErrorBody)))]
 pub(crate) async fn status(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
-    let pending = cookie(&req, LOGIN_COOKIE).and_then(|c| state.sesame.open_pending(&c));
+    let pending = read_cookie(&state.hosted, &req, LOGIN_COOKIE).and_then(|c| state.sesame.open_pending(&c));
     let approved = match pending {
         Some(p) => match state.sesame.ports.clients.find(&sesame_domain::ClientId::new(p.client_id.clone())).await {
-            Ok(Some(client)) => state.sesame.approved_user(&client, &p).await.ok().flatten().is_some(),
+            Ok(Some(client)) => state.sesame.is_approved(&client, &p).await.unwrap_or(false),
             _ => false,
         },
         None => false,
@@ -959,7 +981,7 @@ pub async fn open_link(state: &AppState, req: &HttpRequest, map: HashMap<String,
     };
     let texts = texts(req, None);
     let binding = map.get("sesame_login").cloned().unwrap_or_default();
-    let here = cookie(req, LOGIN_COOKIE)
+    let here = read_cookie(&state.hosted, req, LOGIN_COOKIE)
         .and_then(|c| state.sesame.open_pending(&c))
         .is_some_and(|p| bool::from(state.sesame.login_binding(&p.login_id).as_bytes().ct_eq(binding.as_bytes())));
     if here {
@@ -1050,7 +1072,7 @@ async fn approve(
             v.filter(|v| !v.is_empty()).map(|v| (*k, v))
         })
         .collect();
-    let csrf = cookie(req, CSRF_COOKIE).unwrap_or_default();
+    let csrf = read_cookie(&state.hosted, req, CSRF_COOKIE).unwrap_or_default();
     let body = format!(
         "<h1>{title}</h1><p>{text}</p><form method=\"post\" action=\"/u/continue\">{hidden}<button type=\"submit\" id=\"continue-here\">{button}</button></form>",
         title = escape(texts.signed_in),
@@ -1085,6 +1107,15 @@ mod tests {
             .insert_header((header::USER_AGENT, "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.0 Mobile/15E148 Safari/604.1"))
             .to_http_request();
         assert_eq!(browser_name(&req), "Safari on iOS");
+    }
+
+    #[test]
+    fn csp_sources_of_web_and_app_callbacks() {
+        assert_eq!(origin_of("https://app.example.com/cb?x=1").as_deref(), Some("https://app.example.com"));
+        assert_eq!(origin_of("com.example.app:/oauth2redirect").as_deref(), Some("com.example.app:"));
+        assert_eq!(origin_of("com.example.app://callback").as_deref(), Some("com.example.app:"));
+        assert_eq!(origin_of("https://a.example;script-src x"), None);
+        assert_eq!(origin_of("1bad:/x"), None);
     }
 
     #[test]

@@ -115,6 +115,14 @@ pub(crate) async fn passwordless_start(
         .transpose()?;
     let auth_params = match map.get("authParams") {
         None | Some(Value::Null) => AuthParams::default(),
+        // The hosted login page's own keys: only its starts may carry them (a link that names
+        // another browser's login would approve that browser).
+        Some(Value::Object(o)) if o.keys().any(|k| k.starts_with("sesame_")) => {
+            return Err(ApiError::bad_request(
+                "bad.authParams",
+                "error in authParams - keys starting with sesame_ are reserved",
+            ));
+        }
         Some(Value::Object(o)) => AuthParams(o.clone()),
         Some(other) => {
             return Err(ApiError::bad_request(
@@ -346,9 +354,11 @@ pub(crate) async fn oidc_logout(state: web::Data<AppState>, query: web::Query<Oi
 /// Any logout's answer, with the session cookie cleared.
 fn logged_out(state: &AppState, result: Result<HttpResponse, ApiError>) -> HttpResponse {
     let mut resp = result.unwrap_or_else(|e| actix_web::ResponseError::error_response(&e));
-    let clear = crate::hosted::clear_cookie(&state.hosted, crate::hosted::SESSION_COOKIE);
-    if let Ok(v) = actix_web::http::header::HeaderValue::from_str(&clear) {
-        resp.headers_mut().append(actix_web::http::header::SET_COOKIE, v);
+    for name in [crate::hosted::SESSION_COOKIE, crate::hosted::LOGIN_COOKIE] {
+        let clear = crate::hosted::clear_cookie(&state.hosted, name);
+        if let Ok(v) = actix_web::http::header::HeaderValue::from_str(&clear) {
+            resp.headers_mut().append(actix_web::http::header::SET_COOKIE, v);
+        }
     }
     resp
 }

@@ -403,6 +403,15 @@ impl Sesame {
     pub async fn complete_link(&self, req: LinkCompletion) -> Result<AuthorizationResponse, AuthorizeError> {
         let auth = req.authorization.clone();
         let proven = match self.prove(req, "verify_redirect").await {
+            // A hosted login's link answers only through the hosted page (its start stored the
+            // login's binding): with the binding stripped from the URL it would otherwise sign
+            // in whoever opened it.
+            Ok(p) if p.stored.get_str("sesame_login").is_some() => {
+                return Err(AuthorizeError::Redirect(
+                    redirectable("invalid_request", "This link belongs to a login page: open it as it was sent"),
+                    Box::new(auth),
+                ));
+            }
             Ok(p) => p,
             Err(ProveError::Refused(e)) => {
                 return Err(link_refusal(e).map_or_else(|e| e, |r| AuthorizeError::Redirect(r, Box::new(auth))));

@@ -15,7 +15,7 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sesame_domain::{Client, User, UserId};
-use sesame_ports::{AuditEvent, AuditKind, OpaqueToken};
+use sesame_ports::{AuditEvent, AuditKind, AuthorizationCode, OpaqueToken};
 use time::OffsetDateTime;
 
 use crate::Sesame;
@@ -124,6 +124,9 @@ impl Sesame {
     /// `Unavailable` when the store is down.
     pub async fn approve_login(&self, client: &Client, binding: &str, user: &User) -> Result<(), AuthorizeError> {
         let now = self.ports.clock.now();
+        let expires_at = now + time::Duration::seconds(APPROVAL_SECS);
+        // Two grants: one the waiting page may look at as often as it likes, and one that is
+        // taken (single use) when the browser continues.
         self.ports
             .grants
             .save_opaque(OpaqueToken {
@@ -131,26 +134,57 @@ impl Sesame {
                 client_id: client.id.clone(),
                 user_id: user.id.clone(),
                 scope: String::new(),
-                expires_at: now + time::Duration::seconds(APPROVAL_SECS),
+                expires_at,
+            })
+            .await?;
+        self.ports
+            .grants
+            .save_code(AuthorizationCode {
+                code_hash: self.secrets().token_hash("hosted-approval-use", binding),
+                client_id: client.id.clone(),
+                user_id: user.id.clone(),
+                redirect_uri: String::new(),
+                scope: String::new(),
+                audience: None,
+                nonce: None,
+                code_challenge: None,
+                expires_at,
             })
             .await?;
         Ok(())
     }
 
-    /// The user a magic link approved for this browser's pending login, if it was opened yet.
+    /// Whether a magic link approved this browser's pending login yet (looks, takes nothing).
     ///
     /// # Errors
     /// `Unavailable` when the store is down.
-    pub async fn approved_user(&self, client: &Client, pending: &PendingLogin) -> Result<Option<User>, AuthorizeError> {
+    pub async fn is_approved(&self, client: &Client, pending: &PendingLogin) -> Result<bool, AuthorizeError> {
         let now = self.ports.clock.now();
         let hash = self.secrets().token_hash("hosted-approval", &self.login_binding(&pending.login_id));
-        let Some(grant) = self.ports.grants.find_opaque(&hash, now).await? else {
+        Ok(self.ports.grants.find_opaque(&hash, now).await?.is_some_and(|g| g.client_id == client.id))
+    }
+
+    /// Takes the approval a magic link left for this browser's pending login (once: a second
+    /// continue finds nothing). Only a user of the pending login's own connection and address,
+    /// on a connection of the client, is answered.
+    ///
+    /// # Errors
+    /// `Unavailable` when the store is down.
+    pub async fn take_approval(&self, client: &Client, pending: &PendingLogin) -> Result<Option<User>, AuthorizeError> {
+        let now = self.ports.clock.now();
+        let hash = self.secrets().token_hash("hosted-approval-use", &self.login_binding(&pending.login_id));
+        let Some(grant) = self.ports.grants.take_code(&hash, now).await? else {
             return Ok(None);
         };
         if grant.client_id != client.id {
             return Ok(None);
         }
-        Ok(self.ports.users.find_by_id(&grant.user_id).await?)
+        let user = self.ports.users.find_by_id(&grant.user_id).await?;
+        Ok(user.filter(|u| {
+            u.connection.as_str() == pending.connection
+                && u.identifier.as_str() == pending.identifier
+                && client.connection_enabled(&u.connection)
+        }))
     }
 
     /// A second `/authorize` in a signed-in browser: the user of the session, unless they were
@@ -158,10 +192,20 @@ impl Sesame {
     ///
     /// # Errors
     /// `Redirect` for a blocked user; `Unavailable` when a store is down.
-    pub async fn session_user(&self, session: &Session, auth: &Authorization) -> Result<Option<User>, AuthorizeError> {
+    pub async fn session_user(
+        &self,
+        client: &Client,
+        session: &Session,
+        auth: &Authorization,
+    ) -> Result<Option<User>, AuthorizeError> {
         let Some(user) = self.ports.users.find_by_id(&UserId(session.user_id.clone())).await? else {
             return Ok(None);
         };
+        // A session answers only clients whose connections take its user: another client
+        // asks for a login of its own.
+        if !client.connection_enabled(&user.connection) {
+            return Ok(None);
+        }
         if user.blocked {
             return Err(AuthorizeError::Redirect(
                 Redirectable { error: "unauthorized", description: "user is blocked".into() },

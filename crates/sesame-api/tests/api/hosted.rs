@@ -74,6 +74,7 @@ impl<'a> Browser<'a> {
             let (name, value) = pair.split_once('=').expect("name=value");
             assert!(attrs.contains("HttpOnly") && attrs.contains("SameSite=Lax") && attrs.contains("Path=/"), "{v}");
             assert!(attrs.contains("Secure"), "an https issuer's cookies are Secure: {v}");
+            assert!(name.starts_with("__Host-"), "an https issuer's cookies are __Host- prefixed: {v}");
             if attrs.contains("Max-Age=0") {
                 self.cookies.remove(name);
             } else {
@@ -179,7 +180,7 @@ async fn a_code_login_through_the_page_ends_at_the_app_with_a_code_for_tokens() 
     assert_eq!(first.headers["cache-control"], "no-store");
     assert!(first.html.contains("value=\"hint@example.com\""), "login_hint fills the field");
     assert!(first.html.contains("<label for=\"identifier\">"), "labelled input");
-    assert!(b.cookies.contains_key("sesame_csrf"));
+    assert!(b.cookies.contains_key("__Host-sesame_csrf"));
 
     let code_page = b.post("/u/start", &with(first.form("/u/start"), "identifier", "Page.User@Example.com")).await;
     assert_eq!(code_page.status, 200, "{}", code_page.html);
@@ -187,7 +188,7 @@ async fn a_code_login_through_the_page_ends_at_the_app_with_a_code_for_tokens() 
         code_page.html.contains("autocomplete=\"one-time-code\"") && code_page.html.contains("inputmode=\"numeric\"")
     );
     assert!(code_page.html.contains("page.user@example.com"), "the address as normalised");
-    assert!(b.cookies.contains_key("sesame_login"));
+    assert!(b.cookies.contains_key("__Host-sesame_login"));
     let code = code_of(&app, "page.user@example.com").await;
 
     let wrong = b.post("/u/verify", &with(code_page.form("/u/verify"), "code", "000000")).await;
@@ -201,8 +202,8 @@ async fn a_code_login_through_the_page_ends_at_the_app_with_a_code_for_tokens() 
     assert!(loc.starts_with(&format!("{CALLBACK}?")), "{loc}");
     let p = params_after(&loc, '?');
     assert_eq!(p["state"], "st-1");
-    assert!(b.cookies.contains_key("sesame_session"), "signed in");
-    assert!(!b.cookies.contains_key("sesame_login"), "the pending login is over");
+    assert!(b.cookies.contains_key("__Host-sesame_session"), "signed in");
+    assert!(!b.cookies.contains_key("__Host-sesame_login"), "the pending login is over");
 
     let tokens = exchange(&app, &p["code"]).await;
     assert_eq!(tokens.status, 200, "{}", tokens.body);
@@ -290,7 +291,7 @@ async fn a_signed_in_browser_skips_the_code_until_it_logs_out() {
 
     let out = b.get("/v2/logout").await;
     assert_eq!(out.status, 200);
-    assert!(!b.cookies.contains_key("sesame_session"), "logout clears the session");
+    assert!(!b.cookies.contains_key("__Host-sesame_session"), "logout clears the session");
     assert_eq!(b.get(&authorize_url(&[])).await.status, 200, "the page again");
     let none = b.get(&authorize_url(&[("prompt", "none")])).await;
     assert_eq!(params_after(none.headers["location"].to_str().expect("location"), '?')["error"], "login_required");
@@ -303,7 +304,7 @@ async fn with_remember_login_off_every_authorize_asks_for_a_code() {
     let page = to_code_page(&mut b, "forget@example.com").await;
     let code = code_of(&app, "forget@example.com").await;
     assert_eq!(b.post("/u/verify", &with(page.form("/u/verify"), "code", &code)).await.status, 302);
-    assert!(!b.cookies.contains_key("sesame_session"));
+    assert!(!b.cookies.contains_key("__Host-sesame_session"));
     assert_eq!(b.get(&authorize_url(&[])).await.status, 200);
 }
 
@@ -328,7 +329,7 @@ async fn a_link_opened_in_the_same_browser_signs_it_in_and_the_waiting_page_cont
     let p = params_after(done.headers["location"].to_str().expect("location"), '?');
     assert_eq!(p["state"], "st-1");
     assert_eq!(exchange(&app, &p["code"]).await.status, 200);
-    assert!(b.cookies.contains_key("sesame_session"));
+    assert!(b.cookies.contains_key("__Host-sesame_session"));
     // The link is spent: this browser's login is over, so it is asked to confirm, and then told.
     let form: Vec<(String, String)> = query_of(&link).into_iter().collect();
     let again = b.post("/passwordless/verify_redirect", &form).await;
@@ -357,13 +358,13 @@ async fn a_link_opened_on_another_device_asks_first_and_signs_in_the_browser_tha
     let approved = phone.post("/passwordless/verify_redirect", &confirm_form).await;
     assert_eq!(approved.status, 200, "{}", approved.html);
     assert!(approved.html.contains("Sign-in approved"), "{}", approved.html);
-    assert!(!phone.cookies.contains_key("sesame_session"), "no session on the device that clicked");
+    assert!(!phone.cookies.contains_key("__Host-sesame_session"), "no session on the device that clicked");
 
     let done = asker.post("/u/continue", &waiting.form("/u/continue")).await;
     assert_eq!(done.status, 302, "{}", done.html);
     let p = params_after(&location_of(&done), '?');
     assert_eq!(exchange(&app, &p["code"]).await.status, 200, "PKCE of the browser that asked");
-    assert!(asker.cookies.contains_key("sesame_session"));
+    assert!(asker.cookies.contains_key("__Host-sesame_session"));
 }
 
 fn location_of(page: &Page) -> String {
@@ -444,7 +445,7 @@ async fn oidc_logout_checks_where_it_goes_and_returns_the_state() {
         .get(&format!("/oidc/logout?id_token_hint={hint}&post_logout_redirect_uri=https%3A%2F%2Fapp.example.com%2Fbye"))
         .await;
     assert_eq!(out.status, 302, "{}", out.html);
-    assert!(!b.cookies.contains_key("sesame_session"));
+    assert!(!b.cookies.contains_key("__Host-sesame_session"));
 }
 
 #[tokio::test]
@@ -543,4 +544,66 @@ async fn over_a_limit_the_page_says_to_wait_with_a_429() {
     let refused = b.post("/u/start", &form).await;
     assert_eq!(refused.status, 429, "{}", refused.html);
     assert_eq!(refused.alert().as_deref(), Some("Too many attempts. Please wait a moment and try again."));
+}
+
+#[tokio::test]
+async fn a_session_answers_only_clients_whose_connections_take_its_user() {
+    let app = spawn_app().await;
+    let mut b = Browser::new(&app);
+    // An SMS user of public-app, signed in…
+    let first = b.get(&authorize_url(&[])).await;
+    let page = b.post("/u/start", &with(first.form("/u/start"), "identifier", "+33612345678")).await;
+    assert_eq!(page.status, 200, "{}", page.html);
+    let code = code_of(&app, "+33612345678").await;
+    assert_eq!(b.post("/u/verify", &with(page.form("/u/verify"), "code", &code)).await.status, 302);
+    assert_eq!(b.get(&authorize_url(&[])).await.status, 302, "single sign-on for the same client");
+    // …is asked to log in at a client that takes email only.
+    let other = b.get(&authorize_url(&[("client_id", "email-only")])).await;
+    assert_eq!(other.status, 200, "the page, not a code: {}", other.html);
+    assert!(other.html.contains("action=\"/u/start\""));
+}
+
+#[tokio::test]
+async fn an_approval_is_taken_once_and_max_age_zero_asks_again() {
+    let app = spawn_app().await;
+    let mut b = Browser::new(&app);
+    let waiting = to_code_page(&mut b, "once@example.com").await;
+    let link = link_of(&app, "once@example.com").await;
+    assert_eq!(b.get(&link).await.status, 200);
+    let pending = b.cookies.get("__Host-sesame_login").cloned().expect("pending login");
+    assert_eq!(b.post("/u/continue", &waiting.form("/u/continue")).await.status, 302);
+    // The same pending login again (a copied cookie, a second tab): nothing more to take.
+    b.cookies.insert("__Host-sesame_login".into(), pending);
+    let again = b.post("/u/continue", &waiting.form("/u/continue")).await;
+    assert_eq!(again.status, 200, "{}", again.html);
+    assert!(again.alert().is_some_and(|a| a.contains("not been opened")), "{:?}", again.alert());
+    assert_eq!(b.get(&authorize_url(&[])).await.status, 302, "signed in");
+    assert_eq!(b.get(&authorize_url(&[("max_age", "0")])).await.status, 200, "max_age=0 asks again");
+}
+
+#[tokio::test]
+async fn a_start_from_the_api_may_not_carry_the_pages_own_keys() {
+    let app = spawn_app().await;
+    let r = app
+        .post_start(&json!({"client_id": "public-app", "connection": "email", "email": "x@example.com", "send": "link",
+            "authParams": {"redirect_uri": CALLBACK, "response_type": "code", "code_challenge": CHALLENGE, "sesame_login": "someone-elses"}}))
+        .await;
+    r.assert_error(400, "bad.authParams", "error in authParams - keys starting with sesame_ are reserved");
+}
+
+#[tokio::test]
+async fn a_hosted_link_stripped_of_its_binding_signs_nobody_in() {
+    let app = spawn_app_configured(|s| s.magic_link.confirm = false).await;
+    let mut b = Browser::new(&app);
+    to_code_page(&mut b, "strip@example.com").await;
+    let link = link_of(&app, "strip@example.com").await;
+    let mut url = url::Url::parse(&link).expect("url");
+    let kept: Vec<(String, String)> = url.query_pairs().into_owned().filter(|(k, _)| k != "sesame_login").collect();
+    url.query_pairs_mut().clear().extend_pairs(kept);
+    let mut stranger = Browser::new(&app);
+    let done = stranger.get(url.as_str()).await;
+    assert_eq!(done.status, 302);
+    let p = params_after(&location_of(&done), '?');
+    assert_eq!(p.get("error").map(String::as_str), Some("invalid_request"), "{p:?}");
+    assert!(!p.contains_key("code"));
 }

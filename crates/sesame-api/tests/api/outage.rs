@@ -84,7 +84,7 @@ async fn with_postgres_down_the_api_answers_503_and_recovers_by_itself() {
     let hosted = app
         .http
         .post(format!("{}/u/start", app.base))
-        .header("cookie", "sesame_csrf=outage-token")
+        .header("cookie", "__Host-sesame_csrf=outage-token")
         .form(&[
             ("csrf", "outage-token"),
             ("client_id", "public-app"),
