@@ -358,7 +358,7 @@ fn brand<'a>(hosted: &'a Hosted, client: &'a Client) -> Brand<'a> {
 
 /// The CSP source of a URL: `scheme://host` for http(s), `scheme:` for an app's private-use
 /// scheme (`com.example.app:/callback`, RFC 8252 §7.1).
-fn origin_of(uri: &str) -> Option<String> {
+pub(crate) fn csp_source(uri: &str) -> Option<String> {
     let (scheme, rest) = uri.split_once(':')?;
     let scheme_ok = scheme.starts_with(|c: char| c.is_ascii_alphabetic())
         && scheme.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
@@ -374,7 +374,7 @@ fn origin_of(uri: &str) -> Option<String> {
 
 fn render(status: StatusCode, frame: &Frame<'_>, body: &str) -> HttpResponse {
     let nonce = random_b64(&sesame_flows::OsRandom, 18);
-    let img = frame.brand.logo.and_then(origin_of).unwrap_or_else(|| "'none'".into());
+    let img = frame.brand.logo.and_then(csp_source).unwrap_or_else(|| "'none'".into());
     let form_action = match &frame.form_origin {
         Some(o) => format!("'self' {o}"),
         None => "'self'".into(),
@@ -485,7 +485,7 @@ impl Ctx<'_> {
             texts: self.texts,
             title,
             brand: brand(&self.state.hosted, &self.client),
-            form_origin: origin_of(&self.auth.redirect_uri),
+            form_origin: csp_source(&self.auth.redirect_uri),
             script: None,
         }
     }
@@ -658,7 +658,7 @@ async fn posted<'a>(state: &'a AppState, req: &'a HttpRequest, body: &[u8]) -> R
     let (client, auth) = crate::links::prepare(state, &map).await?;
     let origin_ok = req.headers().get(header::ORIGIN).and_then(|o| o.to_str().ok()).is_none_or(|o| {
         let issuer = state.sesame.settings.issuer.trim_end_matches('/');
-        o == issuer || origin_of(issuer).is_some_and(|i| i == o)
+        o == issuer || csp_source(issuer).is_some_and(|i| i == o)
     });
     let sent = map.get("csrf").map(String::as_bytes).unwrap_or_default();
     let held = read_cookie(&state.hosted, req, CSRF_COOKIE).unwrap_or_default();
@@ -818,10 +818,21 @@ pub(crate) async fn start(state: web::Data<AppState>, req: HttpRequest, body: we
     }
 }
 
-fn pending_of(ctx: &Ctx<'_>) -> Option<PendingLogin> {
-    read_cookie(&ctx.state.hosted, ctx.req, LOGIN_COOKIE)
-        .and_then(|c| ctx.state.sesame.open_pending(&c))
-        .filter(|p| p.client_id == ctx.client.id.0)
+/// A page's POST (as `posted`) of a browser that started a login for this client; without
+/// one, the address page again.
+async fn posted_pending<'a>(
+    state: &'a AppState,
+    req: &'a HttpRequest,
+    body: &[u8],
+) -> Result<(Ctx<'a>, PendingLogin), HttpResponse> {
+    let ctx = posted(state, req, body).await?;
+    let pending = read_cookie(&state.hosted, req, LOGIN_COOKIE)
+        .and_then(|c| state.sesame.open_pending(&c))
+        .filter(|p| p.client_id == ctx.client.id.0);
+    match pending {
+        Some(p) => Ok((ctx, p)),
+        None => Err(identifier_page(&ctx, StatusCode::BAD_REQUEST, Some(ctx.texts.page_expired), &ctx.csrf()).await),
+    }
 }
 
 /// Signs the browser in and sends it to the app.
@@ -855,14 +866,11 @@ fn signed_in(
         (status = 503, description = "A dependency is unavailable", content_type = "text/html"),
         (status = "4XX", description = "What the HTTP layer refuses by itself, in Auth0's error shape", body = crate::openapi::ErrorBody)))]
 pub(crate) async fn verify(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
-    let ctx = match posted(&state, &req, &body).await {
-        Ok(c) => c,
+    let (ctx, pending) = match posted_pending(&state, &req, &body).await {
+        Ok(ok) => ok,
         Err(page) => return page,
     };
     let t = ctx.texts;
-    let Some(pending) = pending_of(&ctx) else {
-        return identifier_page(&ctx, StatusCode::BAD_REQUEST, Some(t.page_expired), &ctx.csrf()).await;
-    };
     let by_email = pending.identifier.contains('@');
     let completion = LinkCompletion {
         client: ctx.client.clone(),
@@ -920,14 +928,11 @@ pub(crate) async fn verify(state: web::Data<AppState>, req: HttpRequest, body: w
         (status = 503, description = "A dependency is unavailable", content_type = "text/html"),
         (status = "4XX", description = "What the HTTP layer refuses by itself, in Auth0's error shape", body = crate::openapi::ErrorBody)))]
 pub(crate) async fn resume(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
-    let ctx = match posted(&state, &req, &body).await {
-        Ok(c) => c,
+    let (ctx, pending) = match posted_pending(&state, &req, &body).await {
+        Ok(ok) => ok,
         Err(page) => return page,
     };
     let t = ctx.texts;
-    let Some(pending) = pending_of(&ctx) else {
-        return identifier_page(&ctx, StatusCode::BAD_REQUEST, Some(t.page_expired), &ctx.csrf()).await;
-    };
     match state.sesame.take_approval(&ctx.client, &pending).await {
         Ok(Some(user)) if user.blocked => {
             identifier_page(&ctx, StatusCode::FORBIDDEN, Some(t.blocked), &ctx.csrf()).await
@@ -1084,7 +1089,7 @@ async fn approve(
         texts,
         title: texts.signed_in,
         brand: brand(&state.hosted, &client),
-        form_origin: origin_of(&proven.authorization.redirect_uri),
+        form_origin: csp_source(&proven.authorization.redirect_uri),
         script: None,
     };
     render(StatusCode::OK, &frame, &body)
@@ -1111,11 +1116,11 @@ mod tests {
 
     #[test]
     fn csp_sources_of_web_and_app_callbacks() {
-        assert_eq!(origin_of("https://app.example.com/cb?x=1").as_deref(), Some("https://app.example.com"));
-        assert_eq!(origin_of("com.example.app:/oauth2redirect").as_deref(), Some("com.example.app:"));
-        assert_eq!(origin_of("com.example.app://callback").as_deref(), Some("com.example.app:"));
-        assert_eq!(origin_of("https://a.example;script-src x"), None);
-        assert_eq!(origin_of("1bad:/x"), None);
+        assert_eq!(csp_source("https://app.example.com/cb?x=1").as_deref(), Some("https://app.example.com"));
+        assert_eq!(csp_source("com.example.app:/oauth2redirect").as_deref(), Some("com.example.app:"));
+        assert_eq!(csp_source("com.example.app://callback").as_deref(), Some("com.example.app:"));
+        assert_eq!(csp_source("https://a.example;script-src x"), None);
+        assert_eq!(csp_source("1bad:/x"), None);
     }
 
     #[test]

@@ -36,15 +36,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 use sesame_flows::templates::escape_html as escape;
 
 fn origin_of(uri: &str) -> String {
-    url_origin(uri).unwrap_or_else(|| "'none'".into())
-}
-
-fn url_origin(uri: &str) -> Option<String> {
-    let (scheme, rest) = uri.split_once("://")?;
-    let host = rest.split(['/', '?', '#']).next()?;
-    // CSP source expressions cannot carry quotes, spaces or semicolons.
-    (!host.is_empty() && !host.contains(['\'', ' ', ';', ',']) && !scheme.contains(['\'', ' ', ';']))
-        .then(|| format!("{scheme}://{host}"))
+    crate::hosted::csp_source(uri).unwrap_or_else(|| "'none'".into())
 }
 
 /// A page of ours: no third-party anything, no referrer, never cached, never framed.
