@@ -39,6 +39,9 @@ struct State {
     /// Every challenge by expiry, earliest first: retention reads only its dead front.
     challenges_by_expiry: BTreeSet<(OffsetDateTime, ChallengeKey)>,
     outbox: HashMap<MessageId, OutboxRow>,
+    /// Each challenge's message, so that a new start of the key ends the earlier one (as on
+    /// Postgres, where the message lives on its challenge's row).
+    message_of: HashMap<ChallengeKey, MessageId>,
     /// The pending messages, oldest first: claims look only here, never at finished rows.
     pending: BTreeSet<(OffsetDateTime, MessageId)>,
     /// The failed and dropped messages by expiry (a sent one leaves at once).
@@ -91,6 +94,14 @@ impl State {
             self.audit.drain(..10_000);
         }
         self.audit.push(event);
+    }
+
+    /// Takes a message out of the outbox, whatever its state.
+    fn remove_message(&mut self, id: &MessageId) {
+        if let Some(row) = self.outbox.remove(id) {
+            self.pending.remove(&(row.message.created_at, id.clone()));
+            self.ended_by_expiry.remove(&(row.message.expires_at, id.clone()));
+        }
     }
 
     fn finish(&mut self, id: &MessageId, state: DeliveryState) {
@@ -176,6 +187,8 @@ impl State {
             let Some((at, key)) = self.challenges_by_expiry.pop_first() else { break };
             if self.challenges.get(&key).is_some_and(|c| c.challenge.expires_at == at) {
                 self.challenges.remove(&key);
+                // Its message stays as long as its state is kept (`expire_outbox`).
+                self.message_of.remove(&key);
                 removed += 1;
             }
         }
@@ -298,6 +311,11 @@ impl ChallengeStore for MemoryStore {
             return Ok(StartOutcome::Blocked);
         }
         state.record(event);
+        // The key's earlier message ends with its code: unsent, it is never sent (a worker
+        // already sending it finishes, and its settlement then finds nothing).
+        if let Some(earlier) = state.message_of.insert(challenge.key.clone(), message.id.clone()) {
+            state.remove_message(&earlier);
+        }
         let due_at = message.created_at;
         state.pending.insert((message.created_at, message.id.clone()));
         state.outbox.insert(
@@ -475,6 +493,7 @@ impl UserStore for MemoryStore {
             .cloned()
             .collect();
         for k in challenges {
+            state.message_of.remove(&k);
             if let Some(c) = state.challenges.remove(&k) {
                 state.challenges_by_expiry.remove(&(c.challenge.expires_at, k));
             }
@@ -486,10 +505,7 @@ impl UserStore for MemoryStore {
         let messages: Vec<MessageId> =
             state.outbox.iter().filter(|(_, r)| r.message.recipient == recipient).map(|(id, _)| id.clone()).collect();
         for m in messages {
-            if let Some(row) = state.outbox.remove(&m) {
-                state.pending.remove(&(row.message.created_at, m.clone()));
-                state.ended_by_expiry.remove(&(row.message.expires_at, m));
-            }
+            state.remove_message(&m);
         }
         state.audit.retain(|e| e.user_id.as_deref() != Some(id.as_str()));
         Ok(true)

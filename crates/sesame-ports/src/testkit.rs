@@ -198,6 +198,59 @@ where
         CheckOutcome::Accepted(_)
     ));
 
+    // A new start ends the earlier message with its code: never sent (its code is dead), its
+    // settlement (a worker already sending it) changes nothing; the earlier start's audit event
+    // is kept, and the new one recorded.
+    let key = email_key(&unique("client"));
+    let (first_msg, second_msg) = (message(&key, now), message(&key, now + secs(5)));
+    let (mut first_event, mut second_event) = (issued(now), issued(now + secs(5)));
+    first_event.detail = Some(unique("first-start"));
+    second_event.detail = Some(unique("second-start"));
+    store.start(challenge(&key, right, None, now), first_msg.clone(), first_event.clone(), None).await.unwrap();
+    store
+        .start(challenge(&key, hash(3), None, now + secs(5)), second_msg.clone(), second_event.clone(), None)
+        .await
+        .unwrap();
+    assert_eq!(store.state(&first_msg.id).await.unwrap(), None, "the earlier message ends");
+    assert_eq!(store.state(&second_msg.id).await.unwrap(), Some(DeliveryState::Pending));
+    store.mark_sent(&first_msg.id, now + secs(6)).await.unwrap();
+    assert_eq!(store.state(&second_msg.id).await.unwrap(), Some(DeliveryState::Pending), "untouched");
+    let recent = store.recent(100_000).await.unwrap();
+    for e in [&first_event, &second_event] {
+        assert_eq!(recent.iter().filter(|r| *r == e).count(), 1, "each start's event, once: {e:?}");
+    }
+    // Ten starts of one key at once: one challenge, one pending message, ten events.
+    let key = email_key(&unique("client"));
+    let tag = unique("racing-start");
+    let racers: Vec<_> = (0..10)
+        .map(|i| {
+            let (store, key, tag) = (Arc::clone(&store), key.clone(), tag.clone());
+            tokio::spawn(async move {
+                let m = message(&key, now);
+                let mut e = issued(now + secs(i));
+                e.detail = Some(tag);
+                store.start(challenge(&key, hash(4), None, now), m.clone(), e, None).await.unwrap();
+                m.id
+            })
+        })
+        .collect();
+    let mut pending = 0;
+    for id in futures::future::join_all(racers).await {
+        pending += usize::from(store.state(&id.unwrap()).await.unwrap() == Some(DeliveryState::Pending));
+    }
+    assert_eq!(pending, 1, "one live message for the key");
+    let events = store.recent(100_000).await.unwrap();
+    assert_eq!(events.iter().filter(|e| e.detail.as_deref() == Some(tag.as_str())).count(), 10, "no event lost");
+
+    // A start's event naming a user is in that user's log.
+    let key = email_key(&unique("client"));
+    let mut named = issued(now);
+    let user = unique("email|u");
+    named.user_id = Some(user.clone());
+    store.start(challenge(&key, right, None, now), message(&key, now), named.clone(), None).await.unwrap();
+    assert_eq!(store.for_user(&user, 0, 10).await.unwrap(), (vec![named.clone()], 1));
+    assert_eq!(store.recent(100_000).await.unwrap().iter().filter(|e| **e == named).count(), 1);
+
     // A new start also resets the per-code try count (a fresh code gets three tries).
     let key = email_key(&unique("client"));
     store.start(challenge(&key, right, None, now), message(&key, now), issued(now), None).await.unwrap();
@@ -999,6 +1052,15 @@ where
     store.finish(&failed.id, DeliveryState::Failed("refused".into()), old).await.unwrap();
     let pending = message(&live_key, now);
     store.start(challenge(&live_key, hash(7), None, now), pending.clone(), issued(now), None).await.unwrap();
+    // An old challenge whose start's event is recent enough to keep (audit cutoff below
+    // `kept_at`): the event outlives the challenge.
+    let kept_key = email_key(&unique("client"));
+    let kept_at = now - secs(30);
+    let mut kept_issue = issued(kept_at);
+    kept_issue.detail = Some(unique("kept-issue"));
+    let mut old_challenge = challenge(&kept_key, hash(7), None, old);
+    old_challenge.created_at = kept_at;
+    store.start(old_challenge, message(&kept_key, old), kept_issue.clone(), None).await.unwrap();
 
     let code = |expires_at| AuthorizationCode {
         code_hash: unique_hash(),
@@ -1048,6 +1110,8 @@ where
     let marked = |mark: &str| recent.iter().any(|e| e.detail.as_deref() == Some(mark));
     assert!(!marked(&old_mark), "old audit event swept");
     assert!(marked(&live_mark), "recent audit event kept");
+    assert!(matches!(check(&kept_key, old + secs(1)).await, CheckOutcome::NotFound), "its challenge swept");
+    assert_eq!(recent.iter().filter(|e| **e == kept_issue).count(), 1, "a swept challenge's start event kept");
 
     // Audit events are kept for ever unless an age is set.
     let mut event = AuditEvent::new(AuditKind::LoginFailed, old);

@@ -117,6 +117,69 @@ struct ChallengeState {
 
 const MAX_ATTEMPTS: i32 = CodePolicy::MAX_ATTEMPTS as i32;
 
+/// `ChallengeStore::start`, one statement writing one row: the challenge with its message
+/// (enqueued, already claimed when `$19` is given) and its audit event. `$1`–`$12` the
+/// challenge, `$13`–`$18` the message, `$19` the lease, `$20`–`$27` the event.
+///
+/// - Nothing is written for a blocked user (an index probe of `users` in the same statement).
+/// - A row already there for the key is overwritten: its code dies, and so does its message if
+///   still unsent (its code is dead; a worker already sending it finishes, and its settlement
+///   then matches no row). Its event is moved to `audit_events` first: `earlier` locks the row
+///   (`FOR UPDATE`, so a concurrent start of the key waits and then sees this one's row), and
+///   the update is made only over the row `earlier` read — a row another start inserted
+///   meanwhile is not overwritten (`stored` false, the caller runs the statement again).
+/// - An event naming a user goes to `audit_events` now (its listing is by user); the start's
+///   own (`code_link_sent`, no user) stays on the row, read from there by `AuditLog::recent`.
+pub(crate) const START: &str = "\
+    WITH earlier AS ( \
+      SELECT id, event_at, event_kind, event_client_id, event_connection, event_identifier, event_ip, event_detail \
+      FROM challenges WHERE client_id = $1 AND connection = $2 AND identifier = $4 FOR UPDATE), \
+    blocked AS (SELECT 1 FROM users WHERE connection = $2 AND identifier = $4 AND blocked), \
+    put AS ( \
+      INSERT INTO challenges (client_id, connection, identifier_kind, identifier, id, code_hash, link_hash, send, \
+        auth_params, language, created_at, expires_at, attempts, consumed_at, \
+        message_id, channel, recipient, sealed, message_created_at, message_expires_at, delivery, reason, sends, \
+        due_at, lease_until, last_error, finished_at, \
+        event_at, event_kind, event_client_id, event_connection, event_identifier, event_ip, event_detail) \
+      SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 0, NULL::timestamptz, \
+        $13, $14, $15, $16, $17, $18, 'pending', NULL::text, CASE WHEN $19::timestamptz IS NULL THEN 0 ELSE 1 END, \
+        $17, $19, NULL::text, NULL::timestamptz, \
+        CASE WHEN $25::text IS NULL THEN $20::timestamptz END, CASE WHEN $25::text IS NULL THEN $21::text END, \
+        CASE WHEN $25::text IS NULL THEN $22::text END, CASE WHEN $25::text IS NULL THEN $23::text END, \
+        CASE WHEN $25::text IS NULL THEN $24::text END, CASE WHEN $25::text IS NULL THEN $26::text END, \
+        CASE WHEN $25::text IS NULL THEN $27::text END \
+      WHERE NOT EXISTS (SELECT 1 FROM blocked) \
+      ON CONFLICT (client_id, connection, identifier) DO UPDATE SET \
+        identifier_kind = EXCLUDED.identifier_kind, id = EXCLUDED.id, code_hash = EXCLUDED.code_hash, \
+        link_hash = EXCLUDED.link_hash, send = EXCLUDED.send, auth_params = EXCLUDED.auth_params, \
+        language = EXCLUDED.language, created_at = EXCLUDED.created_at, expires_at = EXCLUDED.expires_at, \
+        attempts = 0, consumed_at = NULL, \
+        message_id = EXCLUDED.message_id, channel = EXCLUDED.channel, recipient = EXCLUDED.recipient, \
+        sealed = EXCLUDED.sealed, message_created_at = EXCLUDED.message_created_at, \
+        message_expires_at = EXCLUDED.message_expires_at, delivery = 'pending', reason = NULL, \
+        sends = EXCLUDED.sends, due_at = EXCLUDED.due_at, lease_until = EXCLUDED.lease_until, last_error = NULL, \
+        finished_at = NULL, event_at = EXCLUDED.event_at, event_kind = EXCLUDED.event_kind, \
+        event_client_id = EXCLUDED.event_client_id, event_connection = EXCLUDED.event_connection, \
+        event_identifier = EXCLUDED.event_identifier, event_ip = EXCLUDED.event_ip, \
+        event_detail = EXCLUDED.event_detail \
+      WHERE challenges.id IS NOT DISTINCT FROM (SELECT id FROM earlier) \
+      RETURNING 1), \
+    archived AS ( \
+      INSERT INTO audit_events (at, kind, client_id, connection, identifier, user_id, ip, detail) \
+      SELECT event_at, event_kind, event_client_id, event_connection, event_identifier, NULL, event_ip, event_detail \
+      FROM earlier WHERE event_at IS NOT NULL AND EXISTS (SELECT 1 FROM put) \
+      UNION ALL \
+      SELECT $20, $21, $22, $23, $24, $25, $26, $27 WHERE $25::text IS NOT NULL AND EXISTS (SELECT 1 FROM put)) \
+    SELECT EXISTS (SELECT 1 FROM put) AS stored, EXISTS (SELECT 1 FROM blocked) AS blocked";
+
+#[derive(QueryableByName)]
+struct Started {
+    #[diesel(sql_type = Bool)]
+    stored: bool,
+    #[diesel(sql_type = Bool)]
+    blocked: bool,
+}
+
 #[async_trait]
 impl ChallengeStore for PgStore {
     async fn start(
@@ -128,51 +191,42 @@ impl ChallengeStore for PgStore {
     ) -> Result<StartOutcome, StoreError> {
         let (kind, identifier) = identifier_parts(&c.key.identifier);
         let mut conn = self.conn().await?;
-        // One statement, so one implicit transaction and one commit: the challenge replaces any
-        // earlier one of its key, the message is enqueued and the issuance is audited, or none
-        // of it happens. None of it happens for a blocked user either: the lookup rides in the
-        // same statement (an index probe of `users`), and no audit row means blocked.
-        let query = prepared!(
-            "WITH replaced AS ( \
-               INSERT INTO challenges (client_id, connection, identifier_kind, identifier, id, code_hash, link_hash, \
-                 send, auth_params, language, created_at, expires_at, attempts, consumed_at) \
-               SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 0, NULL::timestamptz \
-               WHERE NOT EXISTS (SELECT 1 FROM users WHERE connection = $2 AND identifier = $4 AND blocked) \
-               ON CONFLICT (client_id, connection, identifier) DO UPDATE SET \
-                 identifier_kind = EXCLUDED.identifier_kind, id = EXCLUDED.id, code_hash = EXCLUDED.code_hash, \
-                 link_hash = EXCLUDED.link_hash, send = EXCLUDED.send, auth_params = EXCLUDED.auth_params, \
-                 language = EXCLUDED.language, created_at = EXCLUDED.created_at, expires_at = EXCLUDED.expires_at, \
-                 attempts = 0, consumed_at = NULL \
-               RETURNING 1), \
-             queued AS ( \
-               INSERT INTO outbox (id, channel, recipient, sealed, created_at, expires_at, due_at, attempts, \
-                 lease_until) \
-               SELECT $13, $14, $15, $16, $17, $18, $17, CASE WHEN $19 IS NULL THEN 0 ELSE 1 END, $19 FROM replaced \
-               RETURNING 1) \
-             INSERT INTO audit_events (at, kind, client_id, connection, identifier, user_id, ip, detail) \
-             SELECT $20, $21, $22, $23, $24, $25, $26, $27 FROM queued",
-        )
-        .bind::<Text, _>(c.key.client_id.as_str())
-        .bind::<Text, _>(c.key.connection.as_str())
-        .bind::<Text, _>(kind)
-        .bind::<Text, _>(identifier)
-        .bind::<Text, _>(&c.id)
-        .bind::<Bytea, _>(c.code_hash.0.to_vec())
-        .bind::<Nullable<Bytea>, _>(c.link_hash.map(|h| h.0.to_vec()))
-        .bind::<Text, _>(c.send.as_str())
-        .bind::<Jsonb, _>(serde_json::Value::Object(c.auth_params.0))
-        .bind::<Nullable<Text>, _>(c.language)
-        .bind::<Timestamptz, _>(c.created_at)
-        .bind::<Timestamptz, _>(c.expires_at)
-        .bind::<Text, _>(&m.id.0)
-        .bind::<Text, _>(m.channel.as_str())
-        .bind::<Text, _>(&m.recipient)
-        .bind::<Bytea, _>(&m.sealed.0)
-        .bind::<Timestamptz, _>(m.created_at)
-        .bind::<Timestamptz, _>(m.expires_at)
-        .bind::<Nullable<Timestamptz>, _>(claimed_until);
-        let written = bind_audit(query, event).execute(&mut conn).await.map_err(db_err("starting a challenge"))?;
-        Ok(if written == 0 { StartOutcome::Blocked } else { StartOutcome::Stored })
+        // Two starts of one key that found no row race to insert it: the one that loses skips its
+        // write (the other's event must not be overwritten unarchived) and runs again, then
+        // finding the winner's row. A third pass is never needed; the bound only keeps a bug
+        // from spinning.
+        for _ in 0..4 {
+            let query = prepared!(START);
+            let query = query
+                .bind::<Text, _>(c.key.client_id.as_str())
+                .bind::<Text, _>(c.key.connection.as_str())
+                .bind::<Text, _>(kind)
+                .bind::<Text, _>(identifier)
+                .bind::<Text, _>(&c.id)
+                .bind::<Bytea, _>(c.code_hash.0.to_vec())
+                .bind::<Nullable<Bytea>, _>(c.link_hash.map(|h| h.0.to_vec()))
+                .bind::<Text, _>(c.send.as_str())
+                .bind::<Jsonb, _>(serde_json::Value::Object(c.auth_params.0.clone()))
+                .bind::<Nullable<Text>, _>(c.language.as_deref())
+                .bind::<Timestamptz, _>(c.created_at)
+                .bind::<Timestamptz, _>(c.expires_at)
+                .bind::<Text, _>(&m.id.0)
+                .bind::<Text, _>(m.channel.as_str())
+                .bind::<Text, _>(&m.recipient)
+                .bind::<Bytea, _>(&m.sealed.0)
+                .bind::<Timestamptz, _>(m.created_at)
+                .bind::<Timestamptz, _>(m.expires_at)
+                .bind::<Nullable<Timestamptz>, _>(claimed_until);
+            let written: Started =
+                bind_audit(query, event.clone()).get_result(&mut conn).await.map_err(db_err("starting a challenge"))?;
+            if written.stored {
+                return Ok(StartOutcome::Stored);
+            }
+            if written.blocked {
+                return Ok(StartOutcome::Blocked);
+            }
+        }
+        Err(StoreError::Unexpected(anyhow::anyhow!("a start kept losing the race for its key's row")))
     }
 
     async fn check(
@@ -297,29 +351,66 @@ impl OutboxRow {
     }
 }
 
-/// `Outbox::settle`: `$1` the sent ids; `$2`–`$6` id, status, reason, due time and error of
-/// the others; `$7` now.
+/// `Outbox::settle`: `$1`–`$5` id, status (`sent` too), reason, due time and error of each
+/// message; `$6` now. One statement for both homes of a message: its challenge row (where a
+/// start puts it) and the outbox table (where the previous release put it: drained until a
+/// later release drops the table).
 ///
-/// "Pending" is written `status <> ALL ('{sent,failed,dropped}')` here and in `CLAIM_ONE` on
-/// purpose: a plain `status = 'pending'` lets the planner use the partial index
-/// `outbox_pending`, and a plan cached while the table was small then scans every pending row
-/// for each message, so that a backlog slows its own draining (seen in the bench: a settle ran
-/// for seconds). With this form the rows are found by primary key whatever the statistics said.
+/// On the challenge row a sent message's state stays (`sent`, the row lives while its code
+/// does) with its sealed body wiped; in the outbox table a sent message is deleted, as before.
+///
+/// "Pending" is written `<> ALL ('{sent,failed,dropped}')` here and in `CLAIM_ONE` on purpose:
+/// a plain `= 'pending'` lets the planner use the partial index of pending messages, and a plan
+/// cached while the table was small then scans every pending row for each message, so that a
+/// backlog slows its own draining (seen in the bench: a settle ran for seconds). With this form
+/// the rows are found by message id whatever the statistics said (`statements.rs` checks it).
 pub(crate) const SETTLE: &str = "\
-    WITH sent AS (DELETE FROM outbox WHERE id = ANY($1) AND status <> ALL ('{sent,failed,dropped}')) \
-    UPDATE outbox o SET status = s.status, reason = s.reason, lease_until = NULL, \
+    WITH s AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::text[]) \
+      AS s(id, status, reason, due_at, error)), \
+    ch AS (UPDATE challenges c SET delivery = s.status, reason = s.reason, lease_until = NULL, \
+      due_at = COALESCE(s.due_at, c.due_at), last_error = COALESCE(s.error, c.last_error), \
+      finished_at = CASE WHEN s.status = 'pending' THEN c.finished_at ELSE $6 END, \
+      sealed = CASE WHEN s.status = 'pending' THEN c.sealed END \
+      FROM s WHERE c.message_id = ANY($1) AND c.message_id = s.id AND c.delivery <> ALL ('{sent,failed,dropped}') \
+      RETURNING 1), \
+    gone AS (DELETE FROM outbox WHERE id = ANY(ARRAY(SELECT id FROM s WHERE status = 'sent')) \
+      AND status <> ALL ('{sent,failed,dropped}') RETURNING 1), \
+    legacy AS (UPDATE outbox o SET status = s.status, reason = s.reason, lease_until = NULL, \
       due_at = COALESCE(s.due_at, o.due_at), last_error = COALESCE(s.error, o.last_error), \
-      finished_at = CASE WHEN s.status = 'pending' THEN o.finished_at ELSE $7 END, \
+      finished_at = CASE WHEN s.status = 'pending' THEN o.finished_at ELSE $6 END, \
       sealed = CASE WHEN s.status = 'pending' THEN o.sealed ELSE ''::bytea END \
-    FROM unnest($2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::text[]) AS s(id, status, reason, due_at, error) \
-    WHERE o.id = ANY($2) AND o.id = s.id AND o.status <> ALL ('{sent,failed,dropped}')";
+      FROM s WHERE o.id = ANY($1) AND o.id = s.id AND s.status <> 'sent' AND o.status <> ALL ('{sent,failed,dropped}') \
+      RETURNING 1) \
+    SELECT (SELECT count(*) FROM ch) + (SELECT count(*) FROM gone) + (SELECT count(*) FROM legacy) AS n";
 
 /// `Outbox::claim`: `$1` the id, `$2` now, `$3` the lease's end.
 pub(crate) const CLAIM_ONE: &str = "\
-    UPDATE outbox SET attempts = attempts + 1, lease_until = $3 \
-    WHERE id = $1 AND status <> ALL ('{sent,failed,dropped}') AND due_at <= $2 \
-      AND (lease_until IS NULL OR lease_until <= $2) \
-    RETURNING id, channel, recipient, sealed, created_at, expires_at, attempts";
+    WITH ch AS (UPDATE challenges SET sends = sends + 1, lease_until = $3 \
+      WHERE message_id = $1 AND delivery <> ALL ('{sent,failed,dropped}') AND due_at <= $2 \
+        AND (lease_until IS NULL OR lease_until <= $2) \
+      RETURNING message_id AS id, channel, recipient, sealed, message_created_at AS created_at, \
+        message_expires_at AS expires_at, sends AS attempts), \
+    legacy AS (UPDATE outbox SET attempts = attempts + 1, lease_until = $3 \
+      WHERE id = $1 AND status <> ALL ('{sent,failed,dropped}') AND due_at <= $2 \
+        AND (lease_until IS NULL OR lease_until <= $2) \
+      RETURNING id, channel, recipient, sealed, created_at, expires_at, attempts) \
+    SELECT * FROM ch UNION ALL SELECT * FROM legacy";
+
+/// `Outbox::claim_due`: `$1` now, `$2` the lease's end, `$3` how many. SKIP LOCKED: concurrent
+/// claimers (any replica) pass over rows another one is taking.
+const CLAIM_DUE: &str = "\
+    WITH ch AS (UPDATE challenges SET sends = sends + 1, lease_until = $2 \
+      WHERE ctid = ANY(ARRAY(SELECT ctid FROM challenges WHERE delivery = 'pending' AND due_at <= $1 \
+        AND (lease_until IS NULL OR lease_until <= $1) ORDER BY message_created_at LIMIT $3 FOR UPDATE SKIP LOCKED)) \
+      RETURNING message_id AS id, channel, recipient, sealed, message_created_at AS created_at, \
+        message_expires_at AS expires_at, sends AS attempts), \
+    legacy AS (UPDATE outbox o SET attempts = o.attempts + 1, lease_until = $2 \
+      FROM (SELECT id FROM outbox WHERE status = 'pending' AND due_at <= $1 \
+              AND (lease_until IS NULL OR lease_until <= $1) \
+            ORDER BY created_at LIMIT GREATEST($3 - (SELECT count(*) FROM ch), 0) FOR UPDATE SKIP LOCKED) due \
+      WHERE o.id = due.id \
+      RETURNING o.id, o.channel, o.recipient, o.sealed, o.created_at, o.expires_at, o.attempts) \
+    SELECT * FROM ch UNION ALL SELECT * FROM legacy";
 
 #[async_trait]
 impl Outbox for PgStore {
@@ -330,21 +421,13 @@ impl Outbox for PgStore {
         lease: Duration,
     ) -> Result<Vec<ClaimedMessage>, StoreError> {
         let mut conn = self.conn().await?;
-        // SKIP LOCKED: concurrent claimers (any replica) pass over rows another one is taking.
-        let mut rows: Vec<OutboxRow> = prepared!(
-            "UPDATE outbox o SET attempts = o.attempts + 1, lease_until = $2 \
-             FROM (SELECT id FROM outbox WHERE status = 'pending' AND due_at <= $1 \
-                     AND (lease_until IS NULL OR lease_until <= $1) \
-                   ORDER BY created_at LIMIT $3 FOR UPDATE SKIP LOCKED) due \
-             WHERE o.id = due.id \
-             RETURNING o.id, o.channel, o.recipient, o.sealed, o.created_at, o.expires_at, o.attempts",
-        )
-        .bind::<Timestamptz, _>(now)
-        .bind::<Timestamptz, _>(now + lease)
-        .bind::<BigInt, _>(i64::try_from(max).unwrap_or(i64::MAX))
-        .load(&mut conn)
-        .await
-        .map_err(db_err("claiming outbox messages"))?;
+        let mut rows: Vec<OutboxRow> = prepared!(CLAIM_DUE)
+            .bind::<Timestamptz, _>(now)
+            .bind::<Timestamptz, _>(now + lease)
+            .bind::<BigInt, _>(i64::try_from(max).unwrap_or(i64::MAX))
+            .load(&mut conn)
+            .await
+            .map_err(db_err("claiming outbox messages"))?;
         rows.sort_by_key(|r| r.created_at);
         rows.into_iter().map(OutboxRow::into_claimed).collect()
     }
@@ -367,18 +450,21 @@ impl Outbox for PgStore {
     }
 
     async fn settle(&self, batch: &[Settled], now: OffsetDateTime) -> Result<(), StoreError> {
+        #[derive(QueryableByName)]
+        struct Count {
+            #[diesel(sql_type = BigInt)]
+            #[allow(dead_code)]
+            n: i64,
+        }
         if batch.is_empty() {
             return Ok(());
         }
-        let mut sent = Vec::new();
+        let n = batch.len();
         let (mut ids, mut statuses, mut reasons, mut due, mut errors) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
         for Settled { id, outcome } in batch {
             let (status, reason, at, error) = match outcome {
-                Settlement::Sent => {
-                    sent.push(id.0.as_str());
-                    continue;
-                }
+                Settlement::Sent => ("sent", None, None, None),
                 Settlement::Failed(reason) => ("failed", Some(reason.as_str()), None, None),
                 Settlement::Dropped => ("dropped", None, None, None),
                 Settlement::Retry { at, error } => ("pending", None, Some(*at), Some(error.as_str())),
@@ -390,19 +476,15 @@ impl Outbox for PgStore {
             errors.push(error);
         }
         let mut conn = self.conn().await?;
-        // One statement for the whole batch. Only pending messages change: a sent one is
-        // deleted (cheaper than an update, and the table keeps only what is not done), a failed
-        // or dropped one keeps its row with the sealed body wiped, a retried one is released
-        // from its lease.
-        prepared!(SETTLE)
-            .bind::<Array<Text>, _>(sent)
+        // One statement for the whole batch. Only pending messages change.
+        let _: Count = prepared!(SETTLE)
             .bind::<Array<Text>, _>(ids)
             .bind::<Array<Text>, _>(statuses)
             .bind::<Array<Nullable<Text>>, _>(reasons)
             .bind::<Array<Nullable<Timestamptz>>, _>(due)
             .bind::<Array<Nullable<Text>>, _>(errors)
             .bind::<Timestamptz, _>(now)
-            .execute(&mut conn)
+            .get_result(&mut conn)
             .await
             .map_err(db_err("settling outbox messages"))?;
         Ok(())
@@ -417,21 +499,24 @@ impl Outbox for PgStore {
             reason: Option<String>,
         }
         let mut conn = self.conn().await?;
-        let rows: Vec<Row> = prepared!("SELECT status, reason FROM outbox WHERE id = $1")
-            .bind::<Text, _>(&id.0)
-            .load(&mut conn)
-            .await
-            .map_err(db_err("reading an outbox message"))?;
-        rows.into_iter()
-            .next()
-            .map(|r| match r.status.as_str() {
-                "pending" => Ok(DeliveryState::Pending),
-                "sent" => Ok(DeliveryState::Sent),
-                "failed" => Ok(DeliveryState::Failed(r.reason.unwrap_or_default())),
-                "dropped" => Ok(DeliveryState::Dropped),
-                other => Err(StoreError::Unexpected(anyhow::anyhow!("unknown outbox status {other:?}"))),
-            })
-            .transpose()
+        let rows: Vec<Row> = prepared!(
+            "SELECT delivery AS status, reason FROM challenges WHERE message_id = $1 AND delivery IS NOT NULL \
+             UNION ALL SELECT status, reason FROM outbox WHERE id = $1",
+        )
+        .bind::<Text, _>(&id.0)
+        .load(&mut conn)
+        .await
+        .map_err(db_err("reading an outbox message"))?;
+        let Some(r) = rows.into_iter().next() else { return Ok(None) };
+        match r.status.as_str() {
+            "pending" => Ok(Some(DeliveryState::Pending)),
+            // Sent: gone from the outbox, as far as the port is concerned (its row may live on
+            // for its code).
+            "sent" => Ok(None),
+            "failed" => Ok(Some(DeliveryState::Failed(r.reason.unwrap_or_default()))),
+            "dropped" => Ok(Some(DeliveryState::Dropped)),
+            other => Err(StoreError::Unexpected(anyhow::anyhow!("unknown outbox status {other:?}"))),
+        }
     }
 
     async fn next_due(&self) -> Result<Option<OffsetDateTime>, StoreError> {
@@ -442,7 +527,10 @@ impl Outbox for PgStore {
         }
         let mut conn = self.conn().await?;
         let row: Row = prepared!(
-            "SELECT min(GREATEST(due_at, COALESCE(lease_until, due_at))) AS next FROM outbox WHERE status = 'pending'",
+            "SELECT LEAST( \
+               (SELECT min(GREATEST(due_at, COALESCE(lease_until, due_at))) FROM challenges WHERE delivery = 'pending'), \
+               (SELECT min(GREATEST(due_at, COALESCE(lease_until, due_at))) FROM outbox WHERE status = 'pending') \
+             ) AS next",
         )
         .get_result(&mut conn)
         .await
@@ -459,12 +547,16 @@ impl Outbox for PgStore {
             oldest: Option<OffsetDateTime>,
         }
         let mut conn = self.conn().await?;
-        // Served by the partial index outbox_pending: only pending rows are read.
-        let row: Row =
-            prepared!("SELECT count(*) AS pending, min(created_at) AS oldest FROM outbox WHERE status = 'pending'")
-                .get_result(&mut conn)
-                .await
-                .map_err(db_err("counting the outbox"))?;
+        // Served by the partial indexes of pending messages: only pending rows are read.
+        let row: Row = prepared!(
+            "SELECT (SELECT count(*) FROM challenges WHERE delivery = 'pending') \
+               + (SELECT count(*) FROM outbox WHERE status = 'pending') AS pending, \
+             LEAST((SELECT min(message_created_at) FROM challenges WHERE delivery = 'pending'), \
+               (SELECT min(created_at) FROM outbox WHERE status = 'pending')) AS oldest",
+        )
+        .get_result(&mut conn)
+        .await
+        .map_err(db_err("counting the outbox"))?;
         Ok(Backlog { pending: u64::try_from(row.pending).unwrap_or(0), oldest: row.oldest })
     }
 }

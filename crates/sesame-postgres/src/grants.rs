@@ -472,8 +472,18 @@ impl AuditLog for PgStore {
     async fn recent(&self, limit: usize) -> Result<Vec<AuditEvent>, StoreError> {
         let mut conn = self.conn().await?;
         let rows: Vec<AuditRow> = prepared!(
-            "SELECT at, kind, client_id, connection, identifier, user_id, ip, detail FROM audit_events \
-             ORDER BY at DESC, id DESC LIMIT $1",
+            // A start's `code_link_sent` lives on its challenge row until the row goes (see
+            // `challenges::START`): both are read, newest first. The challenges are scanned (no
+            // index on the event's time: it would cost every start); this listing is an
+            // operator's, not a request's.
+            "SELECT at, kind, client_id, connection, identifier, user_id, ip, detail FROM ( \
+               (SELECT at, kind, client_id, connection, identifier, user_id, ip, detail, id FROM audit_events \
+                ORDER BY at DESC, id DESC LIMIT $1) \
+               UNION ALL \
+               (SELECT event_at, event_kind, event_client_id, event_connection, event_identifier, NULL, event_ip, \
+                  event_detail, NULL::bigint FROM challenges WHERE event_at IS NOT NULL \
+                ORDER BY event_at DESC LIMIT $1)) e \
+             ORDER BY at DESC, id DESC NULLS FIRST LIMIT $1",
         )
         .bind::<BigInt, _>(i64::try_from(limit).unwrap_or(i64::MAX))
         .load(&mut conn)

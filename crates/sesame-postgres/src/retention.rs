@@ -8,6 +8,12 @@
 //! would read them again every batch. Opaque tokens and audit events go through their
 //! indexes. Rows are locked `FOR UPDATE SKIP LOCKED`: a row a start or a check holds is left for
 //! a later batch, and the sweep never waits for one.
+//!
+//! A challenge row carries its message and its start's audit event (issue 13): the row goes
+//! once its code expired before the challenges' cutoff, unless its message failed or was
+//! dropped after the outbox's cutoff (that state is kept as long as an outbox row's was); as it
+//! goes, its event moves into `audit_events` (unless older than the audit cutoff), in the
+//! same statement.
 
 use std::sync::atomic::{AtomicI64, Ordering};
 
@@ -104,7 +110,14 @@ impl Retention for PgStore {
                      c AS (DELETE FROM challenges WHERE ctid = ANY(ARRAY( \
                          SELECT ctid FROM challenges WHERE ctid >= format('(%s,0)', $6)::tid \
                            AND ctid < format('(%s,0)', $6 + $10)::tid AND expires_at < $1 \
-                         LIMIT $5 FOR UPDATE SKIP LOCKED)) RETURNING 1), \
+                           AND NOT COALESCE(delivery IN ('failed', 'dropped') AND finished_at >= $3, false) \
+                         LIMIT $5 FOR UPDATE SKIP LOCKED)) \
+                       RETURNING event_at, event_kind, event_client_id, event_connection, event_identifier, \
+                         event_ip, event_detail), \
+                     ca AS (INSERT INTO audit_events (at, kind, client_id, connection, identifier, user_id, ip, detail) \
+                       SELECT event_at, event_kind, event_client_id, event_connection, event_identifier, NULL, \
+                         event_ip, event_detail FROM c \
+                       WHERE event_at IS NOT NULL AND ($4::timestamptz IS NULL OR event_at >= $4)), \
                      ac AS (DELETE FROM authorization_codes WHERE ctid = ANY(ARRAY( \
                          SELECT ctid FROM authorization_codes WHERE ctid >= format('(%s,0)', $7)::tid \
                            AND ctid < format('(%s,0)', $7 + $10)::tid AND expires_at < $2 \

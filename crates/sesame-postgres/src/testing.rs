@@ -83,8 +83,8 @@ impl PgStore {
             (
                 "settle",
                 crate::challenges::SETTLE,
-                "text[], text[], text[], text[], timestamptz[], text[], timestamptz",
-                "'{a}', '{b}', '{failed}', '{NULL}', '{NULL}', '{NULL}', now()",
+                "text[], text[], text[], timestamptz[], text[], timestamptz",
+                "'{a}', '{failed}', '{NULL}', '{NULL}', '{NULL}', now()",
             ),
             ("claim", crate::challenges::CLAIM_ONE, "text, timestamptz, timestamptz", "'a', now(), now()"),
         ];
