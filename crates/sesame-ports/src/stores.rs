@@ -38,6 +38,9 @@ pub trait ConnectionStore: Send + Sync + std::fmt::Debug {
 ///   records the audit event in one atomic step: all three happen or none does. (A store that
 ///   has no audit log of its own may hand the event to one; the hot path then still makes a
 ///   single write.)
+/// - A new `start` ends the message of the key's earlier challenge with its code: if not yet
+///   sent it never is (its `Outbox::state` is `None`), and a worker already sending it finishes,
+///   its settlement then changing nothing. The earlier start's audit event stays in the log.
 /// - `start` writes nothing when the user of the key's (connection, identifier) is blocked, and
 ///   answers `StartOutcome::Blocked`: the check costs no round trip of its own.
 /// - `check` is atomic: a try is counted before the comparison; of any number of concurrent

@@ -460,8 +460,13 @@ impl Outbox for PgStore {
             return Ok(());
         }
         let n = batch.len();
-        let (mut ids, mut statuses, mut reasons, mut due, mut errors) =
-            (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+        let (mut ids, mut statuses, mut reasons, mut due, mut errors) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
         for Settled { id, outcome } in batch {
             let (status, reason, at, error) = match outcome {
                 Settlement::Sent => ("sent", None, None, None),

@@ -2,8 +2,10 @@
 //! ClientStore, ConnectionStore, ChallengeStore, Outbox, UserStore, GrantStore, KeyStore and
 //! AuditLog. Every guarantee of the ports holds in SQL, across any number of replicas:
 //!
-//! - `start` is one statement (a CTE) that replaces the challenge, inserts the outbox row
-//!   (claimed by the caller when it asks) and the audit row: one round trip, one commit;
+//! - `start` is one statement writing one row: the challenge carries its sealed message
+//!   (claimed by the caller when it asks) and its audit event; one round trip, one commit. The
+//!   outbox is that row's delivery columns (a partial index of pending messages), and the
+//!   audit listing reads the event from the row until retention moves it to `audit_events`;
 //! - `check` is one `UPDATE … RETURNING` that counts the try and consumes on a match, so
 //!   concurrent checks of one code serialise on the row and exactly one wins;
 //! - first logins upsert with `ON CONFLICT`;
@@ -188,8 +190,8 @@ impl PgStore {
                 conn.batch_execute(&format!(
                     "SET statement_timeout = {statement_timeout}; SET random_page_cost = {random_page_cost}"
                 ))
-                    .await
-                    .map_err(|e| diesel::ConnectionError::BadConnection(e.to_string()))?;
+                .await
+                .map_err(|e| diesel::ConnectionError::BadConnection(e.to_string()))?;
                 Ok(conn)
             })
         });
