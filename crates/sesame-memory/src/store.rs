@@ -483,8 +483,9 @@ impl UserStore for MemoryStore {
         for (kind, bytes) in state.user_grants.remove(id).unwrap_or_default() {
             state.remove_grant(kind, &SecretHash(bytes));
         }
-        // A user's challenges and unsent messages are few and short-lived, but they are found
-        // by identifier only: these two scans are the price of deleting someone (rare).
+        // A user's challenges are few and short-lived, but they are found by identifier only:
+        // this scan is the price of deleting someone (rare). Their messages go with them (as on
+        // Postgres, where a message lives on its challenge's row).
         let (connection, identifier) = key;
         let challenges: Vec<ChallengeKey> = state
             .challenges
@@ -493,19 +494,12 @@ impl UserStore for MemoryStore {
             .cloned()
             .collect();
         for k in challenges {
-            state.message_of.remove(&k);
+            if let Some(m) = state.message_of.remove(&k) {
+                state.remove_message(&m);
+            }
             if let Some(c) = state.challenges.remove(&k) {
                 state.challenges_by_expiry.remove(&(c.challenge.expires_at, k));
             }
-        }
-        let recipient = match &identifier {
-            Identifier::Email(e) => e.as_str().to_owned(),
-            Identifier::Phone(p) => p.e164().to_owned(),
-        };
-        let messages: Vec<MessageId> =
-            state.outbox.iter().filter(|(_, r)| r.message.recipient == recipient).map(|(id, _)| id.clone()).collect();
-        for m in messages {
-            state.remove_message(&m);
         }
         state.audit.retain(|e| e.user_id.as_deref() != Some(id.as_str()));
         Ok(true)

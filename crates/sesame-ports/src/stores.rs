@@ -147,9 +147,10 @@ pub trait UserStore: Send + Sync + std::fmt::Debug {
     /// end above `METADATA_MAX_BYTES`.
     async fn update(&self, id: &UserId, patch: &UserPatch, now: OffsetDateTime) -> Result<Option<User>, StoreError>;
     /// Deletes the user and everything held about them, in one atomic step: the user row, its
-    /// authorization codes, access and refresh tokens, the challenges and the messages not yet
-    /// sent to its identifier, and its audit events. Afterwards the identifier can sign up again,
-    /// as a new user. Returns whether the user was there.
+    /// authorization codes, access and refresh tokens, the challenges of its (connection,
+    /// identifier) with their messages not yet sent, and its audit events (those naming it; a
+    /// start's event names no user and keeps only a masked identifier: it stays). Afterwards the
+    /// identifier can sign up again, as a new user. Returns whether the user was there.
     async fn delete(&self, id: &UserId) -> Result<bool, StoreError>;
 }
 

@@ -688,7 +688,9 @@ where
     };
     let code_hash = unique_hash();
     let msg = message(&key, now);
-    store.start(challenge(&key, code_hash, None, now), msg.clone(), issued(now), None).await.unwrap();
+    let mut start_event = issued(now);
+    start_event.detail = Some(unique("deleted-users-start"));
+    store.start(challenge(&key, code_hash, None, now), msg.clone(), start_event.clone(), None).await.unwrap();
     let mut event = AuditEvent::new(AuditKind::LoginSucceeded, now);
     event.user_id = Some(first.id.0.clone());
     let event_copy = event.clone();
@@ -713,6 +715,11 @@ where
     );
     assert_eq!(store.state(&msg.id).await.unwrap(), None, "its unsent messages");
     assert!(store.for_user(first.id.as_str(), 0, 10).await.unwrap().0.is_empty(), "its audit events");
+    assert_eq!(
+        store.recent(1_000_000).await.unwrap().iter().filter(|e| **e == start_event).count(),
+        1,
+        "a start's event (no user, a masked identifier) stays in the log"
+    );
     assert_eq!(store.for_user(other.id.as_str(), 0, 10).await.unwrap().1, 1, "nobody else's");
     assert!(!store.delete(&first.id).await.unwrap(), "deleting twice finds nothing");
     // The identifier signs up again, as someone new.
