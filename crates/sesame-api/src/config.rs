@@ -157,7 +157,7 @@ fn default_connect_timeout_ms() -> u64 {
     2_000
 }
 fn default_random_page_cost() -> f64 {
-    sesame_postgres::PgConfig::new("").random_page_cost
+    sesame_postgres::DEFAULT_RANDOM_PAGE_COST
 }
 fn default_cache_ms() -> u64 {
     5_000

@@ -130,17 +130,19 @@ const MAX_ATTEMPTS: i32 = CodePolicy::MAX_ATTEMPTS as i32;
 ///   meanwhile is not overwritten (`stored` false, the caller runs the statement again).
 /// - An event naming a user goes to `audit_events` now (its listing is by user); the start's
 ///   own (`code_link_sent`, no user) stays on the row, read from there by `AuditLog::recent`.
-pub(crate) const START: &str = "\
-    WITH earlier AS ( \
-      SELECT id, event_at, event_kind, event_client_id, event_connection, event_identifier, event_ip, event_detail \
-      FROM challenges WHERE client_id = $1 AND connection = $2 AND identifier = $4 FOR UPDATE), \
+pub(crate) const START: &str = concat!(
+    "WITH earlier AS (SELECT id, ",
+    row_event_columns!(),
+    " FROM challenges WHERE client_id = $1 AND connection = $2 AND identifier = $4 FOR UPDATE), \
     blocked AS (SELECT 1 FROM users WHERE connection = $2 AND identifier = $4 AND blocked), \
     put AS ( \
       INSERT INTO challenges (client_id, connection, identifier_kind, identifier, id, code_hash, link_hash, send, \
         auth_params, language, created_at, expires_at, attempts, consumed_at, \
         message_id, channel, recipient, sealed, message_created_at, message_expires_at, delivery, reason, sends, \
         due_at, lease_until, last_error, finished_at, \
-        event_at, event_kind, event_client_id, event_connection, event_identifier, event_ip, event_detail) \
+        ",
+    row_event_columns!(),
+    ") \
       SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 0, NULL::timestamptz, \
         $13, $14, $15, $16, $17, $18, 'pending', NULL::text, CASE WHEN $19::timestamptz IS NULL THEN 0 ELSE 1 END, \
         $17, $19, NULL::text, NULL::timestamptz, \
@@ -164,13 +166,15 @@ pub(crate) const START: &str = "\
         event_detail = EXCLUDED.event_detail \
       WHERE challenges.id IS NOT DISTINCT FROM (SELECT id FROM earlier) \
       RETURNING 1), \
-    archived AS ( \
-      INSERT INTO audit_events (at, kind, client_id, connection, identifier, user_id, ip, detail) \
-      SELECT event_at, event_kind, event_client_id, event_connection, event_identifier, NULL, event_ip, event_detail \
-      FROM earlier WHERE event_at IS NOT NULL AND EXISTS (SELECT 1 FROM put) \
-      UNION ALL \
-      SELECT $20, $21, $22, $23, $24, $25, $26, $27 WHERE $25::text IS NOT NULL AND EXISTS (SELECT 1 FROM put)) \
-    SELECT EXISTS (SELECT 1 FROM put) AS stored, EXISTS (SELECT 1 FROM blocked) AS blocked";
+    archived AS (",
+    archive_row_events!(
+        "earlier",
+        "AND EXISTS (SELECT 1 FROM put) \
+         UNION ALL \
+         SELECT $20, $21, $22, $23, $24, $25, $26, $27 WHERE $25::text IS NOT NULL AND EXISTS (SELECT 1 FROM put)"
+    ),
+    ") SELECT EXISTS (SELECT 1 FROM put) AS stored, EXISTS (SELECT 1 FROM blocked) AS blocked"
+);
 
 #[derive(QueryableByName)]
 struct Started {
@@ -351,6 +355,14 @@ impl OutboxRow {
     }
 }
 
+/// A claimed challenge row's message, in `OutboxRow`'s columns.
+macro_rules! claimed_columns {
+    () => {
+        "message_id AS id, channel, recipient, sealed, message_created_at AS created_at, \
+         message_expires_at AS expires_at, sends AS attempts"
+    };
+}
+
 /// `Outbox::settle`: `$1`–`$5` id, status (`sent` too), reason, due time and error of each
 /// message; `$6` now. One statement for both homes of a message: its challenge row (where a
 /// start puts it) and the outbox table (where the previous release put it: drained until a
@@ -371,46 +383,50 @@ pub(crate) const SETTLE: &str = "\
       due_at = COALESCE(s.due_at, c.due_at), last_error = COALESCE(s.error, c.last_error), \
       finished_at = CASE WHEN s.status = 'pending' THEN c.finished_at ELSE $6 END, \
       sealed = CASE WHEN s.status = 'pending' THEN c.sealed END \
-      FROM s WHERE c.message_id = ANY($1) AND c.message_id = s.id AND c.delivery <> ALL ('{sent,failed,dropped}') \
-      RETURNING 1), \
+      FROM s WHERE c.message_id = ANY($1) AND c.message_id = s.id AND c.delivery <> ALL ('{sent,failed,dropped}')), \
     gone AS (DELETE FROM outbox WHERE id = ANY(ARRAY(SELECT id FROM s WHERE status = 'sent')) \
-      AND status <> ALL ('{sent,failed,dropped}') RETURNING 1), \
+      AND status <> ALL ('{sent,failed,dropped}')), \
     legacy AS (UPDATE outbox o SET status = s.status, reason = s.reason, lease_until = NULL, \
       due_at = COALESCE(s.due_at, o.due_at), last_error = COALESCE(s.error, o.last_error), \
       finished_at = CASE WHEN s.status = 'pending' THEN o.finished_at ELSE $6 END, \
       sealed = CASE WHEN s.status = 'pending' THEN o.sealed ELSE ''::bytea END \
-      FROM s WHERE o.id = ANY($1) AND o.id = s.id AND s.status <> 'sent' AND o.status <> ALL ('{sent,failed,dropped}') \
-      RETURNING 1) \
-    SELECT (SELECT count(*) FROM ch) + (SELECT count(*) FROM gone) + (SELECT count(*) FROM legacy) AS n";
+      FROM s WHERE o.id = ANY($1) AND o.id = s.id AND s.status <> 'sent' AND o.status <> ALL ('{sent,failed,dropped}')) \
+    SELECT 1";
 
 /// `Outbox::claim`: `$1` the id, `$2` now, `$3` the lease's end.
-pub(crate) const CLAIM_ONE: &str = "\
+pub(crate) const CLAIM_ONE: &str = concat!(
+    "\
     WITH ch AS (UPDATE challenges SET sends = sends + 1, lease_until = $3 \
       WHERE message_id = $1 AND delivery <> ALL ('{sent,failed,dropped}') AND due_at <= $2 \
         AND (lease_until IS NULL OR lease_until <= $2) \
-      RETURNING message_id AS id, channel, recipient, sealed, message_created_at AS created_at, \
-        message_expires_at AS expires_at, sends AS attempts), \
+      RETURNING ",
+    claimed_columns!(),
+    "), \
     legacy AS (UPDATE outbox SET attempts = attempts + 1, lease_until = $3 \
       WHERE id = $1 AND status <> ALL ('{sent,failed,dropped}') AND due_at <= $2 \
         AND (lease_until IS NULL OR lease_until <= $2) \
       RETURNING id, channel, recipient, sealed, created_at, expires_at, attempts) \
-    SELECT * FROM ch UNION ALL SELECT * FROM legacy";
+    SELECT * FROM ch UNION ALL SELECT * FROM legacy"
+);
 
 /// `Outbox::claim_due`: `$1` now, `$2` the lease's end, `$3` how many. SKIP LOCKED: concurrent
 /// claimers (any replica) pass over rows another one is taking.
-const CLAIM_DUE: &str = "\
+const CLAIM_DUE: &str = concat!(
+    "\
     WITH ch AS (UPDATE challenges SET sends = sends + 1, lease_until = $2 \
       WHERE ctid = ANY(ARRAY(SELECT ctid FROM challenges WHERE delivery = 'pending' AND due_at <= $1 \
         AND (lease_until IS NULL OR lease_until <= $1) ORDER BY message_created_at LIMIT $3 FOR UPDATE SKIP LOCKED)) \
-      RETURNING message_id AS id, channel, recipient, sealed, message_created_at AS created_at, \
-        message_expires_at AS expires_at, sends AS attempts), \
+      RETURNING ",
+    claimed_columns!(),
+    "), \
     legacy AS (UPDATE outbox o SET attempts = o.attempts + 1, lease_until = $2 \
       FROM (SELECT id FROM outbox WHERE status = 'pending' AND due_at <= $1 \
               AND (lease_until IS NULL OR lease_until <= $1) \
             ORDER BY created_at LIMIT GREATEST($3 - (SELECT count(*) FROM ch), 0) FOR UPDATE SKIP LOCKED) due \
       WHERE o.id = due.id \
       RETURNING o.id, o.channel, o.recipient, o.sealed, o.created_at, o.expires_at, o.attempts) \
-    SELECT * FROM ch UNION ALL SELECT * FROM legacy";
+    SELECT * FROM ch UNION ALL SELECT * FROM legacy"
+);
 
 #[async_trait]
 impl Outbox for PgStore {
@@ -450,12 +466,6 @@ impl Outbox for PgStore {
     }
 
     async fn settle(&self, batch: &[Settled], now: OffsetDateTime) -> Result<(), StoreError> {
-        #[derive(QueryableByName)]
-        struct Count {
-            #[diesel(sql_type = BigInt)]
-            #[allow(dead_code)]
-            n: i64,
-        }
         if batch.is_empty() {
             return Ok(());
         }
@@ -482,14 +492,14 @@ impl Outbox for PgStore {
         }
         let mut conn = self.conn().await?;
         // One statement for the whole batch. Only pending messages change.
-        let _: Count = prepared!(SETTLE)
+        prepared!(SETTLE)
             .bind::<Array<Text>, _>(ids)
             .bind::<Array<Text>, _>(statuses)
             .bind::<Array<Nullable<Text>>, _>(reasons)
             .bind::<Array<Nullable<Timestamptz>>, _>(due)
             .bind::<Array<Nullable<Text>>, _>(errors)
             .bind::<Timestamptz, _>(now)
-            .get_result(&mut conn)
+            .execute(&mut conn)
             .await
             .map_err(db_err("settling outbox messages"))?;
         Ok(())

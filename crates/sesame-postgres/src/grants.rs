@@ -476,14 +476,15 @@ impl AuditLog for PgStore {
             // `challenges::START`): both are read, newest first. The challenges are scanned (no
             // index on the event's time: it would cost every start); this listing is an
             // operator's, not a request's.
-            "SELECT at, kind, client_id, connection, identifier, user_id, ip, detail FROM ( \
-               (SELECT at, kind, client_id, connection, identifier, user_id, ip, detail, id FROM audit_events \
-                ORDER BY at DESC, id DESC LIMIT $1) \
-               UNION ALL \
-               (SELECT event_at, event_kind, event_client_id, event_connection, event_identifier, NULL, event_ip, \
-                  event_detail, NULL::bigint FROM challenges WHERE event_at IS NOT NULL \
-                ORDER BY event_at DESC LIMIT $1)) e \
-             ORDER BY at DESC, id DESC NULLS FIRST LIMIT $1",
+            concat!(
+                "SELECT at, kind, client_id, connection, identifier, user_id, ip, detail FROM ( \
+                   (SELECT at, kind, client_id, connection, identifier, user_id, ip, detail, id FROM audit_events \
+                    ORDER BY at DESC, id DESC LIMIT $1) \
+                   UNION ALL (SELECT ",
+                row_event_as_audit!(),
+                ", NULL::bigint FROM challenges WHERE event_at IS NOT NULL ORDER BY event_at DESC LIMIT $1)) e \
+                 ORDER BY at DESC, id DESC NULLS FIRST LIMIT $1"
+            ),
         )
         .bind::<BigInt, _>(i64::try_from(limit).unwrap_or(i64::MAX))
         .load(&mut conn)

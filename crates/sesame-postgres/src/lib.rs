@@ -15,6 +15,37 @@
 //! one style for all keeps them reviewable side by side. Each is a constant run through
 //! `prepared!`, so every connection prepares it once and then sends only its binds.
 
+/// A challenge row's event columns (its start's `code_link_sent`), as a `RETURNING` or `SELECT`
+/// list.
+macro_rules! row_event_columns {
+    () => {
+        "event_at, event_kind, event_client_id, event_connection, event_identifier, event_ip, event_detail"
+    };
+}
+
+/// A challenge row's event as the eight values of an `audit_events` row (it names no user).
+macro_rules! row_event_as_audit {
+    () => {
+        "event_at, event_kind, event_client_id, event_connection, event_identifier, NULL, event_ip, event_detail"
+    };
+}
+
+/// `INSERT INTO audit_events` of the row events that `$from` (a CTE returning
+/// `row_event_columns!()`) holds, narrowed by `$and`: how a challenge row's event moves into the
+/// log when the row goes (retention, a user's deletion) or is overwritten (a new start).
+macro_rules! archive_row_events {
+    ($from:literal, $and:literal) => {
+        concat!(
+            "INSERT INTO audit_events (at, kind, client_id, connection, identifier, user_id, ip, detail) SELECT ",
+            row_event_as_audit!(),
+            " FROM ",
+            $from,
+            " WHERE event_at IS NOT NULL ",
+            $and
+        )
+    };
+}
+
 mod challenges;
 mod clients;
 mod grants;
@@ -85,8 +116,11 @@ fn default_connect_timeout_ms() -> u64 {
     2_000
 }
 fn default_random_page_cost() -> f64 {
-    1.1
+    DEFAULT_RANDOM_PAGE_COST
 }
+
+/// `PgConfig::random_page_cost` when not set: AWS's advice for SSD storage.
+pub const DEFAULT_RANDOM_PAGE_COST: f64 = 1.1;
 
 impl PgConfig {
     pub fn new(url: impl Into<String>) -> Self {

@@ -105,19 +105,17 @@ impl Retention for PgStore {
                     return Ok(None);
                 }
                 // One statement: every kind, each limited to `batch` rows.
-                let d: Deleted = prepared!(
+                let d: Deleted = prepared!(concat!(
                     "WITH \
                      c AS (DELETE FROM challenges WHERE ctid = ANY(ARRAY( \
                          SELECT ctid FROM challenges WHERE ctid >= format('(%s,0)', $6)::tid \
                            AND ctid < format('(%s,0)', $6 + $10)::tid AND expires_at < $1 \
                            AND NOT COALESCE(delivery IN ('failed', 'dropped') AND finished_at >= $3, false) \
-                         LIMIT $5 FOR UPDATE SKIP LOCKED)) \
-                       RETURNING event_at, event_kind, event_client_id, event_connection, event_identifier, \
-                         event_ip, event_detail), \
-                     ca AS (INSERT INTO audit_events (at, kind, client_id, connection, identifier, user_id, ip, detail) \
-                       SELECT event_at, event_kind, event_client_id, event_connection, event_identifier, NULL, \
-                         event_ip, event_detail FROM c \
-                       WHERE event_at IS NOT NULL AND ($4::timestamptz IS NULL OR event_at >= $4)), \
+                         LIMIT $5 FOR UPDATE SKIP LOCKED)) RETURNING ",
+                    row_event_columns!(),
+                    "), ca AS (",
+                    archive_row_events!("c", "AND ($4::timestamptz IS NULL OR event_at >= $4)"),
+                    "), \
                      ac AS (DELETE FROM authorization_codes WHERE ctid = ANY(ARRAY( \
                          SELECT ctid FROM authorization_codes WHERE ctid >= format('(%s,0)', $7)::tid \
                            AND ctid < format('(%s,0)', $7 + $10)::tid AND expires_at < $2 \
@@ -144,7 +142,7 @@ impl Retention for PgStore {
                             pg_relation_size('authorization_codes') / current_setting('block_size')::bigint AS codes_pages, \
                             pg_relation_size('refresh_tokens') / current_setting('block_size')::bigint AS refresh_pages, \
                             pg_relation_size('outbox') / current_setting('block_size')::bigint AS outbox_pages",
-                )
+                ))
                 .bind::<Timestamptz, _>(cutoffs.challenges)
                 .bind::<Timestamptz, _>(cutoffs.grants)
                 .bind::<Timestamptz, _>(cutoffs.outbox)

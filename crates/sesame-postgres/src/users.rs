@@ -329,15 +329,14 @@ impl UserStore for PgStore {
         // final SELECT reads it. A refresh token's family goes with it. The start events on the
         // user's challenge rows (no user id, a masked identifier: what the log kept of a start
         // before the row carried it) move to `audit_events`, as when retention deletes a row.
-        let row: Count = prepared!(
+        let row: Count = prepared!(concat!(
             "WITH u AS (DELETE FROM users WHERE user_id = $1 RETURNING connection, identifier), \
              c AS (DELETE FROM challenges ch USING u \
-                   WHERE ch.connection = u.connection AND ch.identifier = u.identifier \
-                   RETURNING ch.event_at, ch.event_kind, ch.event_client_id, ch.event_connection, \
-                     ch.event_identifier, ch.event_ip, ch.event_detail), \
-             ca AS (INSERT INTO audit_events (at, kind, client_id, connection, identifier, user_id, ip, detail) \
-                   SELECT event_at, event_kind, event_client_id, event_connection, event_identifier, NULL, event_ip, \
-                     event_detail FROM c WHERE event_at IS NOT NULL), \
+                   WHERE ch.connection = u.connection AND ch.identifier = u.identifier RETURNING ",
+            row_event_columns!(),
+            "), ca AS (",
+            archive_row_events!("c", ""),
+            "), \
              o AS (DELETE FROM outbox ob USING u WHERE ob.recipient = u.identifier), \
              t AS (DELETE FROM opaque_tokens WHERE user_id = $1), \
              a AS (DELETE FROM authorization_codes WHERE user_id = $1), \
@@ -346,7 +345,7 @@ impl UserStore for PgStore {
              r AS (DELETE FROM refresh_tokens WHERE user_id = $1), \
              e AS (DELETE FROM audit_events WHERE user_id = $1) \
              SELECT count(*) AS n FROM u"
-        )
+        ))
         .bind::<Text, _>(&id.0)
         .get_result(&mut conn)
         .await
