@@ -1069,6 +1069,25 @@ where
     old_challenge.created_at = kept_at;
     store.start(old_challenge, message(&kept_key, old), kept_issue.clone(), None).await.unwrap();
 
+    // A live key started again and again: each start's event is kept once across sweeps, and an
+    // old one goes with the audit cutoff (the replaced starts' events are the log's, wherever a
+    // store keeps them).
+    let again_key = email_key(&unique("client"));
+    let mut too_old = issued(old);
+    too_old.detail = Some(unique("again-old"));
+    let mut again = vec![];
+    for i in 0..3 {
+        let mut e = issued(now - secs(10 - i));
+        e.detail = Some(unique("again"));
+        again.push(e);
+    }
+    for e in std::iter::once(&too_old).chain(&again) {
+        store
+            .start(challenge(&again_key, hash(7), None, now), message(&again_key, now), e.clone(), None)
+            .await
+            .unwrap();
+    }
+
     let code = |expires_at| AuthorizationCode {
         code_hash: unique_hash(),
         client_id: ClientId::new(unique("client")),
@@ -1119,6 +1138,17 @@ where
     assert!(marked(&live_mark), "recent audit event kept");
     assert!(matches!(check(&kept_key, old + secs(1)).await, CheckOutcome::NotFound), "its challenge swept");
     assert_eq!(recent.iter().filter(|e| **e == kept_issue).count(), 1, "a swept challenge's start event kept");
+
+    for e in &again {
+        assert_eq!(recent.iter().filter(|r| *r == e).count(), 1, "a live row's replaced start's event, once: {e:?}");
+    }
+    assert!(!recent.contains(&too_old), "a replaced start's event past the audit cutoff swept");
+    assert!(matches!(check(&again_key, now + secs(1)).await, CheckOutcome::Accepted(_)), "the row lives on");
+    store.sweep(&cutoffs, 1000).await.unwrap();
+    let recent = store.recent(1_000_000).await.unwrap();
+    for e in &again {
+        assert_eq!(recent.iter().filter(|r| *r == e).count(), 1, "moved once: {e:?}");
+    }
 
     // Audit events are kept for ever unless an age is set.
     let mut event = AuditEvent::new(AuditKind::LoginFailed, old);

@@ -16,7 +16,7 @@ use time::OffsetDateTime;
 
 use crate::clients::from_name;
 use crate::grants::bind_audit;
-use crate::prepared::prepared;
+use crate::prepared::{Prepared, prepared};
 use crate::{PgStore, db_err};
 
 /// `(kind, canonical value)` as stored.
@@ -117,63 +117,69 @@ struct ChallengeState {
 
 const MAX_ATTEMPTS: i32 = CodePolicy::MAX_ATTEMPTS as i32;
 
-/// `ChallengeStore::start`, one statement writing one row: the challenge with its message
-/// (enqueued, already claimed when `$19` is given) and its audit event. `$1`–`$12` the
-/// challenge, `$13`–`$18` the message, `$19` the lease, `$20`–`$27` the event.
+/// `ChallengeStore::start`'s statement, one statement writing one row: the challenge with its
+/// message (enqueued, already claimed when `$19` is given) and its audit event. `$1`–`$12` the
+/// challenge, `$13`–`$18` the message, `$19` the lease, `$20`–`$27` the event; `$named` an
+/// extra CTE (see `START_NAMED`).
 ///
 /// - Nothing is written for a blocked user (an index probe of `users` in the same statement).
 /// - A row already there for the key is overwritten: its code dies, and so does its message if
 ///   still unsent (its code is dead; a worker already sending it finishes, and its settlement
-///   then matches no row). Its event is moved to `audit_events` first: `earlier` locks the row
-///   (`FOR UPDATE`, so a concurrent start of the key waits and then sees this one's row), and
-///   the update is made only over the row `earlier` read — a row another start inserted
-///   meanwhile is not overwritten (`stored` false, the caller runs the statement again).
-/// - An event naming a user goes to `audit_events` now (its listing is by user); the start's
-///   own (`code_link_sent`, no user) stays on the row, read from there by `AuditLog::recent`.
-pub(crate) const START: &str = concat!(
-    "WITH earlier AS (SELECT id, ",
-    row_event_columns!(),
-    " FROM challenges WHERE client_id = $1 AND connection = $2 AND identifier = $4 FOR UPDATE), \
-    blocked AS (SELECT 1 FROM users WHERE connection = $2 AND identifier = $4 AND blocked), \
-    put AS ( \
-      INSERT INTO challenges (client_id, connection, identifier_kind, identifier, id, code_hash, link_hash, send, \
-        auth_params, language, created_at, expires_at, attempts, consumed_at, \
-        message_id, channel, recipient, sealed, message_created_at, message_expires_at, delivery, reason, sends, \
-        due_at, lease_until, last_error, finished_at, \
-        ",
-    row_event_columns!(),
-    ") \
-      SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 0, NULL::timestamptz, \
-        $13, $14, $15, $16, $17, $18, 'pending', NULL::text, CASE WHEN $19::timestamptz IS NULL THEN 0 ELSE 1 END, \
-        $17, $19, NULL::text, NULL::timestamptz, \
-        CASE WHEN $25::text IS NULL THEN $20::timestamptz END, CASE WHEN $25::text IS NULL THEN $21::text END, \
-        CASE WHEN $25::text IS NULL THEN $22::text END, CASE WHEN $25::text IS NULL THEN $23::text END, \
-        CASE WHEN $25::text IS NULL THEN $24::text END, CASE WHEN $25::text IS NULL THEN $26::text END, \
-        CASE WHEN $25::text IS NULL THEN $27::text END \
-      WHERE NOT EXISTS (SELECT 1 FROM blocked) \
-      ON CONFLICT (client_id, connection, identifier) DO UPDATE SET \
-        identifier_kind = EXCLUDED.identifier_kind, id = EXCLUDED.id, code_hash = EXCLUDED.code_hash, \
-        link_hash = EXCLUDED.link_hash, send = EXCLUDED.send, auth_params = EXCLUDED.auth_params, \
-        language = EXCLUDED.language, created_at = EXCLUDED.created_at, expires_at = EXCLUDED.expires_at, \
-        attempts = 0, consumed_at = NULL, \
-        message_id = EXCLUDED.message_id, channel = EXCLUDED.channel, recipient = EXCLUDED.recipient, \
-        sealed = EXCLUDED.sealed, message_created_at = EXCLUDED.message_created_at, \
-        message_expires_at = EXCLUDED.message_expires_at, delivery = 'pending', reason = NULL, \
-        sends = EXCLUDED.sends, due_at = EXCLUDED.due_at, lease_until = EXCLUDED.lease_until, last_error = NULL, \
-        finished_at = NULL, event_at = EXCLUDED.event_at, event_kind = EXCLUDED.event_kind, \
-        event_client_id = EXCLUDED.event_client_id, event_connection = EXCLUDED.event_connection, \
-        event_identifier = EXCLUDED.event_identifier, event_ip = EXCLUDED.event_ip, \
-        event_detail = EXCLUDED.event_detail \
-      WHERE challenges.id IS NOT DISTINCT FROM (SELECT id FROM earlier) \
-      RETURNING 1), \
-    archived AS (",
-    archive_row_events!(
-        "earlier",
-        "AND EXISTS (SELECT 1 FROM put) \
-         UNION ALL \
-         SELECT $20, $21, $22, $23, $24, $25, $26, $27 WHERE $25::text IS NOT NULL AND EXISTS (SELECT 1 FROM put)"
-    ),
-    ") SELECT EXISTS (SELECT 1 FROM put) AS stored, EXISTS (SELECT 1 FROM blocked) AS blocked"
+///   then matches no row). Its event is appended to the row's `prior_events` in the same write
+///   (the update sees the row as it is when it locks it, so of two racing starts the second
+///   keeps the first's event): nothing else is read or written. Retention moves `prior_events`
+///   into `audit_events` (`retention.rs`), and `AuditLog::recent` reads them until then.
+macro_rules! start_statement {
+    ($named:literal) => {
+        concat!(
+            "WITH blocked AS (SELECT 1 FROM users WHERE connection = $2 AND identifier = $4 AND blocked), \
+             put AS ( \
+               INSERT INTO challenges (client_id, connection, identifier_kind, identifier, id, code_hash, link_hash, \
+                 send, auth_params, language, created_at, expires_at, attempts, consumed_at, \
+                 message_id, channel, recipient, sealed, message_created_at, message_expires_at, delivery, reason, \
+                 sends, due_at, lease_until, last_error, finished_at, ",
+            row_event_columns!(),
+            ") \
+               SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 0, NULL::timestamptz, \
+                 $13, $14, $15, $16, $17, $18, 'pending', NULL::text, \
+                 CASE WHEN $19::timestamptz IS NULL THEN 0 ELSE 1 END, $17, $19, NULL::text, NULL::timestamptz, \
+                 CASE WHEN $25::text IS NULL THEN $20::timestamptz END, CASE WHEN $25::text IS NULL THEN $21::text END, \
+                 CASE WHEN $25::text IS NULL THEN $22::text END, CASE WHEN $25::text IS NULL THEN $23::text END, \
+                 CASE WHEN $25::text IS NULL THEN $24::text END, CASE WHEN $25::text IS NULL THEN $26::text END, \
+                 CASE WHEN $25::text IS NULL THEN $27::text END \
+               WHERE NOT EXISTS (SELECT 1 FROM blocked) \
+               ON CONFLICT (client_id, connection, identifier) DO UPDATE SET \
+                 identifier_kind = EXCLUDED.identifier_kind, id = EXCLUDED.id, code_hash = EXCLUDED.code_hash, \
+                 link_hash = EXCLUDED.link_hash, send = EXCLUDED.send, auth_params = EXCLUDED.auth_params, \
+                 language = EXCLUDED.language, created_at = EXCLUDED.created_at, expires_at = EXCLUDED.expires_at, \
+                 attempts = 0, consumed_at = NULL, \
+                 message_id = EXCLUDED.message_id, channel = EXCLUDED.channel, recipient = EXCLUDED.recipient, \
+                 sealed = EXCLUDED.sealed, message_created_at = EXCLUDED.message_created_at, \
+                 message_expires_at = EXCLUDED.message_expires_at, delivery = 'pending', reason = NULL, \
+                 sends = EXCLUDED.sends, due_at = EXCLUDED.due_at, lease_until = EXCLUDED.lease_until, \
+                 last_error = NULL, finished_at = NULL, event_at = EXCLUDED.event_at, event_kind = EXCLUDED.event_kind, \
+                 event_client_id = EXCLUDED.event_client_id, event_connection = EXCLUDED.event_connection, \
+                 event_identifier = EXCLUDED.event_identifier, event_ip = EXCLUDED.event_ip, \
+                 event_detail = EXCLUDED.event_detail, \
+                 prior_events = CASE WHEN challenges.event_at IS NULL THEN challenges.prior_events \
+                   ELSE COALESCE(challenges.prior_events, '[]'::jsonb) || jsonb_build_array(",
+            row_event_as_json!("challenges"),
+            ") END \
+               RETURNING 1)",
+            $named,
+            " SELECT EXISTS (SELECT 1 FROM put) AS stored, EXISTS (SELECT 1 FROM blocked) AS blocked"
+        )
+    };
+}
+
+/// A start whose event names no user (every start of the flows): the event stays on the row.
+pub(crate) const START: &str = start_statement!("");
+
+/// A start whose event names a user: that event goes to `audit_events` now (a user's listing is
+/// by user id, over that table), and the row holds none of its own.
+pub(crate) const START_NAMED: &str = start_statement!(
+    ", named AS (INSERT INTO audit_events (at, kind, client_id, connection, identifier, user_id, ip, detail) \
+       SELECT $20, $21, $22, $23, $24, $25, $26, $27 WHERE EXISTS (SELECT 1 FROM put))"
 );
 
 #[derive(QueryableByName)]
@@ -182,6 +188,39 @@ struct Started {
     stored: bool,
     #[diesel(sql_type = Bool)]
     blocked: bool,
+}
+
+/// `START`'s or `START_NAMED`'s binds, in their order.
+fn bind_start<'a, S>(
+    query: Prepared<'a, S>,
+    c: &'a NewChallenge,
+    kind: &'a str,
+    identifier: &'a str,
+    m: &'a OutboxMessage,
+    claimed_until: Option<OffsetDateTime>,
+    event: AuditEvent,
+) -> Prepared<'a, S> {
+    let query = query
+        .bind::<Text, _>(c.key.client_id.as_str())
+        .bind::<Text, _>(c.key.connection.as_str())
+        .bind::<Text, _>(kind)
+        .bind::<Text, _>(identifier)
+        .bind::<Text, _>(&c.id)
+        .bind::<Bytea, _>(c.code_hash.0.to_vec())
+        .bind::<Nullable<Bytea>, _>(c.link_hash.map(|h| h.0.to_vec()))
+        .bind::<Text, _>(c.send.as_str())
+        .bind::<Jsonb, _>(serde_json::Value::Object(c.auth_params.0.clone()))
+        .bind::<Nullable<Text>, _>(c.language.as_deref())
+        .bind::<Timestamptz, _>(c.created_at)
+        .bind::<Timestamptz, _>(c.expires_at)
+        .bind::<Text, _>(&m.id.0)
+        .bind::<Text, _>(m.channel.as_str())
+        .bind::<Text, _>(&m.recipient)
+        .bind::<Bytea, _>(&m.sealed.0)
+        .bind::<Timestamptz, _>(m.created_at)
+        .bind::<Timestamptz, _>(m.expires_at)
+        .bind::<Nullable<Timestamptz>, _>(claimed_until);
+    bind_audit(query, event)
 }
 
 #[async_trait]
@@ -195,42 +234,20 @@ impl ChallengeStore for PgStore {
     ) -> Result<StartOutcome, StoreError> {
         let (kind, identifier) = identifier_parts(&c.key.identifier);
         let mut conn = self.conn().await?;
-        // Two starts of one key that found no row race to insert it: the one that loses skips its
-        // write (the other's event must not be overwritten unarchived) and runs again, then
-        // finding the winner's row. A third pass is never needed; the bound only keeps a bug
-        // from spinning.
-        for _ in 0..4 {
-            let query = prepared!(START);
-            let query = query
-                .bind::<Text, _>(c.key.client_id.as_str())
-                .bind::<Text, _>(c.key.connection.as_str())
-                .bind::<Text, _>(kind)
-                .bind::<Text, _>(identifier)
-                .bind::<Text, _>(&c.id)
-                .bind::<Bytea, _>(c.code_hash.0.to_vec())
-                .bind::<Nullable<Bytea>, _>(c.link_hash.map(|h| h.0.to_vec()))
-                .bind::<Text, _>(c.send.as_str())
-                .bind::<Jsonb, _>(serde_json::Value::Object(c.auth_params.0.clone()))
-                .bind::<Nullable<Text>, _>(c.language.as_deref())
-                .bind::<Timestamptz, _>(c.created_at)
-                .bind::<Timestamptz, _>(c.expires_at)
-                .bind::<Text, _>(&m.id.0)
-                .bind::<Text, _>(m.channel.as_str())
-                .bind::<Text, _>(&m.recipient)
-                .bind::<Bytea, _>(&m.sealed.0)
-                .bind::<Timestamptz, _>(m.created_at)
-                .bind::<Timestamptz, _>(m.expires_at)
-                .bind::<Nullable<Timestamptz>, _>(claimed_until);
-            let written: Started =
-                bind_audit(query, event.clone()).get_result(&mut conn).await.map_err(db_err("starting a challenge"))?;
-            if written.stored {
-                return Ok(StartOutcome::Stored);
-            }
-            if written.blocked {
-                return Ok(StartOutcome::Blocked);
-            }
+        let written: Started = if event.user_id.is_some() {
+            bind_start(prepared!(START_NAMED), &c, kind, identifier, &m, claimed_until, event)
+                .get_result(&mut conn)
+                .await
+        } else {
+            bind_start(prepared!(START), &c, kind, identifier, &m, claimed_until, event).get_result(&mut conn).await
         }
-        Err(StoreError::Unexpected(anyhow::anyhow!("a start kept losing the race for its key's row")))
+        .map_err(db_err("starting a challenge"))?;
+        match (written.stored, written.blocked) {
+            (true, _) => Ok(StartOutcome::Stored),
+            (false, true) => Ok(StartOutcome::Blocked),
+            // The upsert writes unless the user is blocked.
+            (false, false) => Err(StoreError::Unexpected(anyhow::anyhow!("a start wrote no row"))),
+        }
     }
 
     async fn check(

@@ -472,17 +472,18 @@ impl AuditLog for PgStore {
     async fn recent(&self, limit: usize) -> Result<Vec<AuditEvent>, StoreError> {
         let mut conn = self.conn().await?;
         let rows: Vec<AuditRow> = prepared!(
-            // A start's `code_link_sent` lives on its challenge row until the row goes (see
-            // `challenges::START`): both are read, newest first. The challenges are scanned (no
-            // index on the event's time: it would cost every start); this listing is an
-            // operator's, not a request's.
+            // A start's `code_link_sent` lives on its challenge row, and so do those of the
+            // starts the row replaced, until retention moves them (see `challenges::START`): all
+            // are read, newest first. The challenges are scanned (no index on the event's time:
+            // it would cost every start); this listing is an operator's, not a request's.
             concat!(
                 "SELECT at, kind, client_id, connection, identifier, user_id, ip, detail FROM ( \
                    (SELECT at, kind, client_id, connection, identifier, user_id, ip, detail, id FROM audit_events \
                     ORDER BY at DESC, id DESC LIMIT $1) \
-                   UNION ALL (SELECT ",
-                row_event_as_audit!(),
-                ", NULL::bigint FROM challenges WHERE event_at IS NOT NULL ORDER BY event_at DESC LIMIT $1)) e \
+                   UNION ALL (SELECT at, kind, client_id, connection, identifier, user_id, ip, detail, NULL::bigint \
+                     FROM (",
+                row_events_as_audit!("challenges"),
+                ") r ORDER BY at DESC LIMIT $1)) e \
                  ORDER BY at DESC, id DESC NULLS FIRST LIMIT $1"
             ),
         )

@@ -23,24 +23,73 @@ macro_rules! row_event_columns {
     };
 }
 
-/// A challenge row's event as the eight values of an `audit_events` row (it names no user).
-macro_rules! row_event_as_audit {
-    () => {
-        "event_at, event_kind, event_client_id, event_connection, event_identifier, NULL, event_ip, event_detail"
+/// The row's event as one `jsonb` object, the element of `prior_events` it becomes when a new
+/// start of the key overwrites the row (`challenges::START`). `$row` names the row: `challenges`
+/// in an `ON CONFLICT DO UPDATE`, the existing row there.
+macro_rules! row_event_as_json {
+    ($row:literal) => {
+        concat!(
+            "jsonb_build_object('at', ",
+            $row,
+            ".event_at, 'kind', ",
+            $row,
+            ".event_kind, 'client_id', ",
+            $row,
+            ".event_client_id, 'connection', ",
+            $row,
+            ".event_connection, 'identifier', ",
+            $row,
+            ".event_identifier, 'ip', ",
+            $row,
+            ".event_ip, 'detail', ",
+            $row,
+            ".event_detail)"
+        )
     };
 }
 
-/// `INSERT INTO audit_events` of the row events that `$from` (a CTE returning
-/// `row_event_columns!()`) holds, narrowed by `$and`: how a challenge row's event moves into the
-/// log when the row goes (retention, a user's deletion) or is overwritten (a new start).
-macro_rules! archive_row_events {
-    ($from:literal, $and:literal) => {
+/// The events of the starts that the challenge rows in `$from` replaced (their `prior_events`,
+/// see `challenges::START`) as `audit_events` rows (`at, kind, client_id, connection,
+/// identifier, user_id, ip, detail`; they name no user).
+macro_rules! prior_events_as_audit {
+    ($from:literal) => {
         concat!(
-            "INSERT INTO audit_events (at, kind, client_id, connection, identifier, user_id, ip, detail) SELECT ",
-            row_event_as_audit!(),
-            " FROM ",
+            "SELECT (e->>'at')::timestamptz AS at, e->>'kind' AS kind, e->>'client_id' AS client_id, \
+               e->>'connection' AS connection, e->>'identifier' AS identifier, NULL::text AS user_id, \
+               e->>'ip' AS ip, e->>'detail' AS detail FROM ",
             $from,
-            " WHERE event_at IS NOT NULL ",
+            " r, jsonb_array_elements(r.prior_events) e WHERE r.prior_events IS NOT NULL"
+        )
+    };
+}
+
+/// Every event that the challenge rows in `$from` hold, as `prior_events_as_audit!` gives them:
+/// its own start's, and those of the starts it replaced. `$from` is `challenges` or a CTE
+/// returning `row_event_columns!()` and `prior_events`.
+macro_rules! row_events_as_audit {
+    ($from:literal) => {
+        concat!(
+            prior_events_as_audit!($from),
+            " UNION ALL SELECT event_at, event_kind, event_client_id, event_connection, event_identifier, NULL::text, \
+               event_ip, event_detail FROM ",
+            $from,
+            " WHERE event_at IS NOT NULL"
+        )
+    };
+}
+
+/// `INSERT INTO audit_events` of the rows of `$events` (a SELECT of `at, kind, client_id,
+/// connection, identifier, user_id, ip, detail`, such as `row_events_as_audit!`) that `$and` (a
+/// condition over those columns, after `AND`) keeps: how a challenge row's events
+/// move into the log when the row goes (retention, a user's deletion) or retention empties its
+/// `prior_events`.
+macro_rules! archive_events {
+    ($and:literal, $($events:tt)+) => {
+        concat!(
+            "INSERT INTO audit_events (at, kind, client_id, connection, identifier, user_id, ip, detail) \
+             SELECT at, kind, client_id, connection, identifier, user_id, ip, detail FROM (",
+            $($events)+,
+            ") ev WHERE true ",
             $and
         )
     };

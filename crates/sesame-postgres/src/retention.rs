@@ -48,6 +48,9 @@ struct Locked {
 struct Deleted {
     #[diesel(sql_type = BigInt)]
     challenges: i64,
+    /// Live challenge rows whose `prior_events` moved into the log.
+    #[diesel(sql_type = BigInt)]
+    emptied: i64,
     #[diesel(sql_type = BigInt)]
     codes: i64,
     #[diesel(sql_type = BigInt)]
@@ -104,7 +107,9 @@ impl Retention for PgStore {
                 if !lock.locked {
                     return Ok(None);
                 }
-                // One statement: every kind, each limited to `batch` rows.
+                // One statement: every kind, each limited to `batch` rows. A live challenge row's
+                // `prior_events` (the events of the starts it replaced) move into the log too, so
+                // that a key started again and again keeps a short row.
                 let d: Deleted = prepared!(concat!(
                     "WITH \
                      c AS (DELETE FROM challenges WHERE ctid = ANY(ARRAY( \
@@ -113,8 +118,18 @@ impl Retention for PgStore {
                            AND NOT COALESCE(delivery IN ('failed', 'dropped') AND finished_at >= $3, false) \
                          LIMIT $5 FOR UPDATE SKIP LOCKED)) RETURNING ",
                     row_event_columns!(),
-                    "), ca AS (",
-                    archive_row_events!("c", "AND ($4::timestamptz IS NULL OR event_at >= $4)"),
+                    ", prior_events), ca AS (",
+                    archive_events!("AND ($4::timestamptz IS NULL OR at >= $4)", row_events_as_audit!("c")),
+                    "), \
+                     p AS (SELECT ctid, prior_events FROM challenges WHERE ctid >= format('(%s,0)', $6)::tid \
+                           AND ctid < format('(%s,0)', $6 + $10)::tid AND prior_events IS NOT NULL \
+                           AND NOT (expires_at < $1 \
+                             AND NOT COALESCE(delivery IN ('failed', 'dropped') AND finished_at >= $3, false)) \
+                         LIMIT $5 FOR UPDATE SKIP LOCKED), \
+                     pu AS (UPDATE challenges SET prior_events = NULL WHERE ctid = ANY(ARRAY(SELECT ctid FROM p)) \
+                         RETURNING 1), \
+                     pa AS (",
+                    archive_events!("AND ($4::timestamptz IS NULL OR at >= $4)", prior_events_as_audit!("p")),
                     "), \
                      ac AS (DELETE FROM authorization_codes WHERE ctid = ANY(ARRAY( \
                          SELECT ctid FROM authorization_codes WHERE ctid >= format('(%s,0)', $7)::tid \
@@ -135,7 +150,7 @@ impl Retention for PgStore {
                      a AS (DELETE FROM audit_events WHERE id = ANY(ARRAY( \
                          SELECT id FROM audit_events WHERE $4::timestamptz IS NOT NULL AND at < $4 \
                          ORDER BY at LIMIT $5 FOR UPDATE SKIP LOCKED)) RETURNING 1) \
-                     SELECT (SELECT count(*) FROM c) AS challenges, (SELECT count(*) FROM ac) AS codes, \
+                     SELECT (SELECT count(*) FROM c) AS challenges, (SELECT count(*) FROM pu) AS emptied, (SELECT count(*) FROM ac) AS codes, \
                             (SELECT count(*) FROM ot) AS opaque, (SELECT count(*) FROM rt) AS refresh, \
                             (SELECT count(*) FROM o) AS outbox, (SELECT count(*) FROM a) AS audit, \
                             pg_relation_size('challenges') / current_setting('block_size')::bigint AS challenges_pages, \
@@ -161,7 +176,7 @@ impl Retention for PgStore {
             .map_err(db_err("sweeping expired rows"))?;
         let Some(d) = deleted else { return Ok(None) };
         let walked = [
-            advance(&at.challenges, from[0], pages, d.challenges, batch, d.challenges_pages),
+            advance(&at.challenges, from[0], pages, d.challenges.max(d.emptied), batch, d.challenges_pages),
             advance(&at.codes, from[1], pages, d.codes, batch, d.codes_pages),
             advance(&at.refresh, from[2], pages, d.refresh, batch, d.refresh_pages),
             advance(&at.outbox, from[3], pages, d.outbox, batch, d.outbox_pages),

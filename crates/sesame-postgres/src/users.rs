@@ -327,15 +327,16 @@ impl UserStore for PgStore {
         let mut conn = self.conn().await?;
         // One statement, so one commit: every data-modifying CTE runs, whether or not the
         // final SELECT reads it. A refresh token's family goes with it. The start events on the
-        // user's challenge rows (no user id, a masked identifier: what the log kept of a start
-        // before the row carried it) move to `audit_events`, as when retention deletes a row.
+        // user's challenge rows, and those of the starts they replaced (no user id, a masked
+        // identifier: what the log kept of a start before the row carried it), move to
+        // `audit_events`, as when retention deletes a row.
         let row: Count = prepared!(concat!(
             "WITH u AS (DELETE FROM users WHERE user_id = $1 RETURNING connection, identifier), \
              c AS (DELETE FROM challenges ch USING u \
                    WHERE ch.connection = u.connection AND ch.identifier = u.identifier RETURNING ",
             row_event_columns!(),
-            "), ca AS (",
-            archive_row_events!("c", ""),
+            ", prior_events), ca AS (",
+            archive_events!("", row_events_as_audit!("c")),
             "), \
              o AS (DELETE FROM outbox ob USING u WHERE ob.recipient = u.identifier), \
              t AS (DELETE FROM opaque_tokens WHERE user_id = $1), \

@@ -28,13 +28,9 @@ use super::{CpuSnapshot, Ctx, Row, RowKind, WrkResult, check_start, cpu_secs, ms
 /// statement writing one row (unless the user is blocked): the challenge with its sealed message,
 /// enqueued already claimed by the replica that delivers it, and its `code_link_sent` event.
 /// The client and the connection come from the replica's cache (`[database] cache_ms`), so a
-/// start reads nothing else. A fresh identifier per start: `earlier` finds no row.
+/// start reads nothing else. A fresh identifier per start: the insert finds no row to update.
 const START_ONE: &str = r"-- ChallengeStore::start: one row, the challenge with its message and its audit event.
-WITH earlier AS (
-  SELECT id, event_at, event_kind, event_client_id, event_connection, event_identifier, event_ip, event_detail
-  FROM challenges WHERE client_id = 'sesame-dev' AND connection = 'email'
-    AND identifier = 'bench-' || :run || '-floor-c' || :client_id || '-' || :n || '@example.com' FOR UPDATE),
-blocked AS (SELECT 1 FROM users WHERE connection = 'email'
+WITH blocked AS (SELECT 1 FROM users WHERE connection = 'email'
   AND identifier = 'bench-' || :run || '-floor-c' || :client_id || '-' || :n || '@example.com' AND blocked),
 put AS (
   INSERT INTO challenges (client_id, connection, identifier_kind, identifier, id, code_hash, link_hash, send,
@@ -62,13 +58,13 @@ put AS (
     sends = EXCLUDED.sends, due_at = EXCLUDED.due_at, lease_until = EXCLUDED.lease_until, last_error = NULL,
     finished_at = NULL, event_at = EXCLUDED.event_at, event_kind = EXCLUDED.event_kind,
     event_client_id = EXCLUDED.event_client_id, event_connection = EXCLUDED.event_connection,
-    event_identifier = EXCLUDED.event_identifier, event_ip = EXCLUDED.event_ip, event_detail = EXCLUDED.event_detail
-  WHERE challenges.id IS NOT DISTINCT FROM (SELECT id FROM earlier)
-  RETURNING 1),
-archived AS (
-  INSERT INTO audit_events (at, kind, client_id, connection, identifier, user_id, ip, detail)
-  SELECT event_at, event_kind, event_client_id, event_connection, event_identifier, NULL, event_ip, event_detail
-  FROM earlier WHERE event_at IS NOT NULL AND EXISTS (SELECT 1 FROM put))
+    event_identifier = EXCLUDED.event_identifier, event_ip = EXCLUDED.event_ip, event_detail = EXCLUDED.event_detail,
+    prior_events = CASE WHEN challenges.event_at IS NULL THEN challenges.prior_events
+      ELSE COALESCE(challenges.prior_events, '[]'::jsonb) || jsonb_build_array(jsonb_build_object(
+        'at', challenges.event_at, 'kind', challenges.event_kind, 'client_id', challenges.event_client_id,
+        'connection', challenges.event_connection, 'identifier', challenges.event_identifier,
+        'ip', challenges.event_ip, 'detail', challenges.event_detail)) END
+  RETURNING 1)
 SELECT EXISTS (SELECT 1 FROM put) AS stored, EXISTS (SELECT 1 FROM blocked) AS blocked;
 ";
 

@@ -21,7 +21,7 @@ async fn the_hot_statements_are_prepared_once_per_connection() {
     }
     let prepared = store.prepared_statements().await.unwrap();
     let count = |prefix: &str| prepared.iter().filter(|s| s.trim_start().starts_with(prefix)).count();
-    assert_eq!(count("WITH earlier AS"), 1, "the start statement, once: {prepared:?}");
+    assert_eq!(count("WITH blocked AS"), 1, "the start statement, once: {prepared:?}");
     assert_eq!(count("SELECT client_id"), 1, "the client lookup, once: {prepared:?}");
     assert_eq!(count("SELECT name, strategy"), 1, "the connection lookup, once: {prepared:?}");
 }
