@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use async_trait::async_trait;
 use aws_lc_rs::aead;
-use jsonwebtoken::{Algorithm, Header, Validation};
+use jsonwebtoken::{Algorithm, Validation};
 use serde_json::{Value, json};
 use sesame_ports::{Clock, KeyState, KeyStore, SigningKeyRecord, TokenError, TokenIssuer, TokenKind};
 use time::OffsetDateTime;
@@ -287,13 +287,7 @@ impl TokenIssuer for KeyRing {
     async fn sign(&self, kind: TokenKind, claims: &Value) -> Result<String, TokenError> {
         self.fresh().await;
         let key = self.read().keys.first().cloned().ok_or_else(|| anyhow::anyhow!("no signing key"))?;
-        let mut header = Header::new(Algorithm::RS256);
-        header.kid = Some(key.kid().to_owned());
-        header.typ = Some(match kind {
-            TokenKind::IdToken => "JWT".into(),
-            TokenKind::AccessToken => "at+jwt".into(),
-        });
-        jsonwebtoken::encode(&header, claims, key.encoding()).map_err(|e| TokenError::Unexpected(e.into()))
+        key.sign(kind, claims)
     }
 
     async fn verify(&self, token: &str) -> Result<Value, TokenError> {
