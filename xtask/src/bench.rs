@@ -42,6 +42,7 @@ use crate::{root, run, target_dir};
 
 const USAGE: &str = "usage: cargo xtask bench [--quick] [--codes N] [--config extra.toml]
                        [--store postgres [--pg-url URL] [--pool-size N] [--rounds N]]
+                       [--baseline FILE]
                        [--ses-outage [--ses-rate N] [--ses-delay-ms N] [--ses-secs N] [--ses-rounds N]
                                      [--ses-long-secs N]]
   --quick              short phases (a smoke run of the bench itself; figures are not comparable)
@@ -57,6 +58,9 @@ const USAGE: &str = "usage: cargo xtask bench [--quick] [--codes N] [--config ex
   --pg-url URL         the Postgres server, as a superuser that may create databases
                        (default postgres://postgres@127.0.0.1:5432)
   --pool-size N        the service's [database] pool_size (default 32)
+  --baseline FILE      a `sesame` binary built from an earlier commit: the start peak and the
+                       token exchange also run against it, each right after the same phase of
+                       this build, and the report gives this build's req/s ÷ the baseline's
   --rounds N           slices of (start peak, floor) one after the other, 5 s each, for the
                        target's ratio (default 10; 1 with --quick)
   --ops                instead of the usual phases: binary size, exec → ready, idle and peak RSS,
@@ -123,6 +127,8 @@ struct Options {
     ops: bool,
     sweeper: bool,
     management: bool,
+    /// `--baseline`: an earlier build's binary, run through the start peak and the exchange too.
+    baseline: Option<PathBuf>,
 }
 
 /// The value after option `name`, parsed as a number.
@@ -153,6 +159,7 @@ impl Options {
             ops: false,
             sweeper: false,
             management: false,
+            baseline: None,
         };
         let mut it = args.iter();
         while let Some(arg) = it.next() {
@@ -179,6 +186,11 @@ impl Options {
                 "--ops" => opts.ops = true,
                 "--sweeper" => opts.sweeper = true,
                 "--management" => opts.management = true,
+                "--baseline" => {
+                    let path = PathBuf::from(it.next().context("--baseline needs a sesame binary")?);
+                    ensure!(path.is_file(), "--baseline {}: no such file", path.display());
+                    opts.baseline = Some(path);
+                }
                 "-h" | "--help" => bail!("{USAGE}"),
                 other => bail!("unknown option {other:?}\n{USAGE}"),
             }
@@ -241,6 +253,9 @@ impl Options {
         }
         if self.management {
             command.push_str(" --management");
+        }
+        if let Some(path) = &self.baseline {
+            let _ = write!(command, " --baseline {}", path.display());
         }
         if self.ses_outage {
             let _ = write!(command, " --ses-outage --ses-rate {} --ses-delay-ms {}", self.ses_rate, self.ses_delay_ms);
@@ -454,6 +469,8 @@ fn read_extra_config(path: &Path, owned: &[&str]) -> anyhow::Result<String> {
 #[derive(Debug)]
 struct Ctx {
     binary: PathBuf,
+    /// `--baseline`.
+    baseline: Option<PathBuf>,
     work: PathBuf,
     extra: Option<String>,
     lua: PathBuf,
@@ -481,6 +498,8 @@ enum RowKind {
     Peak,
     /// Held to a set rate: its req/s is the target's, not a capacity.
     Paced,
+    /// A peak of the `--baseline` binary, for the ratio of this build to it.
+    Baseline,
     /// The sum of the segments above it: requests and req/s only (percentiles do not add up).
     Total,
     /// pgbench on the same Postgres (`--store postgres`): transactions, not HTTP requests.
@@ -512,7 +531,8 @@ impl Ctx {
         ensure!(binary.is_file(), "no release binary at {}", binary.display());
         let work = std::env::temp_dir().join(format!("sesame-bench-{}", std::process::id()));
         std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
-        Ok(Self { binary, work, extra, lua: root().join("xtask").join("bench"), run_id, plan, pg, limits })
+        let baseline = opts.baseline.clone();
+        Ok(Self { binary, baseline, work, extra, lua: root().join("xtask").join("bench"), run_id, plan, pg, limits })
     }
 
     fn all_phases(&self) -> anyhow::Result<Report> {
@@ -571,6 +591,20 @@ impl Ctx {
         };
         drop(server);
         let peak = total.rps();
+        if let Some(baseline) = &self.baseline {
+            eprintln!("xtask: phase 2/{phases}, baseline: the same start peak against {}", baseline.display());
+            let server = self.server_of(baseline, "start-baseline")?;
+            check_start(&server, &format!("bench-{}-basecheck@example.com", self.run_id))?;
+            let prefix = "basepeak".to_owned();
+            let result = self.wrk("start.lua", &server, plan.connections, plan.start, &[("BENCH_PREFIX", prefix)])?;
+            rows.push(Row {
+                phase: "start, peak, baseline binary".into(),
+                path: "POST /passwordless/start".into(),
+                load: shape.clone(),
+                kind: RowKind::Baseline,
+                result,
+            });
+        }
         if segments > 1 {
             rows.push(Row {
                 phase: format!("start, peak, all {} s", plan.start.as_secs()),
@@ -613,10 +647,32 @@ impl Ctx {
         rows.push(Row {
             phase: "token exchange".into(),
             path: "POST /oauth/token".into(),
-            load: shape,
+            load: shape.clone(),
             kind: RowKind::Peak,
             result: token,
         });
+        if let Some(baseline) = &self.baseline {
+            eprintln!("xtask: phase 4/{phases}, baseline: the same exchange against {}", baseline.display());
+            let server = self.server_of(baseline, "token-baseline")?;
+            check_token(&server, &format!("bench-{}-basecheck@example.com", self.run_id))?;
+            let file = self.work.join("codes-baseline.txt");
+            generate_codes(&server, codes_made, &format!("bench-{}-basecode", self.run_id), &file)?;
+            let result = self.wrk(
+                "token.lua",
+                &server,
+                plan.connections,
+                plan.token,
+                &[("BENCH_CODES", file.display().to_string())],
+            )?;
+            drop(server);
+            rows.push(Row {
+                phase: "token exchange, baseline binary".into(),
+                path: "POST /oauth/token".into(),
+                load: shape,
+                kind: RowKind::Baseline,
+                result,
+            });
+        }
 
         let pg = match (&self.pg, db_state) {
             (Some(pg), Some(state)) => {
@@ -702,6 +758,22 @@ impl Ctx {
     }
 
     fn server_full(&self, name: &str, ses: Option<&ses::SesTarget>, top: &str, tables: &str) -> anyhow::Result<Server> {
+        self.server_run(&self.binary, name, ses, top, tables)
+    }
+
+    /// A fresh server of another build (`--baseline`), set up as `server` sets up this one.
+    fn server_of(&self, binary: &Path, name: &str) -> anyhow::Result<Server> {
+        self.server_run(binary, name, None, "", "")
+    }
+
+    fn server_run(
+        &self,
+        binary: &Path,
+        name: &str,
+        ses: Option<&ses::SesTarget>,
+        top: &str,
+        tables: &str,
+    ) -> anyhow::Result<Server> {
         let port = free_port()?;
         let db = match &self.pg {
             Some(pg) => Some(pg.create_db(name)?),
@@ -735,14 +807,14 @@ impl Ctx {
         std::fs::write(&config, text).with_context(|| format!("writing {}", config.display()))?;
         let log = self.work.join(format!("{name}.log"));
         if db.is_some() {
-            let out = Command::new(&self.binary)
+            let out = Command::new(binary)
                 .arg("--config")
                 .arg(&config)
                 .arg("migrate")
                 .env("RUST_LOG", "warn")
                 .env_remove("SESAME_CONFIG")
                 .output()
-                .with_context(|| format!("running {} migrate", self.binary.display()))?;
+                .with_context(|| format!("running {} migrate", binary.display()))?;
             ensure!(
                 out.status.success(),
                 "sesame migrate failed ({}): {}{}",
@@ -752,7 +824,7 @@ impl Ctx {
             );
         }
         let log_file = std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
-        let mut cmd = Command::new(&self.binary);
+        let mut cmd = Command::new(binary);
         cmd.arg("--config")
             .arg(&config)
             .arg("serve")
@@ -777,7 +849,7 @@ impl Ctx {
             .env_remove("AWS_SESSION_TOKEN");
         }
         let spawned = Instant::now();
-        let child = cmd.spawn().with_context(|| format!("starting {}", self.binary.display()))?;
+        let child = cmd.spawn().with_context(|| format!("starting {}", binary.display()))?;
         let mut server = Server {
             child,
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
@@ -1415,6 +1487,46 @@ fn render_verdicts(rows: &[Row]) -> String {
     s
 }
 
+/// With `--baseline`: this build's start peak and exchange ÷ the baseline's, in the same run,
+/// against issue 13's targets (Postgres: start ≥ 1.5×, exchange ≥ 2×; memory: a start peak not
+/// lower than before).
+fn render_baseline(rows: &[Row], opts: &Options) -> String {
+    let mut s = String::new();
+    let Some(path) = &opts.baseline else { return s };
+    let rps = |path: &str, baseline: bool| {
+        let of_path = || rows.iter().filter(move |r| r.path == path);
+        if baseline {
+            of_path().find(|r| r.kind == RowKind::Baseline)
+        } else {
+            of_path().find(|r| r.kind == RowKind::Total).or_else(|| of_path().find(|r| r.kind == RowKind::Peak))
+        }
+        .map(|r| r.result.rps())
+    };
+    let pg = opts.store == Store::Postgres;
+    let _ = writeln!(
+        s,
+        "
+This build against the baseline binary `{}`, same run:
+",
+        path.display()
+    );
+    let _ = writeln!(s, "| path | this build req/s | baseline req/s | ratio | target |");
+    let _ = writeln!(s, "|---|---:|---:|---:|---|");
+    for (path, target) in
+        [("POST /passwordless/start", if pg { 1.5 } else { 1.0 }), ("POST /oauth/token", if pg { 2.0 } else { 1.0 })]
+    {
+        if let (Some(new), Some(old)) = (rps(path, false), rps(path, true)) {
+            let ratio = new / old.max(f64::MIN_POSITIVE);
+            let _ = writeln!(
+                s,
+                "| `{path}` | {new:.0} | {old:.0} | **{ratio:.2}×** | ≥ {target:.1}×: **{}** |",
+                if ratio >= target { "met" } else { "missed" }
+            );
+        }
+    }
+    s
+}
+
 impl Report {
     fn render(&self, ctx: &Ctx, opts: &Options, plan: &Plan, wrk: &str, elapsed: Duration) -> String {
         let mut s = report_header(ctx, opts, wrk, self.busy_before, elapsed);
@@ -1442,6 +1554,7 @@ impl Report {
             }
         );
         s.push_str(&render_verdicts(&self.rows));
+        s.push_str(&render_baseline(&self.rows, opts));
         if let Some(pg) = &self.pg {
             s.push_str(&pg.render(&self.rows));
         }
@@ -1503,5 +1616,16 @@ mod tests {
         assert_eq!((opts.store, opts.pool_size, opts.ses_outage, opts.ses_rate), (Store::Postgres, 16, true, 100.0));
         assert!(opts.command().contains("--store postgres --pool-size 16 --ses-outage --ses-rate 100"));
         assert!(Options::parse(&["--store".to_owned(), "mysql".to_owned()]).is_err());
+    }
+
+    #[test]
+    fn a_baseline_must_be_a_file_and_is_in_the_command() {
+        let missing = ["--baseline".to_owned(), "/nonexistent/sesame".to_owned()];
+        assert!(Options::parse(&missing).is_err());
+        assert!(Options::parse(&["--baseline".to_owned()]).is_err());
+        let file = std::env::current_exe().unwrap().display().to_string();
+        let opts = Options::parse(&["--baseline".to_owned(), file.clone()]).unwrap();
+        assert_eq!(opts.baseline.as_deref(), Some(Path::new(&file)));
+        assert!(opts.command().ends_with(&format!(" --baseline {file}")));
     }
 }
